@@ -1,0 +1,1 @@
+"""crm365sync core: models, sync planner, engine and adapters (no Azure Functions import)."""

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+
+from sync_core.errors import SettingsError
+from sync_core.settings import load_settings
+
+VALID = {
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    "GRAPH_CLIENT_ID": "client",
+    "GRAPH_CLIENT_SECRET": "secret",
+    "TOKEN_ENCRYPTION_KEY": "A" * 43 + "=",
+    "PUBLIC_BASE_URL": "http://127.0.0.1:7071/",
+    "CRM_LAUNCH_SECRET": "x" * 32,
+}
+
+
+def test_valid_settings_load_with_defaults() -> None:
+    settings = load_settings(VALID)
+    assert settings.graph_base_url == "https://graph.microsoft.com/v1.0"
+    assert settings.public_base_url == "http://127.0.0.1:7071"
+    assert len(settings.token_key_bytes) == 32
+    assert settings.storage_name("links") == "links"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"GRAPH_CLIENT_ID": None}, "Setting GRAPH_CLIENT_ID is missing: expected the application (client) id"),
+        ({"TOKEN_ENCRYPTION_KEY": "short"}, "Setting TOKEN_ENCRYPTION_KEY is invalid"),
+        ({"PUBLIC_BASE_URL": "ftp://x"}, "Setting PUBLIC_BASE_URL is invalid (Value error, must be an http(s) URL)"),
+        ({"CRM_LAUNCH_SECRET": "short"}, "Setting CRM_LAUNCH_SECRET is invalid"),
+        ({"AzureWebJobsStorage": None}, "Setting AzureWebJobsStorage is missing"),
+        ({"IDENTITY_CA_FILE": "/nonexistent/ca.pem"}, "Setting IDENTITY_CA_FILE is invalid"),
+        ({"STORAGE_PREFIX": "Bad_Prefix"}, "Setting STORAGE_PREFIX is invalid"),
+    ],
+)
+def test_bad_setting_is_one_line_naming_it(change: dict[str, str | None], expected: str) -> None:
+    env = {**VALID, **change}
+    env = {k: v for k, v in env.items() if v is not None}
+    with pytest.raises(SettingsError) as info:
+        load_settings(env)
+    message = str(info.value)
+    assert message.startswith(expected)
+    assert "\n" not in message
+    assert "secret" not in message.lower() or "CRM_LAUNCH_SECRET" in message
