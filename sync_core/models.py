@@ -1,0 +1,206 @@
+"""Domain models shared by the planner, the engine and every adapter (pydantic, immutable)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FOLDER_NAME = "Really Simple Systems"
+DEFAULT_IMPORT_ACCOUNT = "From Office 365"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SyncMode(StrEnum):
+    TWO_WAY = "two_way"
+    CRM_TO_MICROSOFT = "crm_to_microsoft"
+    MICROSOFT_TO_CRM = "microsoft_to_crm"
+
+
+class ContactScope(StrEnum):
+    OWNED_ACCOUNTS = "owned_accounts"
+    TENANT = "tenant"
+
+
+class UserSyncSettings(Frozen):
+    """What one CRM user chose on the settings page (tasks fields are used by task sync)."""
+
+    tenant_id: str
+    user_id: str
+    mode: SyncMode = SyncMode.TWO_WAY
+    contact_scope: ContactScope = ContactScope.OWNED_ACCOUNTS
+    tasks_enabled: bool = False
+
+
+class Address(Frozen):
+    street: str = ""
+    city: str = ""
+    state: str = ""
+    postal_code: str = ""
+    country: str = ""
+
+
+class ContactFields(Frozen):
+    """The synced content of a contact in one normalised shape, whichever side it came from.
+
+    `company` is the CRM account's name (Outlook's companyName).
+    """
+
+    first_name: str = ""
+    last_name: str = ""
+    emails: tuple[str, ...] = ()
+    business_phone: str = ""
+    mobile_phone: str = ""
+    job_title: str = ""
+    company: str = ""
+    address: Address = Field(default_factory=Address)
+    notes: str = ""
+
+    def content_hash(self) -> str:
+        """Stable over dict order; what decides whether content really changed."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+class Account(Frozen):
+    id: str
+    tenant_id: str
+    name: str
+    owner_user_id: str | None = None
+    version: str = ""
+
+
+class CrmContact(Frozen):
+    """A CRM contact as the CRM stores it: it belongs to an account (not a company string)."""
+
+    id: str
+    tenant_id: str
+    account_id: str
+    first_name: str = ""
+    last_name: str = ""
+    emails: tuple[str, ...] = ()
+    business_phone: str = ""
+    mobile_phone: str = ""
+    job_title: str = ""
+    address: Address = Field(default_factory=Address)
+    notes: str = ""
+    version: str = ""  # the storage ETag: changes on every write
+    modified_at: datetime | None = None
+
+
+class MsContact(Frozen):
+    """A contact in the user's Outlook folder, parsed from Graph JSON by the mapping module."""
+
+    id: str
+    change_key: str
+    fields: ContactFields
+    parent_folder_id: str | None = None
+
+
+class FeedEntry(Frozen):
+    """One CRM change-feed row: written in the same transaction as the record it names."""
+
+    position: int
+    kind: str  # "contact" | "account" | "task"
+    record_id: str
+    deleted: bool = False
+
+
+class FeedPage(Frozen):
+    entries: tuple[FeedEntry, ...]
+    last_position: int  # the cursor to store once these entries are handled
+
+
+class MsChange(Frozen):
+    """One item of a delta round: `contact` None means removed (deleted or moved out)."""
+
+    ms_id: str
+    contact: MsContact | None = None
+    removed_reason: str | None = None
+
+
+class DeltaResult(Frozen):
+    changes: tuple[MsChange, ...]
+    delta_link: str
+    full: bool  # True when this round started without a deltaLink (initial or after expiry)
+
+
+class LinkState(StrEnum):
+    PENDING_CREATE = "pending_create"  # intent recorded; the Graph create may or may not have happened
+    LINKED = "linked"
+    MS_REMOVED = "ms_removed"  # gone from the folder in Outlook; kept in the CRM, not pushed back until edited
+
+
+class Link(Frozen):
+    """The last-synced state of one CRM record ↔ Microsoft item pair (one per user)."""
+
+    user_id: str
+    crm_id: str
+    ms_id: str | None = None
+    state: LinkState = LinkState.LINKED
+    crm_version: str = ""
+    ms_version: str = ""
+    synced: ContactFields | None = None  # content both sides agreed on at the last sync (merge base)
+    synced_hash: str = ""
+    etag: str | None = None  # storage ETag of the link row, for conditional writes
+
+
+class Cursor(Frozen):
+    user_id: str
+    folder_id: str | None = None
+    delta_link: str | None = None
+    crm_position: int = 0
+    etag: str | None = None
+
+
+class RunOutcome(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"  # finished, some records quarantined or failed
+    FAILED = "failed"
+    RECONNECT_NEEDED = "reconnect_needed"
+
+
+class SideCounts(Frozen):
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    errors: int = 0
+
+
+class RunRecord(Frozen):
+    user_id: str
+    run_id: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    outcome: RunOutcome = RunOutcome.RUNNING
+    crm: SideCounts = Field(default_factory=SideCounts)  # writes done in the CRM
+    microsoft: SideCounts = Field(default_factory=SideCounts)  # writes done in Microsoft 365
+    conflicts: int = 0
+    quarantined: int = 0
+    graph_requests: int = 0
+    log: tuple[str, ...] = ()  # conflicts, guards and errors, no personal data
+    error: str | None = None
+    lease_expires_at: datetime | None = None
+    etag: str | None = None
+
+
+class QuarantineEntry(Frozen):
+    user_id: str
+    side: str  # "crm" | "microsoft"
+    record_id: str
+    reason: str
+    first_seen: datetime
+    attempts: int = 1
+
+
+class Lease(Frozen):
+    user_id: str
+    owner: str
+    expires_at: datetime
+    etag: str
