@@ -83,9 +83,7 @@ class Core:
             return self.users.get(found.user_id)
 
     def revoke(self, user_id: str) -> None:
+        """Refresh tokens issued before now fail with invalid_grant. Issued access tokens stay valid
+        until they expire, as in Microsoft 365 (revoking sign-in sessions does not recall them)."""
         with self.lock:
             self.users[user_id].token_generation += 1
-            for key in [k for k, t in self.access_tokens.items() if t.user_id == user_id]:
-                # Revoking sign-in sessions does not kill issued access tokens in Microsoft 365 either
-                # (they live until expiry); only refresh tokens stop working.
-                _ = key
