@@ -36,6 +36,16 @@ class User:
 
 
 @dataclass
+class App:
+    """An app registration: who may sign users in, and where codes may be sent."""
+
+    client_id: str
+    client_secret: str
+    redirect_uris: tuple[str, ...]
+    display_name: str = "crm365sync"
+
+
+@dataclass
 class AccessToken:
     token: str
     user_id: str
@@ -50,6 +60,7 @@ class Core:
     clock: Clock = field(default_factory=Clock)
     users: dict[str, User] = field(default_factory=dict)
     access_tokens: dict[str, AccessToken] = field(default_factory=dict)
+    apps: dict[str, App] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     access_token_lifetime: int = 3600
 
@@ -61,6 +72,12 @@ class Core:
             user = User(str(uuid.uuid4()), display_name, user_principal_name, password or secrets.token_urlsafe(12))
             self.users[user.id] = user
             return user
+
+    def register_app(self, client_id: str, client_secret: str, redirect_uris: tuple[str, ...]) -> App:
+        with self.lock:
+            app = App(client_id, client_secret, tuple(redirect_uris))
+            self.apps[client_id] = app
+            return app
 
     def user_by_upn(self, user_principal_name: str) -> User | None:
         with self.lock:
