@@ -31,6 +31,9 @@ SETTING_HELP: dict[str, str] = {
     "CRM_LAUNCH_SECRET": "the secret shared with the CRM to sign launch links, at least 32 characters",
     "STORAGE_PREFIX": "optional lowercase letters/digits prefixed to every table and queue name",
     "SYNC_QUEUE_NAME": "the storage queue that carries per-user sync jobs",
+    "GRAPH_RATE_LIMIT": "Graph requests allowed per mailbox per window (Outlook: 10000; batch items count)",
+    "GRAPH_RATE_WINDOW_SECONDS": "the window of GRAPH_RATE_LIMIT in seconds (Outlook: 600)",
+    "GRAPH_TIMEOUT_SECONDS": "seconds before a Graph request counts as timed out",
 }
 
 
@@ -61,6 +64,11 @@ class AppSettings(BaseSettings):
     sync_queue_name: str = Field(
         default="sync-jobs", validation_alias=AliasChoices("SYNC_QUEUE_NAME"), pattern=r"^[a-z0-9][a-z0-9-]{2,40}$"
     )
+    graph_rate_limit: int = Field(default=10_000, validation_alias=AliasChoices("GRAPH_RATE_LIMIT"), ge=1)
+    graph_rate_window_seconds: float = Field(
+        default=600.0, validation_alias=AliasChoices("GRAPH_RATE_WINDOW_SECONDS"), gt=0
+    )
+    graph_timeout_seconds: float = Field(default=30.0, validation_alias=AliasChoices("GRAPH_TIMEOUT_SECONDS"), gt=0)
 
     @field_validator("graph_base_url", "identity_authority", "public_base_url")
     @classmethod

@@ -44,3 +44,27 @@ def test_bad_setting_is_one_line_naming_it(change: dict[str, str | None], expect
     assert message.startswith(expected)
     assert "\n" not in message
     assert "secret" not in message.lower() or "CRM_LAUNCH_SECRET" in message
+
+
+def test_example_local_settings_document_every_setting() -> None:
+    import json
+    from pathlib import Path
+
+    from sync_core.settings import SETTING_HELP, AppSettings
+
+    example = json.loads((Path(__file__).parent.parent / "local.settings.example.json").read_text())
+    aliases = {str(f.validation_alias.choices[0]) for f in AppSettings.model_fields.values()}  # type: ignore[union-attr]
+    assert aliases == set(SETTING_HELP)
+    assert aliases <= set(example["Values"])
+    assert example["Values"]["FUNCTIONS_WORKER_RUNTIME"] == "python"
+    assert aliases <= set(example["_comments"])
+
+
+def test_host_json_is_valid_for_core_tools() -> None:
+    import json
+    from pathlib import Path
+
+    host = json.loads((Path(__file__).parent.parent / "host.json").read_text())
+    assert host["version"] == "2.0"
+    assert host["extensionBundle"]["id"] == "Microsoft.Azure.Functions.ExtensionBundle"
+    assert host["extensions"]["queues"]["maxDequeueCount"] == 5
