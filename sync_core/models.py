@@ -6,7 +6,9 @@ import json
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 FOLDER_NAME = "Really Simple Systems"
 DEFAULT_IMPORT_ACCOUNT = "From Office 365"
@@ -27,14 +29,70 @@ class ContactScope(StrEnum):
     TENANT = "tenant"
 
 
+class TaskTarget(StrEnum):
+    TODO = "todo"
+    CALENDAR = "calendar"
+
+
+class AllDayReminder(StrEnum):
+    """When an all-day item reminds, relative to its day (at `all_day_reminder_time`)."""
+
+    OFF = "off"
+    SAME_DAY = "same_day"
+    DAY_BEFORE = "day_before"
+    WEEK_BEFORE = "week_before"
+
+
+# The reminder choices Outlook on the web offers for timed items, in minutes before the start
+# (None = don't remind). Kept in this one place; anything else is refused.
+TIMED_REMINDER_CHOICES: dict[int | None, str] = {
+    None: "Don't remind me",
+    0: "At time of event",
+    5: "5 minutes before",
+    15: "15 minutes before",
+    30: "30 minutes before",
+    60: "1 hour before",
+    120: "2 hours before",
+    720: "12 hours before",
+    1440: "1 day before",
+    10080: "1 week before",
+}
+
+
 class UserSyncSettings(Frozen):
-    """What one CRM user chose on the settings page (tasks fields are used by task sync)."""
+    """What one CRM user chose on the settings page."""
 
     tenant_id: str
     user_id: str
     mode: SyncMode = SyncMode.TWO_WAY
     contact_scope: ContactScope = ContactScope.OWNED_ACCOUNTS
     tasks_enabled: bool = False
+    task_target: TaskTarget = TaskTarget.TODO
+    all_day_reminder: AllDayReminder = AllDayReminder.OFF
+    all_day_reminder_time: str = Field(default="09:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    timed_reminder_minutes: int | None = 15
+    task_import_account: str = Field(default=DEFAULT_IMPORT_ACCOUNT, min_length=1, max_length=255)
+    time_zone: str = "UTC"  # IANA name of the user's time zone
+    event_duration_minutes: int = Field(default=30, ge=5, le=24 * 60)
+    calendar_window_past_days: int = Field(default=30, ge=0, le=365)
+    calendar_window_future_days: int = Field(default=365, ge=1, le=730)
+
+    @field_validator("timed_reminder_minutes")
+    @classmethod
+    def _outlook_choice(cls, value: int | None) -> int | None:
+        if value not in TIMED_REMINDER_CHOICES:
+            choices = ", ".join(TIMED_REMINDER_CHOICES.values())
+            raise ValueError(f"choose one of Outlook's reminders: {choices}")
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
 
 
 class Address(Frozen):
