@@ -1,0 +1,340 @@
+"""The CRM kept in Table Storage (the default CrmPort adapter).
+
+One partition per tenant holds everything of that tenant, so that every write of a record is a
+single entity group transaction together with its change-feed entry:
+
+    feedcounter                               Position of the last feed entry (Int64)
+    feed_{position:020d}                      Kind, RecordId, Deleted
+    acct_{account_id}                         an account
+    acctname_{normalised name}_{account_id}   name index row (find_accounts_by_name is a prefix query)
+    contact_{contact_id}                      a contact (its ETag is the contact's `version`)
+    email_{account_id}_{email}_{contact_id}   email index row (find_contacts_by_email is a prefix query)
+
+A write is [counter If-Match, insert feed row, the record's own operations, its index rows] in
+one transaction. The counter goes first so that a writer who lost the race for a position is told
+so by operation 0, re-reads the counter and retries; feed positions are therefore contiguous and a
+position is visible only together with the record write it describes. No change can be lost if
+the process dies between two writes, because there is no "between": it is one write.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+import unicodedata
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from azure.data.tables import TableServiceClient
+
+from sync_core.adapters.tables import (
+    Entity,
+    NameFunction,
+    Op,
+    RequestCounter,
+    Table,
+    as_int,
+    connect,
+    etag_of,
+    failed_op_index,
+    from_iso,
+    int64,
+    iso,
+    key_part,
+)
+from sync_core.errors import (
+    AlreadyExistsError,
+    ConcurrencyError,
+    InvalidRecordError,
+    NotFoundError,
+)
+from sync_core.models import Account, Address, CrmContact, FeedEntry, FeedPage
+from sync_core.settings import AppSettings
+
+TABLE = "crmrecords"
+COUNTER_ROW = "feedcounter"
+FEED_PREFIX = "feed_"
+ACCOUNT_PREFIX = "acct_"
+ACCOUNT_NAME_PREFIX = "acctname_"
+CONTACT_PREFIX = "contact_"
+EMAIL_PREFIX = "email_"
+# Racing writers each retry after losing a position; bounded so a stuck counter surfaces as an error.
+MAX_FEED_ATTEMPTS = 60
+# Keeps a contact's transaction (3 fixed operations + index rows) well inside the 100 limit.
+MAX_EMAILS = 40
+
+
+def normalise_account_key(name: str) -> str:
+    """Account names compare case-, whitespace- and punctuation-insensitively: keep only letters
+    and digits, casefolded (NFKC first, so full-width and composed forms compare equal)."""
+    return "".join(ch for ch in unicodedata.normalize("NFKC", name).casefold() if ch.isalnum())
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().casefold()
+
+
+def _identity(base: str) -> str:
+    return base
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# ---- keys -------------------------------------------------------------------------------------
+
+def feed_row(position: int) -> str:
+    return f"{FEED_PREFIX}{position:020d}"
+
+
+def account_row(account_id: str) -> str:
+    return f"{ACCOUNT_PREFIX}{key_part(account_id)}"
+
+
+def account_name_prefix(name: str) -> str:
+    return f"{ACCOUNT_NAME_PREFIX}{key_part(normalise_account_key(name))}_"
+
+
+def account_name_row(name: str, account_id: str) -> str:
+    return account_name_prefix(name) + key_part(account_id)
+
+
+def contact_row(contact_id: str) -> str:
+    return f"{CONTACT_PREFIX}{key_part(contact_id)}"
+
+
+def email_prefix(account_id: str, email: str) -> str:
+    return f"{EMAIL_PREFIX}{key_part(account_id)}_{key_part(normalise_email(email))}_"
+
+
+def email_rows(contact: CrmContact) -> set[str]:
+    emails = {normalise_email(e) for e in contact.emails if e.strip()}
+    return {email_prefix(contact.account_id, e) + key_part(contact.id) for e in emails}
+
+
+# ---- entity <-> model -------------------------------------------------------------------------
+
+def account_to_entity(account: Account) -> Entity:
+    return {
+        "PartitionKey": account.tenant_id,
+        "RowKey": account_row(account.id),
+        "Id": account.id,
+        "Name": account.name,
+        "OwnerUserId": account.owner_user_id or "",
+    }
+
+
+def account_from_entity(entity: Mapping[str, Any]) -> Account:
+    return Account(
+        id=entity["Id"],
+        tenant_id=entity["PartitionKey"],
+        name=entity["Name"],
+        owner_user_id=entity.get("OwnerUserId") or None,
+        version=etag_of(entity),
+    )
+
+
+def contact_to_entity(contact: CrmContact) -> Entity:
+    return {
+        "PartitionKey": contact.tenant_id,
+        "RowKey": contact_row(contact.id),
+        "Id": contact.id,
+        "AccountId": contact.account_id,
+        "FirstName": contact.first_name,
+        "LastName": contact.last_name,
+        "Emails": json.dumps(list(contact.emails)),
+        "BusinessPhone": contact.business_phone,
+        "MobilePhone": contact.mobile_phone,
+        "JobTitle": contact.job_title,
+        "Address": contact.address.model_dump_json(),
+        "Notes": contact.notes,
+        "ModifiedAt": iso(contact.modified_at),
+    }
+
+
+def contact_from_entity(entity: Mapping[str, Any]) -> CrmContact:
+    return CrmContact(
+        id=entity["Id"],
+        tenant_id=entity["PartitionKey"],
+        account_id=entity["AccountId"],
+        first_name=entity.get("FirstName", ""),
+        last_name=entity.get("LastName", ""),
+        emails=tuple(json.loads(entity.get("Emails") or "[]")),
+        business_phone=entity.get("BusinessPhone", ""),
+        mobile_phone=entity.get("MobilePhone", ""),
+        job_title=entity.get("JobTitle", ""),
+        address=Address.model_validate_json(entity.get("Address") or "{}"),
+        notes=entity.get("Notes", ""),
+        version=etag_of(entity),
+        modified_at=from_iso(entity.get("ModifiedAt")),
+    )
+
+
+def feed_to_entity(tenant_id: str, entry: FeedEntry) -> Entity:
+    return {
+        "PartitionKey": tenant_id,
+        "RowKey": feed_row(entry.position),
+        "Position": int64(entry.position),
+        "Kind": entry.kind,
+        "RecordId": entry.record_id,
+        "Deleted": entry.deleted,
+    }
+
+
+def feed_from_entity(entity: Mapping[str, Any]) -> FeedEntry:
+    return FeedEntry(
+        position=as_int(entity["Position"]),
+        kind=entity["Kind"],
+        record_id=entity["RecordId"],
+        deleted=bool(entity.get("Deleted", False)),
+    )
+
+
+def _index_entity(tenant_id: str, row_key: str, **values: str) -> Entity:
+    return {"PartitionKey": tenant_id, "RowKey": row_key, **values}
+
+
+class TableCrm:
+    """CrmPort on Table Storage; see the module docstring for the layout."""
+
+    def __init__(
+        self,
+        service: TableServiceClient | str,
+        name: NameFunction = _identity,
+        *,
+        counter: RequestCounter | None = None,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.counter = counter or RequestCounter()
+        self._table = Table(connect(service), name(TABLE), self.counter)
+        self._clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: AppSettings, counter: RequestCounter | None = None) -> TableCrm:
+        return cls(settings.storage_connection_string, settings.storage_name, counter=counter)
+
+    # ---- the change feed --------------------------------------------------------------------
+
+    def read_changes(self, tenant_id: str, after: int, limit: int = 1000) -> FeedPage:
+        """Feed entries with position > after, oldest first, at most `limit`: one range query."""
+        rows = self._table.query_prefix(tenant_id, FEED_PREFIX, after=feed_row(after), max_items=limit)
+        entries = tuple(feed_from_entity(row) for row in rows)
+        return FeedPage(entries=entries, last_position=entries[-1].position if entries else after)
+
+    def _commit_with_feed(
+        self, tenant_id: str, kind: str, record_id: str, deleted: bool, record_ops: Sequence[Op]
+    ) -> list[str | None]:
+        """Commit `record_ops` with the next feed entry in one transaction; the ETags of record_ops."""
+        for attempt in range(MAX_FEED_ATTEMPTS):
+            counter = self._table.get(tenant_id, COUNTER_ROW)
+            position = (as_int(counter["Position"]) if counter is not None else 0) + 1
+            counter_entity = {"PartitionKey": tenant_id, "RowKey": COUNTER_ROW, "Position": int64(position)}
+            counter_op = (Op("replace", counter_entity, etag_of(counter)) if counter is not None
+                          else Op("create", counter_entity))
+            entry = FeedEntry(position=position, kind=kind, record_id=record_id, deleted=deleted)
+            ops = [counter_op, Op("create", feed_to_entity(tenant_id, entry)), *record_ops]
+            try:
+                return self._table.transact(ops)[2:]
+            except (ConcurrencyError, AlreadyExistsError) as exc:
+                if failed_op_index(exc) != 0:
+                    raise  # the record's own condition failed, not the race for a position
+            # Another writer took this position: back off a little (jittered) and try the next one.
+            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise ConcurrencyError(f"feed counter of the tenant stayed contended for {MAX_FEED_ATTEMPTS} attempts")
+
+    # ---- accounts ---------------------------------------------------------------------------
+
+    def get_accounts(self, tenant_id: str, ids: Iterable[str]) -> dict[str, Account]:
+        found = self._table.get_many(tenant_id, (account_row(i) for i in ids))
+        accounts = (account_from_entity(e) for e in found.values())
+        return {a.id: a for a in accounts}
+
+    def find_accounts_by_name(self, tenant_id: str, name: str) -> list[Account]:
+        """Accounts whose name normalises like `name`, sorted by id (a deterministic order)."""
+        rows = self._table.query_prefix(tenant_id, account_name_prefix(name))
+        ids = [row["AccountId"] for row in rows]
+        return sorted(self.get_accounts(tenant_id, ids).values(), key=lambda a: a.id)
+
+    def list_accounts(self, tenant_id: str) -> list[Account]:
+        rows = self._table.query_prefix(tenant_id, ACCOUNT_PREFIX)
+        return sorted((account_from_entity(row) for row in rows), key=lambda a: a.id)
+
+    def create_account(self, tenant_id: str, name: str, owner_user_id: str | None) -> Account:
+        account = Account(id=uuid.uuid4().hex, tenant_id=tenant_id, name=name, owner_user_id=owner_user_id)
+        index = _index_entity(tenant_id, account_name_row(name, account.id), AccountId=account.id)
+        etags = self._commit_with_feed(
+            tenant_id, "account", account.id, False,
+            [Op("create", account_to_entity(account)), Op("create", index)],
+        )
+        return account.model_copy(update={"version": etags[0]})
+
+    def _require_account(self, tenant_id: str, account_id: str) -> None:
+        if self._table.get(tenant_id, account_row(account_id)) is None:
+            raise NotFoundError("the contact's account does not exist")
+
+    # ---- contacts ---------------------------------------------------------------------------
+
+    def get_contacts(self, tenant_id: str, ids: Iterable[str]) -> dict[str, CrmContact]:
+        found = self._table.get_many(tenant_id, (contact_row(i) for i in ids))
+        contacts = (contact_from_entity(e) for e in found.values())
+        return {c.id: c for c in contacts}
+
+    def list_contacts(self, tenant_id: str, account_id: str | None = None, limit: int = 200) -> list[CrmContact]:
+        """Contacts sorted by id, at most `limit`, optionally of one account (for screens/previews)."""
+        extra, params = ("", {}) if account_id is None else (" and AccountId eq @acct", {"acct": account_id})
+        rows = self._table.query_prefix(tenant_id, CONTACT_PREFIX, max_items=limit,
+                                        extra_filter=extra, extra_parameters=params)
+        return sorted((contact_from_entity(row) for row in rows), key=lambda c: c.id)
+
+    def find_contacts_by_email(self, tenant_id: str, account_id: str, email: str) -> list[CrmContact]:
+        """Contacts of the account holding `email` (case-insensitive), sorted by id."""
+        if not email.strip():
+            return []
+        rows = self._table.query_prefix(tenant_id, email_prefix(account_id, email))
+        ids = [row["ContactId"] for row in rows]
+        return sorted(self.get_contacts(tenant_id, ids).values(), key=lambda c: c.id)
+
+    def _email_ops(self, tenant_id: str, contact_id: str, old: set[str], new: set[str]) -> list[Op]:
+        if len(new) > MAX_EMAILS:
+            raise InvalidRecordError(f"a contact may hold at most {MAX_EMAILS} email addresses")
+        removed = [Op("delete", _index_entity(tenant_id, row)) for row in sorted(old - new)]
+        added = [Op("upsert", _index_entity(tenant_id, row, ContactId=contact_id)) for row in sorted(new - old)]
+        return removed + added
+
+    def create_contact(self, contact: CrmContact) -> CrmContact:
+        """Insert `contact` (an empty id gets a new one); AlreadyExistsError when the id is taken."""
+        stored = contact.model_copy(update={"id": contact.id or uuid.uuid4().hex, "modified_at": self._clock()})
+        self._require_account(stored.tenant_id, stored.account_id)
+        ops = [Op("create", contact_to_entity(stored)),
+               *self._email_ops(stored.tenant_id, stored.id, set(), email_rows(stored))]
+        etags = self._commit_with_feed(stored.tenant_id, "contact", stored.id, False, ops)
+        return stored.model_copy(update={"version": etags[0]})
+
+    def update_contact(self, contact: CrmContact) -> CrmContact:
+        """Replace the contact If-Match `contact.version`: ConcurrencyError when stale."""
+        current_entity = self._table.get(contact.tenant_id, contact_row(contact.id))
+        if current_entity is None:
+            raise NotFoundError("the contact does not exist")
+        current = contact_from_entity(current_entity)
+        if current.version != contact.version:
+            raise ConcurrencyError("the contact changed since it was read (stale version)")
+        if current.account_id != contact.account_id:
+            self._require_account(contact.tenant_id, contact.account_id)
+        stored = contact.model_copy(update={"modified_at": self._clock()})
+        ops = [Op("replace", contact_to_entity(stored), contact.version),
+               *self._email_ops(stored.tenant_id, stored.id, email_rows(current), email_rows(stored))]
+        etags = self._commit_with_feed(stored.tenant_id, "contact", stored.id, False, ops)
+        return stored.model_copy(update={"version": etags[0]})
+
+    def delete_contact(self, tenant_id: str, contact_id: str) -> None:
+        """Delete the contact and its index rows with a `deleted` feed entry; NotFoundError if absent."""
+        current_entity = self._table.get(tenant_id, contact_row(contact_id))
+        if current_entity is None:
+            raise NotFoundError("the contact does not exist")
+        current = contact_from_entity(current_entity)
+        ops = [Op("delete", contact_to_entity(current), current.version),
+               *self._email_ops(tenant_id, contact_id, email_rows(current), set())]
+        self._commit_with_feed(tenant_id, "contact", contact_id, True, ops)

@@ -1,0 +1,96 @@
+"""The sync job queue: one Storage Queue message per user to sync.
+
+Messages are JSON, base64-encoded on the wire because that is what the Functions queue trigger
+expects by default (it base64-decodes every message before handing it to the function).
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from sync_core.errors import InvalidRecordError, StorageError
+
+# Storage Queues have no batch send; a few sends in flight hide the round trips.
+_SEND_WORKERS = 4
+
+
+class SyncJob(BaseModel):
+    """One queued request to sync one user."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tenant_id: str
+    user_id: str
+    reason: str = ""
+
+    def to_message(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_message(cls, text: str) -> SyncJob:
+        """Parse a message body as the queue trigger hands it over (already base64-decoded)."""
+        try:
+            return cls.model_validate_json(text)
+        except ValidationError as exc:
+            raise InvalidRecordError("the sync queue message is not a sync job") from exc
+
+
+class SyncQueue:
+    """Sends sync jobs to one queue, creating the queue on first use (once per instance)."""
+
+    def __init__(self, connection_string: str, queue_name: str) -> None:
+        self.queue_name = queue_name
+        self._client = QueueClient.from_connection_string(
+            connection_string, queue_name, message_encode_policy=TextBase64EncodePolicy(),
+            retry_total=3, retry_backoff_factor=0.4, connection_timeout=5, read_timeout=30,
+        )
+        self._created = False
+        self._lock = threading.Lock()
+
+    def _ensure_queue(self) -> None:
+        if self._created:
+            return
+        with self._lock:
+            if self._created:
+                return
+            try:
+                self._client.create_queue()
+            except ResourceExistsError:
+                self._created = True  # created earlier or by another worker: that is all we need
+            except AzureError as exc:
+                raise StorageError(f"cannot create queue {self.queue_name}: {type(exc).__name__}") from exc
+            self._created = True
+
+    def _send(self, job: SyncJob) -> None:
+        try:
+            self._client.send_message(job.to_message())
+        except AzureError as exc:
+            raise StorageError(f"cannot send to queue {self.queue_name}: {type(exc).__name__}") from exc
+
+    def enqueue_user(self, tenant_id: str, user_id: str, reason: str) -> SyncJob:
+        job = SyncJob(tenant_id=tenant_id, user_id=user_id, reason=reason)
+        self._ensure_queue()
+        self._send(job)
+        return job
+
+    def enqueue_many(self, jobs: Iterable[SyncJob]) -> int:
+        """Send one message per distinct (tenant, user), keeping the first reason; returns how many
+        were sent. A user listed twice would only be synced twice for nothing."""
+        distinct: dict[tuple[str, str], SyncJob] = {}
+        for job in jobs:
+            distinct.setdefault((job.tenant_id, job.user_id), job)
+        if not distinct:
+            return 0
+        self._ensure_queue()
+        with ThreadPoolExecutor(max_workers=min(_SEND_WORKERS, len(distinct))) as pool:
+            # list() so the first failed send raises here instead of being dropped
+            list(pool.map(self._send, distinct.values()))
+        return len(distinct)
+
+    def close(self) -> None:
+        self._client.close()
