@@ -10,6 +10,7 @@ from sync_core.adapters.connections_tables import TableConnections, TableTokens
 from sync_core.adapters.crm_tables import TableCrm
 from sync_core.adapters.graph_contacts import GraphContacts
 from sync_core.adapters.graph_session import GraphSession, Pacer
+from sync_core.adapters.queues import SyncQueue
 from sync_core.adapters.state_tables import TableStateStore
 from sync_core.adapters.tables import RequestCounter, connect
 from sync_core.adapters.tokens import MsalCredential, TokenCipher
@@ -27,6 +28,7 @@ class Services:
     connections: TableConnections
     tokens: TableTokens
     oauth: OAuthFlows
+    queue: SyncQueue
     # One pacer per mailbox for the life of the process: Outlook's ceiling is per app and mailbox.
     pacers: dict[tuple[str, str], Pacer] = field(default_factory=dict)
 
@@ -73,4 +75,5 @@ def _build(settings: AppSettings) -> Services:
         state=TableStateStore(service, name, counter=counter),
         connections=connections, tokens=tokens,
         oauth=OAuthFlows(settings, service, name, connections, tokens, counter),
+        queue=SyncQueue(settings.storage_connection_string, settings.sync_queue_name),
     )

@@ -1,0 +1,151 @@
+"""Sync jobs: enqueue (coalescing), run one user's sync under the lease, fan out on the timer.
+
+Coalescing, so a burst of webhooks and CRM edits never stacks up runs:
+- a per-user flag row says whether a job is queued and whether more work arrived meanwhile;
+- enqueue_sync sends a message only when none is queued (else it marks the user dirty);
+- a worker that finds the user's lease held marks the user dirty and finishes the message;
+- the worker holding the lease runs one more pass while the user is dirty.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from sync_core.adapters.queues import SyncJob
+from sync_core.adapters.tables import Table, etag_of, key_part
+from sync_core.bootstrap import Services
+from sync_core.connections import Connection, ConnectionStatus
+from sync_core.errors import AlreadyExistsError, ConcurrencyError, LeaseHeldError, ReconnectNeededError
+from sync_core.models import RunOutcome, RunRecord
+from sync_core.service import sync_user
+
+log = logging.getLogger("sync_core.jobs")
+
+QUEUED_FRESH_SECONDS = 600  # a "queued" mark older than this is stale (message lost): send again
+MAX_PASSES = 3
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _flags(services: Services) -> Table:
+    table = getattr(services, "_flags_table", None)
+    if table is None:
+        table = Table(services.table_service, services.settings.storage_name("syncflags"), services.counter)
+        services._flags_table = table  # type: ignore[attr-defined]
+    return table
+
+
+def _update_flags(services: Services, tenant_id: str, user_id: str, change: dict[str, Any],
+                  only_if: Any = None) -> bool:
+    """Apply `change` to the user's flag row (ETag-checked, retried on races). `only_if(row)` may
+    veto the change; returns whether it was applied."""
+    table = _flags(services)
+    pk, rk = key_part(tenant_id), key_part(user_id)
+    for _ in range(8):
+        row = table.get(pk, rk)
+        current = dict(row) if row is not None else {"PartitionKey": pk, "RowKey": rk, "queued": False,
+                                                        "queued_at": 0.0, "dirty": False}
+        if only_if is not None and not only_if(current):
+            return False
+        current.update(change)
+        try:
+            if row is None:
+                table.create(current)
+            else:
+                table.replace(current, etag_of(row))
+            return True
+        except (ConcurrencyError, AlreadyExistsError):
+            continue
+    raise ConcurrencyError(f"sync flags of user {user_id} kept changing")
+
+
+def enqueue_sync(services: Services, tenant_id: str, user_id: str, reason: str) -> bool:
+    """Ask for a sync of this user; returns False when it coalesced into a queued or running one."""
+    now = time.time()
+
+    def not_queued(row: dict[str, Any]) -> bool:
+        return not row.get("queued") or now - float(row.get("queued_at", 0.0)) > QUEUED_FRESH_SECONDS
+
+    if _update_flags(services, tenant_id, user_id, {"queued": True, "queued_at": now, "dirty": False},
+                     only_if=not_queued):
+        services.queue.enqueue_user(tenant_id, user_id, reason)
+        log.info("sync enqueued", extra={"event": "enqueue", "user": user_id, "reason": reason})
+        return True
+    _update_flags(services, tenant_id, user_id, {"dirty": True})
+    return False
+
+
+def fan_out(services: Services) -> int:
+    """Timer: one job per connected user (batched sends); makes no Graph call."""
+    now = time.time()
+    jobs = [SyncJob(tenant_id=t, user_id=u, reason="timer") for t, u in services.connections.iter_connected()]
+    sent = services.queue.enqueue_many(jobs)
+    log.info("fan-out", extra={"event": "fan_out", "users": len(jobs), "seconds": round(time.time() - now, 3)})
+    return sent
+
+
+def handle_sync_message(services: Services, body: dict[str, Any] | str) -> RunRecord | None:
+    """The queue worker: run the user's sync (sync_user holds the per-user lease), with coalesced
+    extra passes while more work arrived during the run."""
+    job = SyncJob.from_message(body if isinstance(body, str) else SyncJob.model_validate(body).to_message())
+    _update_flags(services, job.tenant_id, job.user_id, {"queued": False})
+    run: RunRecord | None = None
+    for _ in range(MAX_PASSES):
+        _update_flags(services, job.tenant_id, job.user_id, {"dirty": False})
+        try:
+            run = run_user_sync(services, job.tenant_id, job.user_id)
+        except LeaseHeldError:
+            # Someone is syncing this user now: make them do one more pass instead of waiting here.
+            _update_flags(services, job.tenant_id, job.user_id, {"dirty": True})
+            log.info("sync coalesced", extra={"event": "coalesced", "user": job.user_id})
+            return None
+        if run is None or run.outcome in (RunOutcome.RECONNECT_NEEDED, RunOutcome.FAILED):
+            break
+        row = _flags(services).get(key_part(job.tenant_id), key_part(job.user_id))
+        if not (row and row.get("dirty")):
+            break
+    return run
+
+
+def run_user_sync(services: Services, tenant_id: str, user_id: str) -> RunRecord | None:
+    """One sync of one user, recording its outcome on the connection. None when not connected."""
+    connection = services.connections.get(tenant_id, user_id)
+    if connection is None or connection.status is not ConnectionStatus.CONNECTED:
+        return None
+    session = services.graph_session_for(tenant_id, user_id)
+    try:
+        run = sync_user(connection.settings, services.crm, services.contacts_for(session), services.state,
+                        owner=OWNER)
+    except ReconnectNeededError as exc:
+        _record(services, connection, error=f"{exc} — reconnect on this page to resume syncing.",
+                status=ConnectionStatus.RECONNECT_NEEDED)
+        log.warning("reconnect needed", extra={"event": "reconnect_needed", "user": user_id})
+        return None
+    finally:
+        session.close()
+    ok = run.outcome in (RunOutcome.SUCCEEDED, RunOutcome.PARTIAL)
+    _record(services, connection, run=run, error=None if ok else (run.error or "the last sync failed; it will retry"))
+    return run
+
+
+def _record(services: Services, connection: Connection, *, run: RunRecord | None = None, error: str | None = None,
+            status: ConnectionStatus | None = None) -> None:
+    for _ in range(5):
+        update: dict[str, Any] = {"last_error": error}
+        if status is not None:
+            update["status"] = status
+        if run is not None:
+            update["last_run_id"] = run.run_id
+            if run.outcome in (RunOutcome.SUCCEEDED, RunOutcome.PARTIAL):
+                update["last_success_at"] = run.finished_at or datetime.now(UTC)
+        try:
+            services.connections.save(connection.model_copy(update=update))
+            return
+        except ConcurrencyError:
+            fresh = services.connections.get(connection.tenant_id, connection.user_id)
+            if fresh is None:
+                return  # disconnected meanwhile
+            connection = fresh
