@@ -1,0 +1,438 @@
+"""What every Graph route shares: requests and responses, Graph's error JSON, ids and change keys,
+Prefer headers, `$select`, and the OData `$filter` subset Outlook resources accept.
+
+A Graph request reaches a handler as a `GraphRequest` whether it came over HTTP or inside a `$batch`,
+so one code path serves both. Handlers raise `GraphError`; the pipeline turns it into Graph's error
+envelope (`{"error": {"code", "message", "innerError": {"date", "request-id", "client-request-id"}}}`,
+as in Microsoft's error.response.json).
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+import secrets
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+ODATA_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+ERROR_JSON = "application/json"
+
+
+class GraphError(Exception):
+    """An error Graph answers with its error envelope."""
+
+    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None,
+                 inner: Mapping[str, str] | None = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+        self.inner = dict(inner or {})
+
+
+class DropConnection(Exception):
+    """Raised to make the HTTP layer close the TCP connection without any response (fault injection)."""
+
+
+def not_found() -> GraphError:
+    return GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+
+
+def bad_request(message: str, code: str = "BadRequest") -> GraphError:
+    return GraphError(400, code, message)
+
+
+@dataclass
+class GraphRequest:
+    """One Graph call, top-level or a `$batch` step. `path` is below /v1.0, decoded, without the query."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    body: bytes = b""
+    in_batch: bool = False
+    batch_id: str | None = None
+    base_url: str = "https://graph.microsoft.com/v1.0"
+    client: tuple[str, int] | None = None
+
+    @property
+    def query_string(self) -> str:
+        return "&".join(f"{k}={v}" for k, v in self.query.items())
+
+    def json(self) -> Any:
+        if not self.body.strip():
+            raise bad_request("Empty Payload. JSON content expected.")
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            raise bad_request("Unable to read JSON request payload. Please ensure Content-Type header is set "
+                              "and payload is of valid JSON format.") from None
+
+    def json_object(self) -> dict[str, Any]:
+        payload = self.json()
+        if not isinstance(payload, dict):
+            raise bad_request("The request payload must be a JSON object.", "RequestBodyRead")
+        return payload
+
+
+@dataclass
+class GraphResponse:
+    status: int
+    body: Any = None  # JSON-able; None means no body
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def content(self) -> bytes:
+        return b"" if self.body is None else json.dumps(self.body, ensure_ascii=False).encode()
+
+
+def split_url(url: str) -> tuple[str, dict[str, str]]:
+    """A Graph URL (absolute, /v1.0-relative, or relative without a slash as JSON batching allows)
+    as its decoded path below /v1.0 and its query options."""
+    parts = urlsplit(url)
+    path = parts.path
+    if parts.scheme or parts.netloc or path.startswith(("/v1.0/", "/beta/")) or path in ("/v1.0", "/beta"):
+        path = re.sub(r"^/(v1\.0|beta)(?=/|$)", "", path)
+    if not path.startswith("/"):
+        path = "/" + path
+    return unquote(path), dict(parse_qsl(parts.query, keep_blank_values=True))
+
+
+# ---------------------------------------------------------------------------------------------- time
+
+def iso(ts: float) -> str:
+    """Graph's UTC timestamp form: 2014-10-19T23:08:24Z."""
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def inner_date(ts: float) -> str:
+    """innerError.date has no zone designator in Microsoft's examples (2020-08-18T12:51:51)."""
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def error_body(err: GraphError, request_id: str, client_request_id: str, now: float) -> dict[str, Any]:
+    inner: dict[str, str] = {"date": inner_date(now), "request-id": request_id, "client-request-id": client_request_id}
+    inner.update(err.inner)
+    return {"error": {"code": err.code, "message": err.message, "innerError": inner}}
+
+
+# ----------------------------------------------------------------------------------------- ids, keys
+
+def new_item_id() -> str:
+    """An Exchange-looking item id (URL-safe base64, so it survives a URL path segment unencoded)."""
+    return "AAMkAD" + base64.urlsafe_b64encode(secrets.token_bytes(45)).decode()
+
+
+def new_folder_id() -> str:
+    return "AAMkAD" + base64.urlsafe_b64encode(secrets.token_bytes(33)).decode() + "AAA="
+
+
+def new_change_key() -> str:
+    return "EQAAABYAAAA" + base64.b64encode(secrets.token_bytes(12)).decode()
+
+
+def etag(change_key: str) -> str:
+    return f'W/"{change_key}"'
+
+
+def etag_matches(header: str, change_key: str) -> bool:
+    """If-Match accepts `*`, a weak or strong etag, or a bare change key; any listed value may match."""
+    for candidate in (c.strip() for c in header.split(",")):
+        if candidate == "*":
+            return True
+        value = candidate[2:] if candidate.startswith("W/") else candidate
+        if value.strip('"') == change_key:
+            return True
+    return False
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+# ------------------------------------------------------------------------------------------- Prefer
+
+def prefer_values(headers: Mapping[str, str]) -> dict[str, str]:
+    """All Prefer preferences (comma-separated, possibly quoted) as lower-case name → unquoted value."""
+    raw = headers.get("prefer", "")
+    found: dict[str, str] = {}
+    for part in re.findall(r'(?:[^,"]|"[^"]*")+', raw):
+        name, _, value = part.strip().partition("=")
+        if name:
+            found[name.strip().lower()] = value.strip().strip('"')
+    return found
+
+
+def wants_immutable_ids(headers: Mapping[str, str]) -> bool:
+    return prefer_values(headers).get("idtype", "").lower() == "immutableid"
+
+
+def max_page_size(headers: Mapping[str, str]) -> int | None:
+    value = prefer_values(headers).get("odata.maxpagesize")
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise bad_request(f"Invalid odata.maxpagesize preference '{value}'.")
+    return int(value)
+
+
+# ------------------------------------------------------------------------------------------- $select
+
+def parse_select(query: Mapping[str, str], known: Iterable[str], type_name: str) -> list[str] | None:
+    """`$select` as a list of property names, checked against the resource's properties
+    (Graph answers 400 for a property the type does not have)."""
+    raw = query.get("$select")
+    if raw is None or not raw.strip():
+        return None
+    by_lower = {name.lower(): name for name in known}
+    chosen: list[str] = []
+    for name in (n.strip() for n in raw.split(",")):
+        if not name:
+            continue
+        proper = by_lower.get(name.lower())
+        if proper is None:
+            raise bad_request(f"Could not find a property named '{name}' on type 'microsoft.graph.{type_name}'.",
+                              "RequestBroker--ParseUri")
+        if proper not in chosen:
+            chosen.append(proper)
+    return chosen
+
+
+def apply_select(resource: dict[str, Any], select: list[str] | None, always: Iterable[str] = ("id", "@odata.etag")) -> dict[str, Any]:
+    """Keep the selected properties; Graph always returns the id and etag of an Outlook item."""
+    if select is None:
+        return resource
+    keep = set(select) | set(always)
+    return {k: v for k, v in resource.items() if k in keep}
+
+
+def parse_top(query: Mapping[str, str], default: int, maximum: int = 1000) -> int:
+    raw = query.get("$top")
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise bad_request(f"Invalid value '{raw}' for $top query option.", "ErrorInvalidUrlQuery")
+    return min(int(raw), maximum)
+
+
+def parse_skip(query: Mapping[str, str]) -> int:
+    raw = query.get("$skip", "0")
+    if not raw.isdigit():
+        raise bad_request(f"Invalid value '{raw}' for $skip query option.", "ErrorInvalidUrlQuery")
+    return int(raw)
+
+
+# ------------------------------------------------------------------------------ extended properties
+
+_EXT_ID = re.compile(
+    r"^\s*(?P<type>[A-Za-z]+)\s+(?:(?P<guid>\{[0-9A-Fa-f-]{36}\})\s+(?P<kind>Name|Id)\s+(?P<name>.+?)|(?P<tag>0x[0-9A-Fa-f]{1,4}))\s*$")
+
+
+def canonical_extended_id(raw: str) -> str:
+    """Exchange compares property ids case-insensitively in type, GUID and the Name/Id keyword;
+    return one canonical spelling so lookups and filters agree."""
+    match = _EXT_ID.match(raw or "")
+    if not match:
+        raise bad_request(f"The extended property id '{raw}' is not valid.", "ErrorInvalidProperty")
+    ptype = match["type"][0].upper() + match["type"][1:]
+    if match["tag"]:
+        return f"{ptype} {match['tag'].lower()}"
+    return f"{ptype} {match['guid'].lower()} {match['kind'].capitalize()} {match['name']}"
+
+
+def parse_extended_properties(value: Any) -> dict[str, str]:
+    if not isinstance(value, list):
+        raise bad_request("singleValueExtendedProperties must be a collection.", "RequestBodyRead")
+    found: dict[str, str] = {}
+    for entry in value:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or "value" not in entry:
+            raise bad_request("Each singleValueExtendedProperty needs an 'id' and a 'value'.", "RequestBodyRead")
+        extra = set(entry) - {"id", "value", "@odata.type"}
+        if extra:
+            raise bad_request(f"The property '{sorted(extra)[0]}' does not exist on type "
+                              "'microsoft.graph.singleValueLegacyExtendedProperty'.", "RequestBodyRead")
+        found[canonical_extended_id(entry["id"])] = "" if entry["value"] is None else str(entry["value"])
+    return found
+
+
+# ------------------------------------------------------------------------------------------ $filter
+
+class FilterSyntaxError(ValueError):
+    pass
+
+
+_TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<punct>[(),:])"
+                    r"|(?P<word>[A-Za-z_@$][A-Za-z0-9_./@$-]*))")
+
+Record = Mapping[str, Any]
+Predicate = Callable[[Record, dict[str, Any]], bool]
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        m = _TOKEN.match(text, pos)
+        if not m:
+            raise FilterSyntaxError(f"unexpected text at {pos}: {text[pos:pos + 20]!r}")
+        kind = m.lastgroup or ""
+        out.append((kind, m.group(kind)))
+        pos = m.end()
+    return out
+
+
+class _FilterParser:
+    """Recursive descent over: or / and / not, comparisons (eq ne gt ge lt le), startswith/endswith/contains,
+    and `collection/any(x: ...)` lambdas: enough for Outlook's documented contact filters."""
+
+    def __init__(self, text: str) -> None:
+        self.toks = _tokens(text)
+        self.i = 0
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def take(self, value: str | None = None) -> tuple[str, str]:
+        tok = self.peek()
+        if tok is None or (value is not None and tok[1].lower() != value):
+            raise FilterSyntaxError(f"expected {value or 'a token'}")
+        self.i += 1
+        return tok
+
+    def parse(self) -> Predicate:
+        pred = self.or_expr()
+        if self.peek() is not None:
+            raise FilterSyntaxError(f"unexpected {self.peek()[1]!r}")  # type: ignore[index]
+        return pred
+
+    def or_expr(self) -> Predicate:
+        left = self.and_expr()
+        while (t := self.peek()) and t[0] == "word" and t[1].lower() == "or":
+            self.take()
+            right = self.and_expr()
+            left = (lambda a, b: lambda r, env: a(r, env) or b(r, env))(left, right)
+        return left
+
+    def and_expr(self) -> Predicate:
+        left = self.unary()
+        while (t := self.peek()) and t[0] == "word" and t[1].lower() == "and":
+            self.take()
+            right = self.unary()
+            left = (lambda a, b: lambda r, env: a(r, env) and b(r, env))(left, right)
+        return left
+
+    def unary(self) -> Predicate:
+        t = self.peek()
+        if t and t[0] == "word" and t[1].lower() == "not":
+            self.take()
+            inner = self.unary()
+            return lambda r, env: not inner(r, env)
+        if t and t[1] == "(":
+            self.take("(")
+            inner = self.or_expr()
+            self.take(")")
+            return inner
+        return self.comparison()
+
+    def operand(self) -> Callable[[Record, dict[str, Any]], Any]:
+        kind, text = self.take()
+        if kind == "str":
+            value = text[1:-1].replace("''", "'")
+            return lambda r, env: value
+        if kind == "num":
+            number = float(text) if "." in text else int(text)
+            return lambda r, env: number
+        if kind != "word":
+            raise FilterSyntaxError(f"unexpected {text!r}")
+        lowered = text.lower()
+        if lowered in ("null", "true", "false"):
+            constant = {"null": None, "true": True, "false": False}[lowered]
+            return lambda r, env: constant
+        if lowered in ("startswith", "endswith", "contains") and self.peek() == ("punct", "("):
+            self.take("(")
+            a = self.operand()
+            self.take(",")
+            b = self.operand()
+            self.take(")")
+            test = {"startswith": str.startswith, "endswith": str.endswith, "contains": str.__contains__}[lowered]
+
+            def call(r: Record, env: dict[str, Any]) -> bool:
+                x, y = a(r, env), b(r, env)
+                return isinstance(x, str) and isinstance(y, str) and test(x.lower(), y.lower())
+            return call
+        # a property path, maybe ending in a lambda: emailAddresses/any(a: a/address eq 'x')
+        segments = text.split("/")
+        if segments[-1].lower() in ("any", "all") and self.peek() == ("punct", "("):
+            quantifier = segments[-1].lower()
+            path = segments[:-1]
+            self.take("(")
+            var = self.take()[1]
+            self.take(":")
+            body = self.or_expr()
+            self.take(")")
+
+            def lam(r: Record, env: dict[str, Any]) -> bool:
+                coll = _resolve(r, env, path)
+                if not isinstance(coll, list):
+                    return False
+                results = (body(r, {**env, var: member}) for member in coll)
+                return any(results) if quantifier == "any" else all(results)
+            return lam
+        return lambda r, env: _resolve(r, env, segments)
+
+    def comparison(self) -> Predicate:
+        left = self.operand()
+        t = self.peek()
+        if t is None or t[0] != "word" or t[1].lower() not in ("eq", "ne", "gt", "ge", "lt", "le"):
+            return lambda r, env: bool(left(r, env))
+        op = self.take()[1].lower()
+        right = self.operand()
+
+        def compare(r: Record, env: dict[str, Any]) -> bool:
+            a, b = left(r, env), right(r, env)
+            if isinstance(a, str) and isinstance(b, str):
+                a, b = a.lower(), b.lower()  # Exchange string comparisons ignore case
+            if op == "eq":
+                return bool(a == b)
+            if op == "ne":
+                return bool(a != b)
+            if a is None or b is None:
+                return False
+            try:
+                return bool({"gt": a > b, "ge": a >= b, "lt": a < b, "le": a <= b}[op])
+            except TypeError:
+                return False
+        return compare
+
+
+def _resolve(record: Record, env: dict[str, Any], path: list[str]) -> Any:
+    head, rest = path[0], path[1:]
+    value: Any = env[head] if head in env else _get_ci(record, head)
+    for segment in rest:
+        value = _get_ci(value, segment) if isinstance(value, Mapping) else None
+    return value
+
+
+def _get_ci(record: Any, name: str) -> Any:
+    if not isinstance(record, Mapping):
+        return None
+    if name in record:
+        return record[name]
+    lowered = name.lower()
+    return next((v for k, v in record.items() if k.lower() == lowered), None)
+
+
+def compile_filter(text: str) -> Predicate:
+    """A predicate over a resource dict; raise GraphError 400 for what we cannot parse."""
+    try:
+        return _FilterParser(text).parse()
+    except FilterSyntaxError as exc:
+        raise bad_request(f"Invalid filter clause: {exc}", "ErrorInvalidUrlQueryFilter") from None
