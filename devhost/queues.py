@@ -16,7 +16,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import azure.functions as func
+from azure.functions.queue import QueueMessage as TriggerMessage
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueMessage
 
@@ -137,12 +137,12 @@ class QueueListener:
             log.error("Queue '%s': message %s: %s", self.function.queue_name, message.id, exc)
             self._failed(message, count)
             return
-        trigger = func.QueueMessage(
-            id=message.id, body=body, dequeue_count=count, expiration_time=message.expires_on,
-            insertion_time=message.inserted_on, time_next_visible=message.next_visible_on,
-            pop_receipt=message.pop_receipt,
-        )
         try:
+            trigger = TriggerMessage(
+                id=message.id, body=body, dequeue_count=count, expiration_time=message.expires_on,
+                insertion_time=message.inserted_on, time_next_visible=message.next_visible_on,
+                pop_receipt=message.pop_receipt,
+            )
             self.function.invoker.call(trigger, f"New queue message detected on '{self.function.queue_name}'.",
                                        retry_count=count - 1)
         except Exception:

@@ -216,6 +216,6 @@ class RouteTemplate:
             if part == "" or not all(check(part) for check in segment.checks):
                 return None
             values[segment.name or ""] = part
-        if len(parts) != len(self.segments):
+        if len(parts) > len(self.segments):
             return None
         return values

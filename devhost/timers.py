@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
-import azure.functions as func
+from azure.functions.timer import TimerRequest
 
 from devhost.catalog import TimerFunction
 
@@ -48,7 +48,7 @@ class TimerRunner:
     def _fire(self, due: datetime | None, past_due: bool, reason: str) -> None:
         fired = self.clock()
         upcoming = self.timer.schedule.next_after(max(fired, due) if due else fired)
-        request = func.TimerRequest(
+        request = TimerRequest(
             past_due=past_due,
             schedule_status={"Last": _iso(self.last_fired), "Next": _iso(upcoming), "LastUpdated": _iso(fired)},
             schedule={"AdjustForDST": True},
