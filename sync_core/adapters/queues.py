@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from azure.core.exceptions import AzureError, ResourceExistsError
-from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+from azure.storage.queue import ExponentialRetry, QueueClient, TextBase64EncodePolicy
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sync_core.errors import InvalidRecordError, StorageError
@@ -43,11 +43,13 @@ class SyncJob(BaseModel):
 class SyncQueue:
     """Sends sync jobs to one queue, creating the queue on first use (once per instance)."""
 
-    def __init__(self, connection_string: str, queue_name: str) -> None:
+    def __init__(self, connection_string: str, queue_name: str, *, retries: int = 3) -> None:
         self.queue_name = queue_name
+        # The SDK's default backoff starts at 15 s; a sync trigger should fail within seconds.
+        retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=retries, random_jitter_range=1)
         self._client = QueueClient.from_connection_string(
             connection_string, queue_name, message_encode_policy=TextBase64EncodePolicy(),
-            retry_total=3, retry_backoff_factor=0.4, connection_timeout=5, read_timeout=30,
+            retry_policy=retry, connection_timeout=5, read_timeout=30,
         )
         self._created = False
         self._lock = threading.Lock()

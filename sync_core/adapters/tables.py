@@ -311,11 +311,11 @@ class Table:
                 select=list(select) if select else None,
             ).by_page()
             while True:
-                self.counter.add("read")
                 try:
-                    page = next(pages)
+                    page = next(pages)  # a request only while the service returned a continuation
                 except StopIteration:
                     return
+                self.counter.add("read")
                 for entity in page:
                     yield entity
                     yielded += 1
