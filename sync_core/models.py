@@ -175,11 +175,16 @@ class FeedPage(Frozen):
 
 
 class MsChange(Frozen):
-    """One item of a delta round: `contact` None means removed (deleted or moved out)."""
+    """One item of a delta round: `contact` None means removed (deleted or moved out).
+
+    An item the mapping cannot parse comes with `invalid_reason` set (and no contact): it is quarantined,
+    never taken for a removal.
+    """
 
     ms_id: str
     contact: MsContact | None = None
     removed_reason: str | None = None
+    invalid_reason: str | None = None
 
 
 class DeltaResult(Frozen):
