@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import random
 import time
-import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -29,6 +28,7 @@ from typing import Any
 
 from azure.data.tables import TableServiceClient
 
+from sync_core.accounts import normalise_company
 from sync_core.adapters.tables import (
     Entity,
     NameFunction,
@@ -66,12 +66,6 @@ MAX_FEED_ATTEMPTS = 60
 MAX_EMAILS = 40
 
 
-def normalise_account_key(name: str) -> str:
-    """Account names compare case-, whitespace- and punctuation-insensitively: keep only letters
-    and digits, casefolded (NFKC first, so full-width and composed forms compare equal)."""
-    return "".join(ch for ch in unicodedata.normalize("NFKC", name).casefold() if ch.isalnum())
-
-
 def normalise_email(email: str) -> str:
     return email.strip().casefold()
 
@@ -95,7 +89,7 @@ def account_row(account_id: str) -> str:
 
 
 def account_name_prefix(name: str) -> str:
-    return f"{ACCOUNT_NAME_PREFIX}{key_part(normalise_account_key(name))}_"
+    return f"{ACCOUNT_NAME_PREFIX}{key_part(normalise_company(name))}_"
 
 
 def account_name_row(name: str, account_id: str) -> str:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from devhost.azurite import connection_string
 from devhost.procs import free_port
-from sync_core.adapters.crm_tables import TableCrm, normalise_account_key
+from sync_core.adapters.crm_tables import TableCrm
 from sync_core.adapters.state_tables import TableStateStore
 from sync_core.adapters.tables import key_part, prefix_upper_bound, unescape_key_part
 from sync_core.errors import StorageError
@@ -34,12 +34,6 @@ def test_prefix_upper_bound_covers_exactly_the_prefix(prefix: str, rest: str) ->
 
 def test_key_part_keeps_plain_ids_readable() -> None:
     assert key_part("3f2a" + string.ascii_letters + "@.-+") == "3f2a" + string.ascii_letters + "@.-+"
-
-
-def test_account_key_normalisation() -> None:
-    assert normalise_account_key(" Acme, Inc. ") == normalise_account_key("ACME inc") == "acmeinc"
-    assert normalise_account_key("Ｍüller GmbH") == normalise_account_key("müller-gmbh")
-    assert normalise_account_key("") == normalise_account_key(" ,. ") == ""
 
 
 def test_unreachable_storage_raises_storage_error() -> None:
