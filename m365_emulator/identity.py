@@ -48,6 +48,8 @@ SESSION_COOKIE = "ESTSAUTH"
 RESPONSE_MODES = ("query", "fragment", "form_post")
 PENDING_LIFETIME = 3600  # how long a sign-in page stays usable
 NO_STORE = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
+# The sign-in pages must not be framed by another site (clickjacking), as at login.microsoftonline.com.
+PAGE_HEADERS = {**NO_STORE, "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 # RFC 7636: an S256 challenge is a base64url SHA-256 digest; a plain one is the 43-128 character verifier.
 _CHALLENGE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 
@@ -121,7 +123,7 @@ class IdentityPlatform:
                         base_url=self._base(request))
         html = pages.error_page(message=err.message, trace_id=str(body["trace_id"]),
                                 correlation_id=str(body["correlation_id"]), timestamp=str(body["timestamp"]))
-        return HTMLResponse(html, status_code=400, headers=NO_STORE)
+        return HTMLResponse(html, status_code=400, headers=PAGE_HEADERS)
 
     # ----- discovery -------------------------------------------------------------------------------
 
@@ -204,7 +206,7 @@ class IdentityPlatform:
         self._remember(pending)
         return HTMLResponse(pages.sign_in_page(action=f"{self._base(request)}/{tenant}/login", flow=pending.id,
                                                app_name=app.display_name, login=pending.login_hint),
-                            headers=NO_STORE)
+                            headers=PAGE_HEADERS)
 
     def _app(self, client_id: str | None, tenant: str) -> App:
         if not client_id:
@@ -262,7 +264,7 @@ class IdentityPlatform:
             return HTMLResponse(pages.consent_page(
                 action=f"{self._base(request)}/{pending.tenant}/consent", flow=pending.id,
                 app_name=pending.app.display_name, account=user.user_principal_name,
-                items=[(item, describe(item)) for item in items]), headers=NO_STORE)
+                items=[(item, describe(item)) for item in items]), headers=PAGE_HEADERS)
         return self._send_code(pending, session)
 
     def _send_code(self, pending: PendingSignIn, session: BrowserSession | None) -> Response:
@@ -292,7 +294,7 @@ class IdentityPlatform:
     @staticmethod
     def _respond(redirect_uri: str, response_mode: str, fields: dict[str, str]) -> Response:
         if response_mode == "form_post":
-            return HTMLResponse(pages.form_post_page(redirect_uri=redirect_uri, fields=fields), headers=NO_STORE)
+            return HTMLResponse(pages.form_post_page(redirect_uri=redirect_uri, fields=fields), headers=PAGE_HEADERS)
         if response_mode == "fragment":
             return RedirectResponse(f"{redirect_uri}#{urlencode(fields)}", status_code=302, headers=NO_STORE)
         joiner = "&" if "?" in redirect_uri else "?"
@@ -320,7 +322,7 @@ class IdentityPlatform:
             return response
         return HTMLResponse(pages.sign_in_page(action=f"{self._base(request)}/{pending.tenant}/login",
                                                flow=pending.id, app_name=pending.app.display_name, login=login,
-                                               error=error), headers=NO_STORE)
+                                               error=error), headers=PAGE_HEADERS)
 
     async def consent(self, request: Request) -> Response:
         form = await request.form()
@@ -451,9 +453,9 @@ class IdentityPlatform:
         user = self._current_user(code.user_id, code.token_generation, code.issued_at)
         granted = parse_scopes(code.scope, app.client_id)
         requested = parse_scopes(form["scope"], app.client_id) if form.get("scope") else granted
-        return self._token_response(request, app, user, requested, oidc=granted.oidc | requested.oidc,
-                                    nonce=code.nonce, form=form,
-                                    with_refresh_token="offline_access" in granted.oidc | requested.oidc)
+        oidc = granted.oidc | requested.oidc
+        return self._token_response(request, app, user, requested, oidc=oidc, nonce=code.nonce, form=form,
+                                    with_refresh_token="offline_access" in oidc)
 
     def _redeem_refresh_token(self, request: Request, app: App, form: dict[str, str]) -> dict[str, Any]:
         value = form.get("refresh_token")
