@@ -121,6 +121,7 @@ class GraphSession:
         self.max_retries = max_retries
         self.requests_sent = 0
         self.retries = 0
+        self.credential = credential
         self._loop = asyncio.new_event_loop()
         host = httpx.URL(self.base_url).host
         auth = AzureIdentityAuthenticationProvider(credential, scopes=[GRAPH_SCOPE], allowed_hosts=[host])
@@ -141,9 +142,11 @@ class GraphSession:
     def request(self, method: str, url: str, body: dict[str, Any] | None = None, *,
                 headers: dict[str, str] | None = None, retry: bool = True) -> Any:
         """Send one request and return its parsed JSON (None for 204). Retries 429/503/504 and
-        transport errors after Retry-After (or backoff) when `retry` is true; never for POSTs
-        whose outcome is unknown."""
+        transport errors after Retry-After (or backoff) when `retry` is true; never a POST whose
+        outcome is unknown. A rejected access token is renewed once (MSAL judges expiry by its own
+        clock, so a token the server already considers dead can still look valid)."""
         attempt = 0
+        reauthenticated = False
         while True:
             self.pacer.acquire(1)
             try:
@@ -156,6 +159,13 @@ class GraphSession:
                 if not retry or attempt >= self.max_retries or method == "POST":
                     raise
                 time.sleep(min(8.0, 0.25 * 2 ** attempt))
+            except MicrosoftError as exc:
+                invalidate = getattr(self.credential, "invalidate", None)
+                if exc.status != 401 or reauthenticated or invalidate is None:
+                    raise
+                invalidate()
+                reauthenticated = True
+                continue
             attempt += 1
             self.retries += 1
 

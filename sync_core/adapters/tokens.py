@@ -97,6 +97,12 @@ class MsalCredential:
         if serialized:
             self.cache.deserialize(serialized)
         self.app = msal_app(settings, self.cache, session)
+        self._force_refresh = False
+
+    def invalidate(self) -> None:
+        """Graph rejected the cached access token (revoked, or clocks disagree): the next
+        get_token redeems the refresh token instead of trusting MSAL's cache."""
+        self._force_refresh = True
 
     def get_token(self, *scopes: str, **_: Any) -> AccessToken:
         with self._lock:
@@ -104,7 +110,9 @@ class MsalCredential:
             if not accounts:
                 raise ReconnectNeededError("no Microsoft account is connected for this user")
             wanted = [s for s in scopes if not s.endswith("/.default")] or GRAPH_SCOPES
-            result = self.app.acquire_token_silent_with_error(wanted, account=accounts[0])
+            result = self.app.acquire_token_silent_with_error(wanted, account=accounts[0],
+                                                              force_refresh=self._force_refresh)
+            self._force_refresh = False
             self._persist()
             if not result:
                 raise ReconnectNeededError("Microsoft did not return a token; sign in again")
@@ -137,6 +145,9 @@ class StaticTokenCredential:
     def __init__(self, fetch: Callable[[], tuple[str, int]]) -> None:
         self._fetch = fetch
         self._token: AccessToken | None = None
+
+    def invalidate(self) -> None:
+        self._token = None
 
     def get_token(self, *scopes: str, **_: Any) -> AccessToken:
         if self._token is None or self._token.expires_on - 60 < time.time():
