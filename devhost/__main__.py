@@ -63,8 +63,10 @@ def _is_settings_error(exc: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", stream=sys.stderr)
-    # The Azure SDKs log every storage request at INFO; the app's own logs are what a developer wants to see.
-    logging.getLogger("azure").setLevel(logging.WARNING)
+    # HTTP client libraries log every request (URLs with their query strings) at INFO; the app's own logs are
+    # what a developer wants to see, and URLs may carry codes or keys that must not reach a log.
+    for noisy in ("azure", "httpx", "httpcore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

@@ -97,7 +97,8 @@ class DevHost:
 
     async def _serve(self) -> None:
         config = uvicorn.Config(self.http, host=self.options.host, port=self.options.port, lifespan="on",
-                                log_config=None, timeout_graceful_shutdown=self.options.shutdown_timeout)
+                                log_config=None, access_log=False,
+                                timeout_graceful_shutdown=self.options.shutdown_timeout)
         server = uvicorn.Server(config)
         serving = asyncio.create_task(server.serve())
         while not server.started and not serving.done():

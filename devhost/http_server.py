@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -76,7 +77,9 @@ def _reply_from(result: object) -> _Reply:
         result = func.HttpResponse(result)
     if not isinstance(result, func.HttpResponse):
         raise TypeError(f"an HTTP function returned {type(result).__name__}, not func.HttpResponse")
-    headers = [(name.lower().encode("latin-1"), str(value).encode("latin-1")) for name, value in result.headers.items()]
+    # The body's length is set by the host; a function's own framing headers would contradict it.
+    headers = [(name.lower().encode("latin-1"), str(value).encode("latin-1")) for name, value in result.headers.items()
+               if name.lower() not in ("content-length", "transfer-encoding")]
     if not any(name == b"content-type" for name, _ in headers):
         headers.append((b"content-type", _content_type(result).encode("latin-1")))
     return _Reply(int(result.status_code), headers, result.get_body())
@@ -99,7 +102,11 @@ class HttpHost:
         if scope["type"] != "http":
             return
         body = await self._read_body(receive)
+        started = time.monotonic()
         reply = await self._handle(scope, body)
+        # The path only: query strings can carry keys (?code=) and OAuth codes, which must never be logged.
+        log.info("%s %s -> %d (%d ms)", scope["method"], scope["path"], reply.status,
+                 (time.monotonic() - started) * 1000)
         headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else reply.body})

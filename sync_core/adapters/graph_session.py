@@ -192,6 +192,7 @@ class GraphSession:
         results: dict[str, SubResponse] = {}
         pending = list(requests)
         attempt = 0
+        reauthenticated = False
         while pending:
             chunk, pending = pending[:BATCH_LIMIT], pending[BATCH_LIMIT:]
             retry_items: list[SubRequest] = []
@@ -208,6 +209,12 @@ class GraphSession:
                     raise
                 continue
             except (TransientError, MicrosoftError) as exc:
+                invalidate = getattr(self.credential, "invalidate", None)
+                if exc.status == 401 and invalidate is not None and not reauthenticated:
+                    invalidate()  # refused before running anything: safe to send again
+                    reauthenticated = True
+                    pending = chunk + pending
+                    continue
                 if idempotent and attempt < self.max_retries:
                     attempt += 1
                     self.retries += 1

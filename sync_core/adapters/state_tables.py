@@ -64,8 +64,10 @@ CURSOR_ROW = "cursor"
 LEASE_ROW = "lease"
 CRM_PREFIX = "crm_"
 MS_PREFIX = "ms_"
-# Table Storage strings hold at most 32K UTF-16 characters; a run log beyond this is cut.
-MAX_LOG_CHARS = 30_000
+# Table Storage strings hold at most 32K UTF-16 characters: longer text is split over several
+# properties (Synced, Synced1, ...); a run log beyond one property is cut, an error message too.
+MAX_PROPERTY_CHARS = 30_000
+MAX_LOG_CHARS = MAX_PROPERTY_CHARS
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MAX_MICROS = 10**19 - 1  # inverted timestamps stay 19 digits wide for centuries
 _QUARANTINE_ATTEMPTS = 5
@@ -73,6 +75,23 @@ _QUARANTINE_ATTEMPTS = 5
 
 def _identity(base: str) -> str:
     return base
+
+
+def put_long_text(entity: Entity, name: str, text: str) -> None:
+    """Store `text` under `name`, continued in `name1`, `name2`, ... when it is too long for one."""
+    chunks = [text[i:i + MAX_PROPERTY_CHARS] for i in range(0, len(text), MAX_PROPERTY_CHARS)] or [""]
+    entity[name] = chunks[0]
+    for index, chunk in enumerate(chunks[1:], start=1):
+        entity[f"{name}{index}"] = chunk
+
+
+def get_long_text(entity: Mapping[str, Any], name: str) -> str:
+    chunks = [str(entity.get(name) or "")]
+    index = 1
+    while f"{name}{index}" in entity:
+        chunks.append(str(entity[f"{name}{index}"]))
+        index += 1
+    return "".join(chunks)
 
 
 def crm_row(crm_id: str) -> str:
@@ -108,7 +127,7 @@ class LinkToken:
 
 
 def link_to_entity(link: Link, row_key: str) -> Entity:
-    return {
+    entity: Entity = {
         "PartitionKey": link.user_id,
         "RowKey": row_key,
         "CrmId": link.crm_id,
@@ -116,15 +135,17 @@ def link_to_entity(link: Link, row_key: str) -> Entity:
         "State": link.state.value,
         "CrmVersion": link.crm_version,
         "MsVersion": link.ms_version,
-        "Synced": link.synced.model_dump_json() if link.synced is not None else "",
         "SyncedHash": link.synced_hash,
     }
+    # Long notes would not fit one property; the merge base must survive whole.
+    put_long_text(entity, "Synced", link.synced.model_dump_json() if link.synced is not None else "")
+    return entity
 
 
 def link_from_entity(entity: Mapping[str, Any]) -> Link:
     ms_id = entity.get("MsId") or None
     row = "crm" if str(entity["RowKey"]).startswith(CRM_PREFIX) else "ms"
-    synced = entity.get("Synced") or ""
+    synced = get_long_text(entity, "Synced")
     return Link(
         user_id=entity["PartitionKey"],
         crm_id=entity["CrmId"],
@@ -193,7 +214,7 @@ def run_to_entity(run: RunRecord) -> Entity:
         "Quarantined": run.quarantined,
         "GraphRequests": run.graph_requests,
         "Log": _bounded_log(run.log),
-        "Error": run.error or "",
+        "Error": (run.error or "")[:MAX_PROPERTY_CHARS],
         "LeaseExpiresAt": iso(run.lease_expires_at),
     }
 

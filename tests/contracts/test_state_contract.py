@@ -61,6 +61,15 @@ def test_link_round_trip_by_both_ids(store: StateStore, user: str) -> None:
     assert store.get_links_by_ms("another-user", [ODD_MS_ID]) == {}
 
 
+def test_long_synced_content_round_trips(store: StateStore, user: str) -> None:
+    notes = ("Meeting notes, line with ünïcödé and \"quotes\".\n" * 1500)[:70_000]
+    big = link(user, "c1", "m1", synced=ContactFields(first_name="Ada", notes=notes))
+    saved = store.save_link(big)
+    assert store.get_links_by_ms(user, ["m1"])["m1"].synced == big.synced
+    shorter = store.save_link(saved.model_copy(update={"synced": ContactFields(notes="short")}))
+    assert store.get_links_by_crm(user, ["c1"])["c1"].synced == shorter.synced
+
+
 def test_duplicate_link_insert_raises(store: StateStore, user: str) -> None:
     store.save_link(link(user, "c1", "m1"))
     with pytest.raises(AlreadyExistsError):

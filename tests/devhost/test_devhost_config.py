@@ -133,3 +133,53 @@ def test_percent_references_resolve_from_settings() -> None:
     assert resolve_references("0 */5 * * * *", {}) == "0 */5 * * * *"
     with pytest.raises(SettingsFileError, match="app setting MISSING"):
         resolve_references("%MISSING%", {})
+
+
+def test_catalog_reads_only_app_metadata_and_reports_functions_in_error() -> None:
+    import azure.functions as func
+
+    from devhost.catalog import load_catalog
+
+    bp = func.Blueprint()
+
+    @bp.route(route="open")
+    def uses_app_default(req: func.HttpRequest) -> str:
+        return "x"
+
+    @bp.timer_trigger(schedule="%NO_SUCH_SCHEDULE%", arg_name="timer")
+    def unset_schedule(timer: func.TimerRequest) -> None:
+        return None
+
+    @bp.timer_trigger(schedule="0 */5 * * *", arg_name="timer")
+    def five_fields(timer: func.TimerRequest) -> None:
+        return None
+
+    @bp.queue_trigger(arg_name="msg", queue_name="%JOBS%", connection="OtherStorage")
+    def other_connection(msg: func.QueueMessage) -> None:
+        return None
+
+    @bp.queue_trigger(arg_name="msg", queue_name="jobs", connection="MissingStorage")
+    def missing_connection(msg: func.QueueMessage) -> None:
+        return None
+
+    @bp.queue_trigger(arg_name="msg", queue_name="jobs", connection="")
+    @bp.queue_output(arg_name="out", queue_name="next", connection="")
+    def with_output(msg: func.QueueMessage, out: func.Out[str]) -> None:
+        return None
+
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ADMIN)
+    app.register_functions(bp)
+    catalog = load_catalog(app, {"JOBS": "Jobs-Queue", "AzureWebJobsOtherStorage": "conn-a",
+                                 "AzureWebJobsStorage": "conn-default"})
+    (http,) = catalog.http
+    assert (http.name, http.auth_level, http.methods) == ("uses_app_default", "admin", None)
+    (queue,) = catalog.queues
+    # Queue names are lowercased; the connection setting may carry the AzureWebJobs prefix.
+    assert (queue.queue_name, queue.connection_string) == ("jobs-queue", "conn-a")
+    assert catalog.timers == []
+    assert catalog.errors == {
+        "unset_schedule": "app setting NO_SUCH_SCHEDULE (referenced as %NO_SUCH_SCHEDULE%) is not set",
+        "five_fields": "'0 */5 * * *' must have 6 fields: second minute hour day month day-of-week (got 5)",
+        "missing_connection": "connection setting MissingStorage is not set",
+        "with_output": "devhost does not support its queue binding(s)",
+    }

@@ -69,6 +69,10 @@ def test_function_and_admin_keys(sample_host: SampleHost) -> None:
     assert host.get("/api/admin-only", params={"code": function_key}).status_code == 401
     assert host.get("/api/admin-only", params={"code": master_key}).text == "admin-level ok"
     assert host.get("/api/admin-only", headers={"x-functions-key": master_key}).status_code == 200
+    # Requests are logged by path only: keys passed as ?code= never reach the log.
+    log = host.log()
+    assert "GET /api/secret -> 401" in log and "GET /api/secret -> 200" in log
+    assert function_key not in log and master_key not in log
 
 
 def test_unhandled_exception_is_a_generic_500_logged_server_side(sample_host: SampleHost) -> None:
