@@ -247,7 +247,10 @@ class TableCrm:
         return {a.id: a for a in accounts}
 
     def find_accounts_by_name(self, tenant_id: str, name: str) -> list[Account]:
-        """Accounts whose name normalises like `name`, sorted by id (a deterministic order)."""
+        """Accounts whose name normalises like `name`, sorted by id (a deterministic order).
+        A blank name (nothing but spaces and punctuation) matches nothing."""
+        if not normalise_company(name):
+            return []
         rows = self._table.query_prefix(tenant_id, account_name_prefix(name))
         ids = [row["AccountId"] for row in rows]
         return sorted(self.get_accounts(tenant_id, ids).values(), key=lambda a: a.id)
@@ -264,6 +267,27 @@ class TableCrm:
             [Op("create", account_to_entity(account)), Op("create", index)],
         )
         return account.model_copy(update={"version": etags[0]})
+
+    def rename_account(self, tenant_id: str, account_id: str, name: str) -> Account:
+        """A CRM user renames an account: the name index moves in the same transaction."""
+        return self._write_account(tenant_id, account_id, name=name)
+
+    def set_account_owner(self, tenant_id: str, account_id: str, owner_user_id: str | None) -> Account:
+        return self._write_account(tenant_id, account_id, owner_user_id=owner_user_id)
+
+    def _write_account(self, tenant_id: str, account_id: str, **changes: str | None) -> Account:
+        entity = self._table.get(tenant_id, account_row(account_id))
+        if entity is None:
+            raise NotFoundError("the account does not exist")
+        current = account_from_entity(entity)
+        stored = current.model_copy(update=changes)
+        ops = [Op("replace", account_to_entity(stored), current.version)]
+        old_index, new_index = account_name_row(current.name, account_id), account_name_row(stored.name, account_id)
+        if old_index != new_index:
+            ops += [Op("delete", _index_entity(tenant_id, old_index)),
+                    Op("create", _index_entity(tenant_id, new_index, AccountId=account_id))]
+        etags = self._commit_with_feed(tenant_id, "account", account_id, False, ops)
+        return stored.model_copy(update={"version": etags[0]})
 
     def _require_account(self, tenant_id: str, account_id: str) -> None:
         if self._table.get(tenant_id, account_row(account_id)) is None:

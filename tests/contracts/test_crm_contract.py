@@ -60,6 +60,24 @@ def test_account_name_lookup_ignores_case_space_and_punctuation(crm: CrmPort, te
         assert [a.id for a in crm.find_accounts_by_name(tenant, query)] == [acme.id], query
     assert crm.find_accounts_by_name(tenant, "Acme Incorporated") == []
     assert crm.find_accounts_by_name("other-tenant", "Acme Inc") == []
+    crm.create_account(tenant, "...", None)
+    assert crm.find_accounts_by_name(tenant, " ,. ") == []  # blank names match nothing
+
+
+def test_account_rename_and_owner_change_are_fed_and_reindexed(crm: CrmPort, tenant: str) -> None:
+    # Not port methods (the sync never writes accounts this way) but both CRMs offer them to
+    # tests and screens acting as a CRM user, and the engine reacts to the feed entries.
+    account = crm.create_account(tenant, "Old Name Ltd", "u1")
+    after = crm.read_changes(tenant, 0).last_position
+    renamed = crm.rename_account(tenant, account.id, "New Name Ltd")  # type: ignore[attr-defined]
+    assert renamed.name == "New Name Ltd" and renamed.version != account.version
+    assert crm.find_accounts_by_name(tenant, "old name ltd") == []
+    assert crm.find_accounts_by_name(tenant, "NEW NAME LTD") == [renamed]
+    moved = crm.set_account_owner(tenant, account.id, "u2")  # type: ignore[attr-defined]
+    assert moved.owner_user_id == "u2" and moved.name == "New Name Ltd"
+    assert crm.get_accounts(tenant, [account.id]) == {account.id: moved}
+    changes = crm.read_changes(tenant, after).entries
+    assert [(e.kind, e.record_id) for e in changes] == [("account", account.id)] * 2
 
 
 def test_several_accounts_with_one_name_come_back_in_id_order(crm: CrmPort, tenant: str) -> None:
