@@ -1,0 +1,165 @@
+"""Remove integration: delete what the integration created in Microsoft 365, then everything it
+keeps about the user here. CRM data is never touched.
+
+In Microsoft: the change subscriptions, the Outlook contact folder "Really Simple Systems" (which
+takes its contacts with it) and the To Do list of that name. Here: the token cache, links, cursor,
+quarantine, subscription rows; the connection returns to "not connected" (keeping the user's
+settings for a later reconnect). When Microsoft cannot be reached or the sign-in is already dead,
+our side is cleaned all the same and the report names what is left in Microsoft.
+
+The user's sync lease is held throughout, so a sync cannot recreate the folder behind our back.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from sync_core.adapters.graph_session import GraphSession
+from sync_core.bootstrap import Services
+from sync_core.connections import Connection, ConnectionStatus
+from sync_core.errors import ConcurrencyError, LeaseHeldError, NotFoundError, ReconnectNeededError, SyncError
+from sync_core.models import FOLDER_NAME, Cursor, Lease, TaskTarget, UserSyncSettings
+from sync_core.subscriptions import remove_user_subscriptions
+
+log = logging.getLogger("sync_core.disconnect")
+
+LEASE_OWNER = "disconnect"
+LEASE_SECONDS = 300
+LEASE_WAIT_SECONDS = 20.0
+
+# What may be left behind in Microsoft, by code (the settings page explains each).
+FOLDER = "folder"
+TODO_LIST = "todo"
+SUBSCRIPTIONS = "subscriptions"
+LEFT_TEXT = {
+    FOLDER: f"the Outlook contact folder “{FOLDER_NAME}” and the contacts in it",
+    TODO_LIST: f"the Microsoft To Do list “{FOLDER_NAME}” and the tasks in it",
+    SUBSCRIPTIONS: "change notifications for this app (they expire by themselves within three days)",
+}
+
+
+class SyncRunning(SyncError):
+    """The user's sync is running and did not finish in time; nothing was changed."""
+
+
+@dataclass
+class DisconnectReport:
+    deleted: list[str] = field(default_factory=list)  # codes deleted in Microsoft
+    left: list[str] = field(default_factory=list)  # codes that could not be deleted in Microsoft
+    reason: str | None = None  # why not (no personal data)
+
+
+def what_will_be_deleted(settings: UserSyncSettings) -> list[str]:
+    """The warning page's list, in plain words."""
+    items = [f"The Outlook contact folder “{FOLDER_NAME}” and every contact in it."]
+    if settings.tasks_enabled and settings.task_target is TaskTarget.CALENDAR:
+        items.append("The events this integration created in your Outlook calendar.")
+    items.append(f"The Microsoft To Do list “{FOLDER_NAME}” and every task in it, if it exists.")
+    items.append("This app's change notifications and its saved sign-in to your Microsoft account.")
+    return items
+
+
+def _take_lease(services: Services, user_id: str) -> Lease:
+    deadline = time.monotonic() + LEASE_WAIT_SECONDS
+    while True:
+        try:
+            return services.state.acquire_lease(user_id, LEASE_OWNER, LEASE_SECONDS, datetime.now(UTC))
+        except LeaseHeldError:
+            if time.monotonic() >= deadline:
+                raise SyncRunning("a sync is running right now; try again in a minute") from None
+            time.sleep(0.5)
+
+
+def _save_status(services: Services, connection: Connection, **update: object) -> Connection:
+    for _ in range(5):
+        try:
+            return services.connections.save(connection.model_copy(update=update))
+        except ConcurrencyError:
+            fresh = services.connections.get(connection.tenant_id, connection.user_id)
+            if fresh is None:
+                return connection
+            connection = fresh
+    raise ConcurrencyError("the connection kept changing during disconnect")
+
+
+def _folder_ids(services: Services, session: GraphSession, user_id: str) -> list[str]:
+    known = services.state.get_cursor(user_id).folder_id
+    if known:
+        return [known]
+    # No sync recorded a folder: the one the sync would have chosen is the lowest id of that name.
+    answer = session.request("GET", "/me/contactFolders?$filter=displayName eq "
+                                    f"'{FOLDER_NAME.replace(chr(39), chr(39) * 2)}'&$select=id,displayName")
+    ids = sorted(str(f["id"]) for f in (answer or {}).get("value", [])
+                 if isinstance(f, dict) and f.get("displayName") == FOLDER_NAME and f.get("id"))
+    return ids[:1]
+
+
+def _delete(session: GraphSession, url: str) -> None:
+    try:
+        session.request("DELETE", url)
+    except NotFoundError:
+        return  # already gone
+
+
+def _delete_in_microsoft(services: Services, session: GraphSession, tenant_id: str, user_id: str,
+                         report: DisconnectReport) -> None:
+    left = remove_user_subscriptions(services, tenant_id, user_id, session)
+    (report.left if left else report.deleted).append(SUBSCRIPTIONS)
+    for folder_id in _folder_ids(services, session, user_id):
+        _delete(session, f"/me/contactFolders/{quote(folder_id, safe='')}")
+    report.deleted.append(FOLDER)
+    lists, _ = session.get_pages("/me/todo/lists")
+    for item in lists:
+        if isinstance(item, dict) and item.get("displayName") == FOLDER_NAME and item.get("id"):
+            _delete(session, f"/me/todo/lists/{quote(str(item['id']), safe='')}")
+    report.deleted.append(TODO_LIST)
+
+
+def _forget_here(services: Services, tenant_id: str, user_id: str) -> None:
+    services.tokens.delete(tenant_id, user_id)
+    remove_user_subscriptions(services, tenant_id, user_id, None)
+    for link in list(services.state.iter_links(user_id)):
+        try:
+            services.state.delete_link(link)
+        except (ConcurrencyError, NotFoundError):
+            continue  # changed or gone meanwhile; the lease makes this rare
+    cursor = services.state.get_cursor(user_id)
+    if cursor.etag is not None:
+        services.state.save_cursor(Cursor(user_id=user_id, etag=cursor.etag))
+    for entry in services.state.list_quarantine(user_id):
+        services.state.clear_quarantine(user_id, entry.side, entry.record_id)
+
+
+def disconnect_user(services: Services, tenant_id: str, user_id: str) -> DisconnectReport:
+    report = DisconnectReport()
+    connection = services.connections.get(tenant_id, user_id)
+    lease = _take_lease(services, user_id)
+    try:
+        if connection is not None:
+            # First, so no queued job starts a sync of this user any more.
+            connection = _save_status(services, connection, status=ConnectionStatus.NOT_CONNECTED)
+        session = services.graph_session_for(tenant_id, user_id)
+        try:
+            _delete_in_microsoft(services, session, tenant_id, user_id, report)
+        except SyncError as exc:
+            report.reason = ("Microsoft no longer accepts the saved sign-in" if isinstance(exc, ReconnectNeededError)
+                             else f"Microsoft could not be reached ({type(exc).__name__})")
+            report.left = [code for code in (SUBSCRIPTIONS, FOLDER, TODO_LIST) if code not in report.deleted]
+            log.warning("disconnect left items in Microsoft", extra={"event": "disconnect_partial",
+                        "user": user_id, "left": ",".join(report.left), "error": type(exc).__name__})
+        finally:
+            session.close()
+        _forget_here(services, tenant_id, user_id)
+        if connection is not None:
+            _save_status(services, connection, status=ConnectionStatus.NOT_CONNECTED, ms_account=None,
+                         ms_user_id=None, connected_at=None, last_success_at=None, last_error=None, last_run_id=None)
+    finally:
+        try:
+            services.state.release_lease(lease)
+        except ConcurrencyError:
+            log.warning("disconnect outlived its lease", extra={"event": "lease_lost", "user": user_id})
+    log.info("disconnected", extra={"event": "disconnect", "user": user_id, "left": ",".join(report.left)})
+    return report

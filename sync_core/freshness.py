@@ -1,0 +1,106 @@
+"""What keeps every user fresh without anyone pressing a button: the timer tick and the queue worker.
+
+- tick (every 5 minutes): enqueue one sync per connected user (no Graph call), renew subscriptions
+  expiring within 24 hours (and create owed ones), and drop used launch nonces that have expired.
+  Each step runs even when an earlier one failed.
+- run_job (queue trigger): the user's sync through jobs.handle_sync_message, then any subscription
+  of that user that is owed or due (one storage query; Graph only when something is owed).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from sync_core import jobs, subscriptions
+from sync_core.adapters.queues import SyncJob
+from sync_core.bootstrap import Services
+from sync_core.connections import ConnectionStatus
+from sync_core.errors import SyncError
+from sync_core.subscriptions import RENEW_WITHIN, subscription_store
+from sync_core.web.session import launch_nonces
+
+log = logging.getLogger("sync_core.freshness")
+
+MAX_MESSAGE_BYTES = 16 * 1024
+
+
+@dataclass
+class TickReport:
+    enqueued: int = 0
+    renewed: int = 0
+    created: int = 0
+    nonces_purged: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def tick(services: Services) -> TickReport:
+    report = TickReport()
+    try:
+        report.enqueued = jobs.fan_out(services)
+    except SyncError as exc:
+        report.failed.append(f"fan-out: {type(exc).__name__}")
+        log.error("timer fan-out failed", extra={"event": "fan_out_failed", "error": type(exc).__name__})
+    try:
+        renewed = subscriptions.renew_due(services)
+        report.renewed, report.created = renewed.renewed, renewed.created
+        report.failed.extend(renewed.failed)
+    except SyncError as exc:
+        report.failed.append(f"renewals: {type(exc).__name__}")
+        log.error("subscription renewal failed", extra={"event": "renew_failed", "error": type(exc).__name__})
+    try:
+        report.nonces_purged = launch_nonces(services).purge_expired()
+    except SyncError as exc:
+        report.failed.append(f"nonces: {type(exc).__name__}")
+    return report
+
+
+def parse_job(body: bytes | str) -> SyncJob | None:
+    """The queue message as a sync job, or None when it can never be one (dropped, not retried)."""
+    raw = body.encode() if isinstance(body, str) else body
+    if len(raw) > MAX_MESSAGE_BYTES:
+        return None
+    try:
+        return SyncJob.model_validate_json(raw)
+    except ValidationError:
+        return None
+
+
+def settle_subscriptions(services: Services, tenant_id: str, user_id: str) -> str:
+    """Create owed subscriptions / renew due ones of one user; what happened, in a word."""
+    records = subscription_store(services).for_user(tenant_id, user_id)
+    soon = datetime.now(UTC) + RENEW_WITHIN
+    due = [record for record in records.values() if record.owed or record.expires_at < soon]
+    connection = services.connections.get(tenant_id, user_id)
+    if connection is None or connection.status is not ConnectionStatus.CONNECTED:
+        return "not connected"
+    if not due and (not connection.settings.tasks_enabled or subscriptions.Kind.TASKS in records):
+        return "nothing due"
+    session = services.graph_session_for(tenant_id, user_id)
+    try:
+        if not due:
+            # Tasks were switched on but no task subscription is recorded yet.
+            subscriptions.subscribe_user(services, session, connection.settings)
+            return "subscribed"
+        for record in due:
+            subscriptions.refresh(services, session, record)
+        return "refreshed"
+    finally:
+        session.close()
+
+
+def run_job(services: Services, body: bytes | str) -> None:
+    job = parse_job(body)
+    if job is None:
+        log.warning("queue message dropped: not a sync job", extra={"event": "bad_message"})
+        return
+    jobs.handle_sync_message(services, job.model_dump())
+    tenant_id, user_id = job.tenant_id, job.user_id
+    try:
+        settle_subscriptions(services, tenant_id, user_id)
+    except SyncError as exc:
+        # The sync itself went through; the timer retries the subscriptions.
+        log.warning("subscriptions not settled after sync", extra={"event": "settle_failed", "user": user_id,
+                                                                     "error": type(exc).__name__})

@@ -1,0 +1,256 @@
+"""A small CRM screen for the embedded CRM: the tenant's accounts and contacts, with create, edit and
+delete forms, through the CRM port. Every write enqueues a sync at once for the users it concerns
+(the caller and the account's owner), so an edit reaches Outlook without waiting for the timer.
+"""
+from __future__ import annotations
+
+import logging
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sync_core import jobs
+from sync_core.bootstrap import Services
+from sync_core.connections import ConnectionStatus
+from sync_core.errors import ConcurrencyError, InvalidRecordError, NotFoundError
+from sync_core.models import Account, Address, CrmContact
+from sync_core.web.http import HttpError, WebRequest, WebResponse, html, redirect, with_query
+from sync_core.web.render import Banner, render
+from sync_core.web.session import csrf_for, current_caller, require_csrf
+from sync_core.web_auth import Caller
+
+log = logging.getLogger("sync_core.web")
+
+CONTACTS_PATH = "/api/crm/contacts"
+ACCOUNTS_PATH = "/api/crm/accounts"
+LIST_LIMIT = 200
+_EMAIL = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$")
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+CONTACT_LABELS = {
+    "account_id": "Account", "first_name": "First name", "last_name": "Last name",
+    "emails": "E-mail addresses (one per line)", "business_phone": "Business phone", "mobile_phone": "Mobile phone",
+    "job_title": "Job title", "street": "Street", "city": "City", "state": "State or county",
+    "postal_code": "Postal code", "country": "Country", "notes": "Notes",
+}
+CRM_FLASH = {
+    "created": "Saved. Your Microsoft 365 sync has been asked to pick it up.",
+    "updated": "Saved. Your Microsoft 365 sync has been asked to pick it up.",
+    "deleted": "Deleted. Your Microsoft 365 sync has been asked to pick it up.",
+    "account-created": "Account created.",
+}
+
+
+class ContactForm(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    account_id: str = Field(min_length=1, max_length=64)
+    first_name: str = Field(default="", max_length=255)
+    last_name: str = Field(default="", max_length=255)
+    emails: str = Field(default="", max_length=2000)
+    business_phone: str = Field(default="", max_length=64)
+    mobile_phone: str = Field(default="", max_length=64)
+    job_title: str = Field(default="", max_length=255)
+    street: str = Field(default="", max_length=1024)
+    city: str = Field(default="", max_length=255)
+    state: str = Field(default="", max_length=255)
+    postal_code: str = Field(default="", max_length=40)
+    country: str = Field(default="", max_length=255)
+    notes: str = Field(default="", max_length=4000)
+
+    @field_validator("emails")
+    @classmethod
+    def _emails(cls, value: str) -> str:
+        for email in email_list(value):
+            if not _EMAIL.match(email):
+                raise ValueError(f"{email!r} is not an e-mail address")
+        return value
+
+    def to_contact(self, tenant_id: str, contact_id: str = "", version: str = "") -> CrmContact:
+        if not (self.first_name or self.last_name or email_list(self.emails)):
+            raise ValueError("a contact needs a name or an e-mail address")
+        return CrmContact(
+            id=contact_id, tenant_id=tenant_id, account_id=self.account_id, first_name=self.first_name,
+            last_name=self.last_name, emails=tuple(email_list(self.emails)), business_phone=self.business_phone,
+            mobile_phone=self.mobile_phone, job_title=self.job_title,
+            address=Address(street=self.street, city=self.city, state=self.state, postal_code=self.postal_code,
+                             country=self.country),
+            notes=self.notes, version=version)
+
+
+def email_list(value: str) -> list[str]:
+    return [part.strip() for part in re.split(r"[\n,;]+", value) if part.strip()]
+
+
+def contact_values(contact: CrmContact) -> dict[str, str]:
+    return {"account_id": contact.account_id, "first_name": contact.first_name, "last_name": contact.last_name,
+            "emails": "\n".join(contact.emails), "business_phone": contact.business_phone,
+            "mobile_phone": contact.mobile_phone, "job_title": contact.job_title, "street": contact.address.street,
+            "city": contact.address.city, "state": contact.address.state,
+            "postal_code": contact.address.postal_code, "country": contact.address.country, "notes": contact.notes}
+
+
+def _errors(exc: ValidationError) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "form"
+        found.setdefault(name, str(error["msg"]).removeprefix("Value error, "))
+    return found
+
+
+def _contact_id(request: WebRequest) -> str:
+    contact_id = request.route.get("contact_id", "")
+    if not _ID.match(contact_id):
+        raise HttpError(404, "There is no such contact.", "Not found")
+    return contact_id
+
+
+def _notify(services: Services, caller: Caller, account: Account | None) -> None:
+    """Enqueue the sync of the caller and of the account's owner, when they are connected."""
+    users = {caller.user_id}
+    if account is not None and account.owner_user_id:
+        users.add(account.owner_user_id)
+    for user_id in sorted(users):
+        connection = services.connections.get(caller.tenant_id, user_id)
+        if connection is not None and connection.status is ConnectionStatus.CONNECTED:
+            jobs.enqueue_sync(services, caller.tenant_id, user_id, "crm-edit")
+
+
+def _page(template: str, services: Services, caller: Caller, status: int = 200, **context: object) -> WebResponse:
+    return html(render(template, csrf=csrf_for(services, caller), labels=CONTACT_LABELS, **context), status)
+
+
+def _flash(request: WebRequest) -> list[Banner]:
+    message = CRM_FLASH.get(str(request.params.get("flash", "")))
+    return [Banner("ok", message)] if message else []
+
+
+# -- accounts --------------------------------------------------------------------------------------
+
+def accounts(services: Services, request: WebRequest) -> WebResponse:
+    caller = current_caller(services, request)
+    errors: dict[str, str] = {}
+    values = {"name": "", "owned": "on"}
+    status = 200
+    if request.method == "POST":
+        form = request.form()
+        require_csrf(services, caller, form)
+        name = " ".join(form.get("name", "").split())
+        values = {"name": name, "owned": "on" if form.get("owned") else ""}
+        if not name or len(name) > 255:
+            errors["name"] = "an account needs a name of at most 255 characters"
+            status = 400
+        else:
+            account = services.crm.create_account(caller.tenant_id, name, caller.user_id if values["owned"] else None)
+            _notify(services, caller, account)
+            return redirect(with_query(ACCOUNTS_PATH, flash="account-created"))
+    listed = services.crm.list_accounts(caller.tenant_id)
+    banners = _flash(request) + ([Banner("error", "The account was not created: " + errors["name"])]
+                                 if errors else [])
+    return _page("crm_accounts.html", services, caller, status, title="CRM accounts", banners=banners,
+                 accounts=listed, me=caller.user_id, values=values, errors=errors)
+
+
+# -- contacts --------------------------------------------------------------------------------------
+
+def _contact_form_page(services: Services, caller: Caller, *, title: str, action: str, values: dict[str, str],
+                       errors: dict[str, str], contact: CrmContact | None, status: int = 200) -> WebResponse:
+    banners = ([Banner("error", "Nothing was saved:", [f"{CONTACT_LABELS.get(k, k)}: {v}" for k, v in errors.items()])]
+               if errors else [])
+    return _page("crm_contact.html", services, caller, status, title=title, banners=banners, action=action,
+                 values=values, errors=errors, contact=contact, accounts=services.crm.list_accounts(caller.tenant_id))
+
+
+def _parse(form: dict[str, str], tenant_id: str, contact_id: str = "", version: str = "") -> CrmContact:
+    try:
+        return ContactForm.model_validate(form).to_contact(tenant_id, contact_id, version)
+    except ValidationError as exc:
+        raise _Invalid(_errors(exc)) from None
+    except ValueError as exc:
+        raise _Invalid({"form": str(exc)}) from None
+
+
+class _Invalid(Exception):
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("invalid contact form")
+        self.errors = errors
+
+
+def contacts(services: Services, request: WebRequest) -> WebResponse:
+    caller = current_caller(services, request)
+    if request.method == "POST":
+        form = request.form()
+        require_csrf(services, caller, form)
+        try:
+            wanted = _parse(form, caller.tenant_id)
+            account = services.crm.get_accounts(caller.tenant_id, [wanted.account_id]).get(wanted.account_id)
+            if account is None:
+                raise _Invalid({"account_id": "choose one of the accounts listed"})
+            services.crm.create_contact(wanted)
+        except _Invalid as exc:
+            return _contact_form_page(services, caller, title="New contact", action=CONTACTS_PATH,
+                                      values=dict(form), errors=exc.errors, contact=None, status=400)
+        except InvalidRecordError as exc:
+            return _contact_form_page(services, caller, title="New contact", action=CONTACTS_PATH,
+                                      values=dict(form), errors={"form": str(exc)}, contact=None, status=400)
+        _notify(services, caller, account)
+        return redirect(with_query(CONTACTS_PATH, flash="created"))
+    listed = services.crm.list_contacts(caller.tenant_id, limit=LIST_LIMIT)
+    names = {a.id: a.name for a in services.crm.list_accounts(caller.tenant_id)}
+    return _page("crm_contacts.html", services, caller, title="CRM contacts", banners=_flash(request),
+                 contacts=listed, account_names=names, limit=LIST_LIMIT,
+                 accounts=services.crm.list_accounts(caller.tenant_id), values={}, errors={})
+
+
+def contact(services: Services, request: WebRequest) -> WebResponse:
+    caller = current_caller(services, request)
+    contact_id = _contact_id(request)
+    current = services.crm.get_contacts(caller.tenant_id, [contact_id]).get(contact_id)
+    if current is None:
+        raise HttpError(404, "There is no such contact (it may have been deleted).", "Not found")
+    action = f"{CONTACTS_PATH}/{contact_id}"
+    if request.method != "POST":
+        return _contact_form_page(services, caller, title="Edit contact", action=action,
+                                  values=contact_values(current), errors={}, contact=current)
+    form = request.form()
+    require_csrf(services, caller, form)
+    try:
+        wanted = _parse(form, caller.tenant_id, contact_id, form.get("version", ""))
+        accounts_found = services.crm.get_accounts(caller.tenant_id, {wanted.account_id, current.account_id})
+        if wanted.account_id not in accounts_found:
+            raise _Invalid({"account_id": "choose one of the accounts listed"})
+        services.crm.update_contact(wanted)
+    except _Invalid as exc:
+        return _contact_form_page(services, caller, title="Edit contact", action=action, values=dict(form),
+                                  errors=exc.errors, contact=current, status=400)
+    except ConcurrencyError:
+        raise HttpError(409, "Someone (or the sync) changed this contact while you edited it. Reload it and "
+                             "make your change again.", "The contact changed meanwhile") from None
+    except InvalidRecordError as exc:
+        return _contact_form_page(services, caller, title="Edit contact", action=action, values=dict(form),
+                                  errors={"form": str(exc)}, contact=current, status=400)
+    for account in accounts_found.values():
+        _notify(services, caller, account)
+    return redirect(with_query(CONTACTS_PATH, flash="updated"))
+
+
+def delete_contact(services: Services, request: WebRequest) -> WebResponse:
+    caller = current_caller(services, request)
+    contact_id = _contact_id(request)
+    form = request.form()
+    require_csrf(services, caller, form)
+    current = services.crm.get_contacts(caller.tenant_id, [contact_id]).get(contact_id)
+    if current is None:
+        raise HttpError(404, "There is no such contact (it may have been deleted already).", "Not found")
+    try:
+        services.crm.delete_contact(caller.tenant_id, contact_id)
+    except NotFoundError:
+        raise HttpError(404, "There is no such contact (it was deleted meanwhile).", "Not found") from None
+    account = services.crm.get_accounts(caller.tenant_id, [current.account_id]).get(current.account_id)
+    _notify(services, caller, account)
+    return redirect(with_query(CONTACTS_PATH, flash="deleted"))
+
+
+def crm_home(services: Services, request: WebRequest) -> WebResponse:
+    current_caller(services, request)
+    return redirect(CONTACTS_PATH)
