@@ -396,10 +396,11 @@ class TableStateStore:
     # ---- runs -------------------------------------------------------------------------------
 
     def save_run(self, run: RunRecord) -> RunRecord:
-        """Upsert when etag is None, else If-Match (ConcurrencyError when stale)."""
+        """Insert when etag is None (AlreadyExistsError if that run was saved before), else
+        replace If-Match (ConcurrencyError when stale)."""
         entity = run_to_entity(run)
         try:
-            etag = self._runs.upsert(entity) if run.etag is None else self._runs.replace(entity, run.etag)
+            etag = self._runs.create(entity) if run.etag is None else self._runs.replace(entity, run.etag)
         except NotFoundError as exc:
             raise ConcurrencyError("the run record was removed since it was read") from exc
         return run.model_copy(update={"etag": etag})
@@ -414,19 +415,21 @@ class TableStateStore:
     # ---- lease ------------------------------------------------------------------------------
 
     def acquire_lease(self, user_id: str, owner: str, ttl_seconds: float, now: datetime) -> Lease:
-        """Take the user's lease until now + ttl: insert, or take over one expired at `now`.
-        LeaseHeldError while another holder's lease runs, or when a racing worker wins."""
+        """Take the user's lease until now + ttl: insert, take over one expired at `now`, or renew
+        one this owner holds. LeaseHeldError while another holder's lease runs, or when a racing
+        worker wins."""
         expires_at = now + timedelta(seconds=ttl_seconds)
         entity = lease_to_entity(user_id, owner, expires_at)
         current = self._leases.get(user_id, LEASE_ROW)
         try:
             if current is None:
                 etag = self._leases.create(entity)
-            elif _is_expired(lease_from_entity(current).expires_at, now):
-                etag = self._leases.replace(entity, etag_of(current))
             else:
-                held_until = lease_from_entity(current).expires_at
-                raise LeaseHeldError(f"another worker holds this user's sync lease until {held_until.isoformat()}")
+                held = lease_from_entity(current)
+                if held.owner != owner and not _is_expired(held.expires_at, now):
+                    raise LeaseHeldError(
+                        f"another worker holds this user's sync lease until {held.expires_at.isoformat()}")
+                etag = self._leases.replace(entity, held.etag)
         except (AlreadyExistsError, ConcurrencyError, NotFoundError) as exc:
             raise LeaseHeldError("another worker took this user's sync lease at the same moment") from exc
         return Lease(user_id=user_id, owner=owner, expires_at=expires_at, etag=etag)

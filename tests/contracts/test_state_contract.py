@@ -170,6 +170,8 @@ def test_latest_runs_are_newest_first(store: StateStore, user: str) -> None:
         store.save_run(run(user, index))
     store.save_run(run("another-user", 9))
     assert [r.run_id for r in store.latest_runs(user, limit=3)] == ["run-4", "run-3", "run-2"]
+    with pytest.raises(AlreadyExistsError):  # a run is inserted once, then saved with its etag
+        store.save_run(run(user, 3))
     assert [r.run_id for r in store.latest_runs(user)] == ["run-4", "run-3", "run-2", "run-1", "run-0"]
 
 
@@ -191,7 +193,8 @@ def test_run_round_trip_and_if_match(store: StateStore, user: str) -> None:
 # ---- lease ------------------------------------------------------------------------------------
 
 def test_lease_acquire_held_expired_takeover_and_release(store: StateStore, user: str) -> None:
-    first = store.acquire_lease(user, "worker-a", 60, T0)
+    first = store.acquire_lease(user, "worker-a", 30, T0)
+    first = store.acquire_lease(user, "worker-a", 60, T0)  # the holder may renew
     assert first.owner == "worker-a" and first.expires_at == T0 + timedelta(seconds=60) and first.etag
     with pytest.raises(LeaseHeldError):
         store.acquire_lease(user, "worker-b", 60, T0 + timedelta(seconds=59))
