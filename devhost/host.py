@@ -73,7 +73,14 @@ class DevHost:
         if config.queues.max_polling_interval is not None:
             max_poll = min(max_poll, config.queues.max_polling_interval)
         self.timers = [TimerRunner(timer, stop) for timer in self.catalog.timers]
-        self.listeners = [QueueListener(queue, config.queues, stop, max_poll) for queue in self.catalog.queues]
+        self.listeners: list[QueueListener] = []
+        for queue in self.catalog.queues:
+            try:
+                self.listeners.append(QueueListener(queue, config.queues, stop, max_poll))
+            except ValueError as exc:
+                # A malformed connection string: that function is in error, the others still run.
+                self.catalog.errors[queue.name] = f"its connection string is invalid: {exc}"
+        self.catalog.queues = [q for q in self.catalog.queues if q.name not in self.catalog.errors]
         self.url = ""
 
     def _describe(self) -> None:

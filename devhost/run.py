@@ -132,13 +132,16 @@ def live_overrides(values: dict[str, str], connection_string: str, emulator: dic
     if _is_local(values.get("PUBLIC_BASE_URL", "127.0.0.1")):
         overrides["PUBLIC_BASE_URL"] = http_url
     if emulator:
-        live = {"GRAPH_BASE_URL": emulator.get("graph"), "IDENTITY_AUTHORITY": emulator.get("authority"),
-                "IDENTITY_CA_FILE": emulator.get("ca_file")}
-        defaults = {MICROSOFT_GRAPH, MICROSOFT_AUTHORITY, ""}
-        for name, value in live.items():
+        # Microsoft's public endpoints are what a first run writes when no emulator exists yet; they give way
+        # to the emulator too. Any other URL is the developer's choice and stays.
+        replaceable = {MICROSOFT_GRAPH, MICROSOFT_AUTHORITY, ""}
+        for name, key in (("GRAPH_BASE_URL", "graph"), ("IDENTITY_AUTHORITY", "authority")):
             current = values.get(name, "")
-            if value and (current in defaults or _is_local(current) or name == "IDENTITY_CA_FILE"):
-                overrides[name] = str(value)
+            if emulator.get(key) and (current in replaceable or _is_local(current)):
+                overrides[name] = str(emulator[key])
+        # The emulator's CA only makes sense with the emulator's authority.
+        if "IDENTITY_AUTHORITY" in overrides and emulator.get("ca_file"):
+            overrides["IDENTITY_CA_FILE"] = str(emulator["ca_file"])
     return overrides
 
 
@@ -270,7 +273,8 @@ def main() -> int:
             "emulator": emulator, "pids": {name: proc.pid for name, proc in stack.children}
             | {"azurite": azurite.proc.pid if azurite.proc else None},
         }, indent=2), encoding="utf-8")
-        effective = {**values, **{k: v for k, v in os.environ.items() if k in values}, **overrides}
+        # What the development host sees: the file, overridden by the environment, overridden by the live stack.
+        effective = {**values, **os.environ, **overrides}
         for line in _seed(effective, emulator):
             stack.say(line)
         stack.say(f"Open {url}/api/health")

@@ -15,6 +15,8 @@ from azure.storage.queue import QueueServiceClient
 from devhost_harness import clean_environ
 
 from devhost.procs import spawn, wait_until
+from devhost.run import generated_settings, live_overrides
+from sync_core.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 START_BUDGET = 60.0
@@ -73,3 +75,39 @@ def test_make_run_serves_health_stops_everything_and_reuses_its_data(tmp_path: P
     # Same secrets, and Azurite kept the first run's queue.
     assert settings_path.read_text() == generated
     assert set(first_queues.split(",")) < set(second_queues.split(","))
+
+
+EMULATOR = {"graph": "http://127.0.0.1:5001/v1.0", "authority": "https://127.0.0.1:5002/tenant",
+            "ca_file": "/tmp/emulator-ca.pem"}
+
+
+def test_generated_settings_satisfy_the_app_settings_model(tmp_path: Path) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text("-----BEGIN CERTIFICATE-----\n")
+    for emulator in (None, {**EMULATOR, "ca_file": str(ca_file)}):
+        document = generated_settings("UseDevelopmentStorage=true", emulator, 7071)
+        settings = load_settings(document["Values"])
+        assert settings.public_base_url == "http://127.0.0.1:7071"
+        assert len(settings.token_key_bytes) == 32
+        assert settings.graph_base_url == (emulator["graph"] if emulator else "https://graph.microsoft.com/v1.0")
+    # Fresh secrets every time a file is generated.
+    first, second = (generated_settings("x", None, 7071)["Values"] for _ in range(2))
+    assert first["CRM_LAUNCH_SECRET"] != second["CRM_LAUNCH_SECRET"]
+
+
+def test_live_stack_overrides_only_local_values() -> None:
+    live = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;QueueEndpoint=http://127.0.0.1:20001/x;"
+    stale_local = {"AzureWebJobsStorage": live.replace("20001", "10001"),
+                   "GRAPH_BASE_URL": "https://graph.microsoft.com/v1.0",
+                   "IDENTITY_AUTHORITY": "https://127.0.0.1:4444/old-tenant",
+                   "PUBLIC_BASE_URL": "http://127.0.0.1:7071"}
+    assert live_overrides(stale_local, live, EMULATOR, "http://127.0.0.1:7099") == {
+        "AzureWebJobsStorage": live, "PUBLIC_BASE_URL": "http://127.0.0.1:7099",
+        "GRAPH_BASE_URL": EMULATOR["graph"], "IDENTITY_AUTHORITY": EMULATOR["authority"],
+        "IDENTITY_CA_FILE": EMULATOR["ca_file"]}
+    # A developer who points the file at real Azure and Microsoft keeps those, emulator or not.
+    real = {"AzureWebJobsStorage": "DefaultEndpointsProtocol=https;AccountName=prod;AccountKey=k;",
+            "GRAPH_BASE_URL": "https://graph.example.test/v1.0",
+            "IDENTITY_AUTHORITY": "https://login.example.test/tenant",
+            "PUBLIC_BASE_URL": "https://sync.example.test"}
+    assert live_overrides(real, live, EMULATOR, "http://127.0.0.1:7071") == {}
