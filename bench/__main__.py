@@ -1,0 +1,78 @@
+"""`make bench`: run the benchmarks, print the figures, write bench/results/*.json.
+
+    python -m bench [--quick] [--only contacts|pacing|...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from devhost.azurite import Azurite
+from m365_emulator.server import EmulatorProcess
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def write(name: str, figures: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"benchmark": name, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()}, **figures}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run, not the issue's figures)")
+    parser.add_argument("--only", action="append", default=[], help="run only these benchmarks")
+    ns = parser.parse_args(argv)
+    wanted = set(ns.only) or {"contacts", "pacing", "tasks", "webhook", "fanout"}
+    failures: list[str] = []
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    azurite = Azurite(log_path=workdir / "azurite.log").start()
+    try:
+        with EmulatorProcess(workdir=workdir / "emulator") as emulator:
+            from bench import contacts
+
+            if "contacts" in wanted:
+                push = contacts.initial_push(azurite, emulator, 500 if ns.quick else 5000)
+                sizes = [200, 1000] if ns.quick else [1000, 10_000, 50_000]
+                linked = contacts.linked_scenarios(azurite, emulator, sizes)
+                biggest = linked[str(sizes[-1])]
+                reads = {size: linked[size]["no_change"]["storage_reads"] for size in linked}
+                figures = {
+                    "initial_push": push,
+                    "linked": linked,
+                    "checks": {
+                        "initial_push_requests_within_limit": push["ok"],
+                        "no_change_one_graph_request": all(v["no_change"]["graph_http_requests"] == 1 for v in linked.values()),
+                        "no_change_storage_reads_constant": len(set(reads.values())) == 1,
+                        "one_change_at_most_3_requests": all(v["one_changed"]["graph_http_requests"] <= 3 for v in linked.values()),
+                        "peak_memory_within_150mb": biggest["initial_sync_memory"]["peak_above_idle_mb"] <= 150,
+                    },
+                }
+                print(f"contacts: {json.dumps(figures['checks'])} -> {write('contacts', figures)}")
+                failures += [k for k, ok in figures["checks"].items() if not ok]
+            if "pacing" in wanted:
+                result = contacts.pacing(azurite, count=600 if ns.quick else 3000, limit=200 if ns.quick else 1000)
+                print(f"pacing: {json.dumps(result)} -> {write('pacing', result)}")
+                if not result["ok"]:
+                    failures.append("pacing")
+    finally:
+        azurite.stop()
+    if failures:
+        print("FAILED: " + ", ".join(failures))
+        return 1
+    print("all benchmark checks met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
