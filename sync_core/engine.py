@@ -1,0 +1,581 @@
+"""Applies a plan: the imperative shell around the planner.
+
+Order within a batch of actions: CRM writes first (imports, Outlook edits merged into the CRM), then the
+Outlook writes in batches (creates, updates, deletes), then nothing else: every link is saved right after
+its own write succeeded (ETag-conditional). Creates in Outlook are idempotent: the intent (a PENDING_CREATE
+link) is saved before the call; `resolve_pending` settles such links with `find_contact_by_crm_id` before
+anything is planned for them, so a create whose outcome was lost is found again, never repeated.
+
+A failing record never stops the run. Failures are sorted into:
+- rejected (a 4xx, a malformed record): quarantined with the reason, not retried until the record changes;
+- retryable (throttled beyond our bounded retries, 5xx, timeouts, lost races): counted as errors and retried
+  by the next run, CRM records through the quarantine list (re-read by id), Outlook changes by keeping the
+  old deltaLink (`Tally.hold_delta`), since Graph cannot be asked for one changed item again.
+Log lines name record ids, field names and status codes only: no personal data.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeVar
+
+from sync_core.accounts import normalise_company, resolve_account
+from sync_core.errors import (
+    AlreadyExistsError,
+    ConcurrencyError,
+    InvalidRecordError,
+    MicrosoftError,
+    NotFoundError,
+    ThrottledError,
+)
+from sync_core.mapping import crm_to_fields, fields_to_crm
+from sync_core.models import (
+    Account,
+    ContactFields,
+    CrmContact,
+    Link,
+    LinkState,
+    MsChange,
+    QuarantineEntry,
+    RunRecord,
+    SideCounts,
+    SyncMode,
+    UserSyncSettings,
+)
+from sync_core.planner import (
+    Action,
+    ConflictMerge,
+    Converge,
+    CreateInCrm,
+    CreateInMicrosoft,
+    DeleteInMicrosoft,
+    LinkExisting,
+    MarkMsRemoved,
+    RefreshLinkVersions,
+    Side,
+    Skip,
+    Unlink,
+    merge_two,
+)
+from sync_core.ports import CrmPort, MicrosoftContactsPort, StateStore, WriteResult
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    write_chunk: int = 100  # items per port call (the adapter splits them into $batch requests of 20)
+    throttle_rounds: int = 3  # retries of throttled items within a run, each after the longest Retry-After
+    max_wait_seconds: float = 60.0  # never sleep longer than this for one Retry-After
+    log_limit: int = 200  # log lines kept in a run record
+
+
+@dataclass
+class Tally:
+    """What a run did, counted as it goes; folded into the RunRecord at the end."""
+
+    log_limit: int = 200
+    crm: dict[str, int] = field(default_factory=lambda: dict(created=0, updated=0, deleted=0, errors=0))
+    microsoft: dict[str, int] = field(default_factory=lambda: dict(created=0, updated=0, deleted=0, errors=0))
+    conflicts: int = 0
+    quarantined: int = 0
+    hold_delta: bool = False  # an Outlook change could not be applied: keep the old deltaLink to replay it
+    guarded: bool = False  # the mass-delete guard held deletions back
+    lines: list[str] = field(default_factory=list)
+    dropped_lines: int = 0
+
+    def side(self, side: Side) -> dict[str, int]:
+        return self.crm if side is Side.CRM else self.microsoft
+
+    def log(self, line: str) -> None:
+        if len(self.lines) < self.log_limit:
+            self.lines.append(line)
+        else:
+            self.dropped_lines += 1
+
+    @property
+    def failures(self) -> int:
+        return self.crm["errors"] + self.microsoft["errors"] + self.quarantined + int(self.guarded)
+
+    def fold_into(self, run: RunRecord) -> RunRecord:
+        lines = list(self.lines)
+        if self.dropped_lines:
+            lines.append(f"... {self.dropped_lines} more log lines not kept")
+        return run.model_copy(update={
+            "crm": SideCounts(**self.crm), "microsoft": SideCounts(**self.microsoft),
+            "conflicts": self.conflicts, "quarantined": self.quarantined, "log": tuple(lines),
+        })
+
+
+@dataclass(frozen=True)
+class _MsWrite:
+    """An Outlook update decided while converging; its link is saved once it succeeded."""
+
+    crm_id: str
+    ms_id: str
+    fields: ContactFields
+    crm_version: str
+    prior: Link | None
+
+
+def _kind(result: WriteResult) -> str:
+    """ok | gone (404) | throttled | unknown (may or may not have happened) | rejected (a 4xx: will not work)."""
+    if result.ok:
+        return "ok"
+    if result.status == 404:
+        return "gone"
+    if result.status in (429, 503) or result.retry_after is not None:
+        return "throttled"
+    if result.status == 0 or result.status >= 500 or result.status in (408, 504) or 200 <= result.status < 300:
+        return "unknown"
+    return "rejected"
+
+
+class Engine:
+    """Applies plans for one user's run. Holds the run's caches (accounts, links saved so far)."""
+
+    def __init__(
+        self,
+        settings: UserSyncSettings,
+        crm: CrmPort,
+        microsoft: MicrosoftContactsPort,
+        state: StateStore,
+        folder_id: str,
+        *,
+        tally: Tally,
+        quarantined: Iterable[QuarantineEntry] = (),
+        config: EngineConfig = EngineConfig(),
+        sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.crm = crm
+        self.microsoft = microsoft
+        self.state = state
+        self.folder_id = folder_id
+        self.tally = tally
+        self.config = config
+        self.sleep = sleep
+        self.now = now
+        self._quarantined = {(q.side, q.record_id) for q in quarantined}
+        self._accounts: dict[str, Account] = {}
+        self._resolved: dict[str, Account] = {}  # resolve_account's cache: company key → account
+        self._saved: dict[str, Link] = {}  # links saved in this run, by CRM id (their newest ETag)
+        self._claimed: set[str] = set()  # CRM ids linked in this run: never matched by e-mail again
+        self._ms_updates: list[_MsWrite] = []
+
+    @property
+    def tenant_id(self) -> str:
+        return self.settings.tenant_id
+
+    @property
+    def user_id(self) -> str:
+        return self.settings.user_id
+
+    # --- accounts ---------------------------------------------------------------------------------
+
+    def accounts(self, ids: Iterable[str]) -> dict[str, Account]:
+        """Accounts by id, read once per run."""
+        missing = {i for i in ids if i not in self._accounts}
+        if missing:
+            self._accounts.update(self.crm.get_accounts(self.tenant_id, missing))
+        return self._accounts
+
+    def account_name(self, account_id: str) -> str:
+        account = self.accounts([account_id]).get(account_id)
+        return account.name if account else ""
+
+    def forget_accounts(self, ids: Iterable[str]) -> None:
+        """Accounts changed in the CRM during this run (renamed, new owner) are read again."""
+        for account_id in ids:
+            self._accounts.pop(account_id, None)
+
+    def _remember(self, account: Account) -> Account:
+        self._accounts[account.id] = account
+        return account
+
+    # --- before planning --------------------------------------------------------------------------
+
+    def resolve_pending(self, links: dict[str, Link]) -> dict[str, Link]:
+        """Settle creates whose outcome was lost: found by our CRM id → linked; not found → the create never
+        happened, the intent is dropped (the planner then creates again); lookup failed → left pending."""
+        settled = dict(links)
+        for crm_id, link in links.items():
+            if link.state is not LinkState.PENDING_CREATE:
+                continue
+            try:
+                found = self.microsoft.find_contact_by_crm_id(self.folder_id, crm_id)
+            except MicrosoftError as exc:
+                self._fail(Side.MICROSOFT, Side.CRM, crm_id, f"pending create not resolved ({type(exc).__name__})",
+                           retry=True)
+                continue
+            if found is None:
+                self._drop_link(link)
+                del settled[crm_id]
+                self.tally.log(f"pending create crm:{crm_id} not found in Outlook: created again")
+                continue
+            # Unknown whether the user edited it since: an unknown version lets the next delta decide by content.
+            intended = link.synced or found.fields
+            version = found.change_key if found.fields == intended else ""
+            saved = self._save_link(link.model_copy(update={
+                "ms_id": found.id, "state": LinkState.LINKED, "ms_version": version,
+                "synced": intended, "synced_hash": intended.content_hash()}))
+            if saved is not None:
+                settled[crm_id] = saved
+                self.tally.log(f"pending create crm:{crm_id} found in Outlook: linked, not created twice")
+        return settled
+
+    def quarantine_malformed(self, change: MsChange) -> None:
+        self._fail(Side.CRM, Side.MICROSOFT, change.ms_id, f"malformed Outlook item: {change.invalid_reason}",
+                   retry=False)
+
+    # --- applying ---------------------------------------------------------------------------------
+
+    def apply(self, actions: Sequence[Action]) -> None:
+        creates: list[CreateInMicrosoft] = []
+        deletes: list[DeleteInMicrosoft] = []
+        guard_reasons: set[str] = set()
+        for action in actions:
+            if isinstance(action, Skip):
+                self._skip(action, guard_reasons)
+            elif isinstance(action, CreateInMicrosoft):
+                creates.append(action)
+            elif isinstance(action, DeleteInMicrosoft):
+                deletes.append(action)
+            elif isinstance(action, CreateInCrm):
+                self._create_in_crm(action)
+            elif isinstance(action, Converge):
+                self._converge(action)
+            elif isinstance(action, MarkMsRemoved):
+                self._save_link(self._fresh(action.link).model_copy(update={"state": LinkState.MS_REMOVED}))
+                self._succeeded(action.crm_id, action.link.ms_id)
+            elif isinstance(action, Unlink):
+                self._drop_link(action.link)
+                self._succeeded(action.crm_id, action.link.ms_id)
+            elif isinstance(action, RefreshLinkVersions):
+                self._save_link(self._fresh(action.link).model_copy(update={
+                    "crm_version": action.crm_version, "ms_version": action.ms_version}))
+        self._run_creates(creates)
+        updates, self._ms_updates = self._ms_updates, []
+        self._run_updates(updates)
+        self._run_deletes(deletes)
+
+    def _skip(self, action: Skip, guard_reasons: set[str]) -> None:
+        if not action.held:
+            return
+        self.tally.guarded = True
+        if action.reason not in guard_reasons:
+            guard_reasons.add(action.reason)
+            self.tally.log(action.reason)
+        if action.origin is Side.MICROSOFT:
+            self.tally.hold_delta = True  # the removals come again with the same deltaLink
+        else:
+            self.state.put_quarantine(QuarantineEntry(
+                user_id=self.user_id, side=Side.CRM.value, record_id=action.key, reason=action.reason,
+                first_seen=self.now()))
+
+    # --- CRM writes -------------------------------------------------------------------------------
+
+    def _create_in_crm(self, action: CreateInCrm) -> None:
+        account = self._remember(resolve_account(self.crm, self.tenant_id, action.fields.company, self.user_id,
+                                                 self._resolved))
+        match = self._match_by_email(account.id, action.fields.emails) if action.match_by_email else None
+        created: CrmContact | None = None
+        if match is None:
+            record = fields_to_crm(action.fields, None, account.id, tenant_id=self.tenant_id, contact_id=action.crm_id)
+            try:
+                created = self.crm.create_contact(record)
+            except AlreadyExistsError:
+                # Our own import of this item whose link write was lost: link it rather than duplicate it.
+                match = self._read_contact(action.crm_id)
+                if match is None:  # the id is held by a deleted record's remains: let the CRM pick one
+                    created = self._try_create(record.model_copy(update={"id": ""}), action.ms_id)
+            except (InvalidRecordError, NotFoundError) as exc:
+                self._fail(Side.CRM, Side.MICROSOFT, action.ms_id, "CRM refused the import", retry=False,
+                           detail=str(exc))
+                return
+        if match is not None:
+            self._claimed.add(match.id)
+            link = self.state.get_links_by_crm(self.user_id, [match.id]).get(match.id)
+            target = merge_two(crm_to_fields(match, self.account_name(match.account_id)), action.fields)
+            self.tally.log(f"microsoft:{action.ms_id} linked to existing crm:{match.id} instead of importing it")
+            self._converge(LinkExisting(match.id, action.ms_id, action.ms_version, action.fields, target, match,
+                                        link, write_ms=action.sync_back))
+            return
+        if created is None:
+            return
+        self._claimed.add(created.id)
+        self.tally.crm["created"] += 1
+        final = crm_to_fields(created, account.name)
+        self._settle(created.id, action.ms_id, action.ms_version, action.fields, final, created.version, None,
+                     write_ms=action.sync_back)
+
+    def _try_create(self, record: CrmContact, ms_id: str) -> CrmContact | None:
+        try:
+            return self.crm.create_contact(record)
+        except (InvalidRecordError, NotFoundError, AlreadyExistsError) as exc:
+            self._fail(Side.CRM, Side.MICROSOFT, ms_id, "CRM refused the import", retry=False, detail=str(exc))
+            return None
+
+    def _match_by_email(self, account_id: str, emails: Sequence[str]) -> CrmContact | None:
+        """A CRM contact of the account with one of these addresses that is not linked to another item."""
+        for email in emails:
+            candidates = [c for c in self.crm.find_contacts_by_email(self.tenant_id, account_id, email)
+                          if c.id not in self._claimed]
+            if not candidates:
+                continue
+            links = self.state.get_links_by_crm(self.user_id, [c.id for c in candidates])
+            free = [c for c in candidates
+                    if (link := links.get(c.id)) is None or link.state is LinkState.MS_REMOVED]
+            if free:
+                return min(free, key=lambda c: c.id)
+        return None
+
+    def _converge(self, action: Converge) -> None:
+        contact = action.contact or self._read_contact(action.crm_id)
+        if contact is None:
+            # Deleted in the CRM meanwhile: the feed brings the delete next run; replay the Outlook side with it.
+            self._fail(Side.CRM, Side.MICROSOFT, action.ms_id, "CRM record deleted during the run", retry=True)
+            return
+        account_name = self.account_name(contact.account_id)
+        current = crm_to_fields(contact, account_name)
+        account_id = contact.account_id
+        if normalise_company(action.fields.company) != normalise_company(current.company):
+            # The company changed in Outlook: the contact moves to the matching (or a new) account.
+            account = self._remember(resolve_account(self.crm, self.tenant_id, action.fields.company, self.user_id,
+                                                     self._resolved))
+            account_id, account_name = account.id, account.name
+        record = fields_to_crm(action.fields, contact, account_id)
+        if record != contact:
+            written = self._update_crm(record, contact, action.ms_id)
+            if written is None:
+                return
+            contact = written
+            self.tally.crm["updated"] += 1
+        final = crm_to_fields(contact, account_name)
+        self._claimed.add(contact.id)
+        if isinstance(action, ConflictMerge):
+            self.tally.conflicts += 1
+            clashes = ", ".join(action.clashes) if action.clashes else "none (different fields)"
+            self.tally.log(f"conflict crm:{action.crm_id} edited on both sides; fields changed on both: {clashes}; "
+                           "CRM wins those")
+        self._settle(contact.id, action.ms_id, action.ms_version, action.ms_fields, final, contact.version,
+                     action.link, write_ms=action.write_ms)
+
+    def _settle(self, crm_id: str, ms_id: str, ms_version: str, ms_fields: ContactFields, final: ContactFields,
+                crm_version: str, prior: Link | None, *, write_ms: bool) -> None:
+        """Outlook follows the CRM's content (e.g. the account's exact name) when it may be written; then the
+        pair's link is saved with what both sides hold."""
+        if write_ms and final != ms_fields:
+            self._ms_updates.append(_MsWrite(crm_id, ms_id, final, crm_version, prior))
+            return
+        # microsoft_to_crm never writes Outlook: the merge base is what Outlook holds.
+        synced = ms_fields if self.settings.mode is SyncMode.MICROSOFT_TO_CRM else final
+        if self._link(crm_id, ms_id, crm_version, ms_version, synced, prior) is not None:
+            self._succeeded(crm_id, ms_id)
+
+    def _update_crm(self, record: CrmContact, read: CrmContact, ms_id: str) -> CrmContact | None:
+        try:
+            return self.crm.update_contact(record)
+        except ConcurrencyError:
+            fresh = self._read_contact(record.id)
+            # Only the version moved (no content change): write again on the fresh version, once.
+            if fresh is not None and fresh.model_copy(update={"version": "", "modified_at": None}) == \
+                    read.model_copy(update={"version": "", "modified_at": None}):
+                try:
+                    return self.crm.update_contact(record.model_copy(update={"version": fresh.version}))
+                except ConcurrencyError:
+                    pass
+            # Edited in the CRM meanwhile: the next run merges both edits (the Outlook one is replayed).
+            self._fail(Side.CRM, Side.MICROSOFT, ms_id, "CRM record changed during the run", retry=True)
+        except NotFoundError:
+            self._fail(Side.CRM, Side.MICROSOFT, ms_id, "CRM record or account gone during the run", retry=True)
+        except InvalidRecordError as exc:
+            self._fail(Side.CRM, Side.MICROSOFT, ms_id, "CRM refused the update", retry=False, detail=str(exc))
+        return None
+
+    def _read_contact(self, crm_id: str) -> CrmContact | None:
+        return self.crm.get_contacts(self.tenant_id, [crm_id]).get(crm_id)
+
+    # --- Outlook writes ---------------------------------------------------------------------------
+
+    def _run_creates(self, creates: list[CreateInMicrosoft]) -> None:
+        intents: list[tuple[CreateInMicrosoft, Link]] = []
+        for action in creates:
+            # Intent first: if we die after Graph created the item, the next run finds it by our CRM id.
+            intent = self._save_link(Link(
+                user_id=self.user_id, crm_id=action.crm_id, ms_id=None, state=LinkState.PENDING_CREATE,
+                crm_version=action.crm_version, synced=action.fields, synced_hash=action.fields.content_hash(),
+                etag=self._fresh(action.link).etag if action.link else None))
+            if intent is not None:
+                intents.append((action, intent))
+        call: Callable[[list[tuple[CreateInMicrosoft, Link]]], list[WriteResult]] = (
+            lambda chunk: self.microsoft.create_contacts(self.folder_id, [(a.crm_id, a.fields) for a, _ in chunk]))
+        for (action, intent), result in self._batched(call, intents, key=lambda pair: pair[0].crm_id):
+            kind = _kind(result)
+            if kind == "ok" and result.contact is not None:
+                self.tally.microsoft["created"] += 1
+                if self._link(action.crm_id, result.contact.id, action.crm_version, result.contact.change_key,
+                              action.fields, intent) is not None:
+                    self._succeeded(action.crm_id, None)
+            elif kind in ("ok", "unknown"):
+                # May exist in Outlook: the intent stays; the next run looks it up by our CRM id.
+                self._fail(Side.MICROSOFT, Side.CRM, action.crm_id, f"create outcome unknown (HTTP {result.status})",
+                           retry=True)
+            else:
+                # Certainly not created: put the link back as it was.
+                self._undo_intent(intent, action.link)
+                self._fail(Side.MICROSOFT, Side.CRM, action.crm_id, self._reason("create", result),
+                           retry=kind != "rejected", detail=result.error or "")
+
+    def _undo_intent(self, intent: Link, prior: Link | None) -> None:
+        if prior is None:
+            self._drop_link(intent)
+        else:
+            # The earlier Outlook item is gone either way: remembered as removed, pushed again when edited.
+            self._save_link(prior.model_copy(update={"state": LinkState.MS_REMOVED, "etag": intent.etag}))
+
+    def _run_updates(self, updates: list[_MsWrite]) -> None:
+        call: Callable[[list[_MsWrite]], list[WriteResult]] = (
+            lambda chunk: self.microsoft.update_contacts([(w.ms_id, w.fields) for w in chunk]))
+        for write, result in self._batched(call, updates, key=lambda w: w.ms_id):
+            kind = _kind(result)
+            if kind == "ok":
+                self.tally.microsoft["updated"] += 1
+                version = result.contact.change_key if result.contact is not None else ""
+                if self._link(write.crm_id, write.ms_id, write.crm_version, version, write.fields, write.prior):
+                    self._succeeded(write.crm_id, write.ms_id)
+            elif kind == "gone":
+                # Deleted in Outlook meanwhile: remember the removal; the CRM edit pushes it back next run.
+                if write.prior is not None:
+                    self._save_link(self._fresh(write.prior).model_copy(update={"state": LinkState.MS_REMOVED}))
+                self._fail(Side.MICROSOFT, Side.CRM, write.crm_id, "Outlook item gone during the run", retry=True)
+            else:
+                self._fail(Side.MICROSOFT, Side.CRM, write.crm_id, self._reason("update", result),
+                           retry=kind != "rejected", detail=result.error or "")
+
+    def _run_deletes(self, deletes: list[DeleteInMicrosoft]) -> None:
+        call: Callable[[list[DeleteInMicrosoft]], list[WriteResult]] = (
+            lambda chunk: self.microsoft.delete_contacts([d.ms_id for d in chunk]))
+        for action, result in self._batched(call, deletes, key=lambda d: d.ms_id):
+            kind = _kind(result)
+            if kind in ("ok", "gone"):
+                if kind == "ok":
+                    self.tally.microsoft["deleted"] += 1
+                if action.link is not None:
+                    self._drop_link(action.link)
+                self._succeeded(action.crm_id, action.ms_id)
+            else:
+                self._fail(Side.MICROSOFT, Side.CRM, action.crm_id, self._reason("delete", result),
+                           retry=kind != "rejected", detail=result.error or "")
+
+    def _batched(self, call: Callable[[list[T]], list[WriteResult]], items: list[T],
+                 key: Callable[[T], str]) -> Iterator[tuple[T, WriteResult]]:
+        """Each item with its result, one chunk at a time (so its links are saved before the next call).
+        Throttled items are retried after the longest Retry-After, a bounded number of times; a call that
+        fails as a whole leaves every item's outcome unknown (status 0)."""
+        for start in range(0, len(items), self.config.write_chunk):
+            pending = items[start:start + self.config.write_chunk]
+            for round_no in range(self.config.throttle_rounds + 1):
+                last = round_no == self.config.throttle_rounds
+                try:
+                    results = call(pending)
+                except ThrottledError as exc:
+                    if last:
+                        for item in pending:
+                            yield item, WriteResult(key(item), False, status=429, retry_after=exc.retry_after)
+                        break
+                    self._wait(exc.retry_after)
+                    continue
+                except MicrosoftError as exc:
+                    for item in pending:
+                        yield item, WriteResult(key(item), False, status=0, error=type(exc).__name__)
+                    break
+                by_key = {r.key: r for r in results}
+                throttled: list[tuple[T, WriteResult]] = []
+                for item in pending:
+                    result = by_key.get(key(item)) or WriteResult(key(item), False, status=0, error="no answer")
+                    if _kind(result) == "throttled" and not last:
+                        throttled.append((item, result))
+                    else:
+                        yield item, result
+                if not throttled:
+                    break
+                self._wait(max(r.retry_after or 1.0 for _, r in throttled))
+                pending = [item for item, _ in throttled]
+
+    def _wait(self, seconds: float) -> None:
+        self.sleep(min(max(seconds, 0.0), self.config.max_wait_seconds))
+
+    @staticmethod
+    def _reason(verb: str, result: WriteResult) -> str:
+        kind = _kind(result)
+        if kind == "throttled":
+            return f"{verb} throttled by Outlook beyond the run's retries"
+        if kind == "rejected":
+            return f"Outlook refused the {verb} (HTTP {result.status})"
+        return f"{verb} failed in Outlook (HTTP {result.status})"
+
+    # --- links and bookkeeping --------------------------------------------------------------------
+
+    def _fresh(self, link: Link) -> Link:
+        """The link as last saved in this run (its newest ETag)."""
+        return self._saved.get(link.crm_id, link)
+
+    def _link(self, crm_id: str, ms_id: str, crm_version: str, ms_version: str, synced: ContactFields,
+              prior: Link | None) -> Link | None:
+        current = self._saved.get(crm_id) or prior
+        etag = current.etag if current is not None else None
+        return self._save_link(Link(
+            user_id=self.user_id, crm_id=crm_id, ms_id=ms_id, state=LinkState.LINKED, crm_version=crm_version,
+            ms_version=ms_version, synced=synced, synced_hash=synced.content_hash(), etag=etag))
+
+    def _save_link(self, link: Link) -> Link | None:
+        try:
+            saved = self.state.save_link(link)
+        except (ConcurrencyError, AlreadyExistsError):
+            # Someone (a worker whose lease ran out) wrote it meanwhile: we hold the lease, ours stands. Once.
+            current = self.state.get_links_by_crm(self.user_id, [link.crm_id]).get(link.crm_id)
+            try:
+                saved = self.state.save_link(link.model_copy(update={"etag": current.etag if current else None}))
+            except (ConcurrencyError, AlreadyExistsError) as exc:
+                self._fail(Side.CRM, Side.CRM, link.crm_id, f"link not saved ({type(exc).__name__})", retry=True)
+                return None
+        self._saved[saved.crm_id] = saved
+        return saved
+
+    def _drop_link(self, link: Link) -> None:
+        current = self._fresh(link)
+        try:
+            self.state.delete_link(current)
+        except ConcurrencyError:
+            fresh = self.state.get_links_by_crm(self.user_id, [link.crm_id]).get(link.crm_id)
+            if fresh is not None:
+                self.state.delete_link(fresh)
+        self._saved.pop(link.crm_id, None)
+
+    def _succeeded(self, crm_id: str, ms_id: str | None) -> None:
+        for side, record_id in ((Side.CRM.value, crm_id), (Side.MICROSOFT.value, ms_id)):
+            if record_id is not None and (side, record_id) in self._quarantined:
+                self.state.clear_quarantine(self.user_id, side, record_id)
+                self._quarantined.discard((side, record_id))
+
+    def _fail(self, write_side: Side, record_side: Side, record_id: str, reason: str, *, retry: bool,
+              detail: str = "") -> None:
+        """retry: counted as an error of `write_side` and retried next run; else quarantined until it changes.
+        `reason` goes to the run log and must hold no personal data; `detail` (e.g. Graph's error message)
+        only to the user's own quarantine list."""
+        self.state.put_quarantine(QuarantineEntry(
+            user_id=self.user_id, side=record_side.value, record_id=record_id,
+            reason=f"{reason}: {detail}" if detail else reason, first_seen=self.now()))
+        self._quarantined.add((record_side.value, record_id))
+        if retry:
+            self.tally.side(write_side)["errors"] += 1
+            if record_side is Side.MICROSOFT:
+                self.tally.hold_delta = True
+            self.tally.log(f"error {record_side.value}:{record_id}: {reason} (retried next run)")
+        else:
+            self.tally.quarantined += 1
+            self.tally.log(f"quarantined {record_side.value}:{record_id}: {reason}")

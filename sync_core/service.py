@@ -1,0 +1,333 @@
+"""`sync_user`: one user's contact sync run, from lease to cursor (the service layer).
+
+    lease → run record (RUNNING) → cursor → folder → Outlook delta (expired → full resync) → CRM feed
+    → pair, guard, plan and apply in chunks → cursor saved → run record (outcome, counts) → lease released
+
+The cursor (deltaLink and CRM feed position) is saved only after everything read was applied, so a run
+that dies anywhere is replayed by the next one; replays are harmless because "changed" is judged against
+the links, and creates are idempotent. An incremental run reads storage in proportion to what changed:
+links are fetched by the ids that changed, never listed (`iter_links` only on a full resync or when the
+mass-delete guard needs the user's link count).
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from sync_core.engine import Engine, EngineConfig, Tally
+from sync_core.errors import (
+    ConcurrencyError,
+    DeltaExpiredError,
+    NotFoundError,
+    ReconnectNeededError,
+    SyncError,
+)
+from sync_core.mapping import crm_to_fields
+from sync_core.models import (
+    FOLDER_NAME,
+    Account,
+    ContactScope,
+    CrmContact,
+    Cursor,
+    DeltaResult,
+    Lease,
+    Link,
+    LinkState,
+    MsChange,
+    RunOutcome,
+    RunRecord,
+    UserSyncSettings,
+)
+from sync_core.planner import CrmItem, DeleteGuard, GuardLimits, guard_needs_link_count, import_crm_id, mass_delete_guard, plan
+from sync_core.ports import CrmPort, MicrosoftContactsPort, StateStore
+
+# An account change (rename, new owner) is fanned out to its contacts; more than this is not a CRM account.
+ACCOUNT_FANOUT_LIMIT = 1_000_000
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    limits: GuardLimits = field(default_factory=GuardLimits)
+    chunk_size: int = 500  # records planned and applied together: bounds memory on a large first sync
+    feed_page_size: int = 1000
+    lease_seconds: float = 900.0  # renewed before every chunk
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def sync_user(
+    user: UserSyncSettings,
+    crm: CrmPort,
+    microsoft: MicrosoftContactsPort,
+    state: StateStore,
+    *,
+    now: Callable[[], datetime] = utc_now,
+    owner: str | None = None,
+    options: SyncOptions = SyncOptions(),
+    sleep: Callable[[float], None] = time.sleep,
+) -> RunRecord:
+    """Run one contact sync for `user`; returns the finished run record (also saved).
+
+    LeaseHeldError propagates (another worker is on it). Sync errors end the run as FAILED or
+    RECONNECT_NEEDED with the error recorded; anything else is recorded as FAILED and re-raised.
+    """
+    owner = owner or f"sync-{uuid.uuid4().hex[:12]}"
+    lease = state.acquire_lease(user.user_id, owner, options.lease_seconds, now())
+    job: _Run | None = None
+    try:
+        started = now()
+        run = state.save_run(RunRecord(user_id=user.user_id, run_id=f"{started:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}",
+                                       started_at=started, lease_expires_at=lease.expires_at))
+        job = _Run(user, crm, microsoft, state, options, now, sleep, owner, lease)
+        requests_before = _requests(microsoft)
+        outcome, error, unexpected = RunOutcome.SUCCEEDED, None, None
+        try:
+            job.execute()
+            if job.tally.failures:
+                outcome = RunOutcome.PARTIAL
+        except ReconnectNeededError as exc:
+            outcome, error = RunOutcome.RECONNECT_NEEDED, f"{type(exc).__name__}: {exc}"
+        except SyncError as exc:
+            outcome, error = RunOutcome.FAILED, f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a bug: recorded for the settings page, then raised to the caller
+            outcome, error, unexpected = RunOutcome.FAILED, f"{type(exc).__name__}: {exc}", exc
+        finished = job.tally.fold_into(run).model_copy(update={
+            "finished_at": now(), "outcome": outcome, "error": error[:500] if error else None,
+            "graph_requests": _requests(microsoft) - requests_before, "lease_expires_at": job.lease.expires_at})
+        saved = state.save_run(finished)
+        if unexpected is not None:
+            raise unexpected
+        return saved
+    finally:
+        try:
+            state.release_lease(job.lease if job is not None else lease)
+        except ConcurrencyError:
+            pass  # the lease ran out and another worker took it over: it is theirs to release
+
+
+def _requests(microsoft: MicrosoftContactsPort) -> int:
+    # Adapters that count their Graph requests expose `request_count`; others report 0.
+    return int(getattr(microsoft, "request_count", 0))
+
+
+@dataclass
+class _Feed:
+    contacts: dict[str, bool]  # CRM id → deleted, in feed order (last state wins)
+    accounts: set[str]
+    position: int
+
+
+class _Run:
+    def __init__(self, user: UserSyncSettings, crm: CrmPort, microsoft: MicrosoftContactsPort, state: StateStore,
+                 options: SyncOptions, now: Callable[[], datetime], sleep: Callable[[float], None], owner: str,
+                 lease: Lease) -> None:
+        self.user = user
+        self.crm = crm
+        self.microsoft = microsoft
+        self.state = state
+        self.options = options
+        self.now = now
+        self.sleep = sleep
+        self.owner = owner
+        self.lease = lease
+        self.tally = Tally(log_limit=options.engine.log_limit)
+
+    @property
+    def user_id(self) -> str:
+        return self.user.user_id
+
+    @property
+    def tenant_id(self) -> str:
+        return self.user.tenant_id
+
+    def execute(self) -> None:
+        cursor = self.state.get_cursor(self.user_id)
+        quarantined = self.state.list_quarantine(self.user_id)
+        folder_id = cursor.folder_id or self._find_or_create_folder()
+        replay_link = cursor.delta_link if folder_id == cursor.folder_id else None
+        delta, folder_id, replay_link = self._delta(folder_id, replay_link)
+        engine = Engine(self.user, self.crm, self.microsoft, self.state, folder_id, tally=self.tally,
+                        quarantined=quarantined, config=self.options.engine, sleep=self.sleep, now=self.now)
+
+        feed = self._read_feed(cursor.crm_position)
+        crm_ids = dict.fromkeys(feed.contacts)
+        crm_ids.update(dict.fromkeys(q.record_id for q in quarantined if q.side == "crm"))
+        crm_ids.update(dict.fromkeys(self._fan_out(engine, feed.accounts)))
+
+        ms_changes: dict[str, MsChange] = {}
+        for change in delta.changes:  # an item may come twice in a round: its last state wins
+            ms_changes[change.ms_id] = change
+        for change in [c for c in ms_changes.values() if c.invalid_reason]:
+            engine.quarantine_malformed(change)
+            del ms_changes[change.ms_id]
+        link_count = self._reconcile_full(delta, ms_changes) if delta.full else None
+
+        links_by_ms = self.state.get_links_by_ms(self.user_id, list(ms_changes)) if ms_changes else {}
+        attached: dict[str, MsChange] = {}  # CRM id → the Outlook change of the same pair
+        lone: dict[str, MsChange] = {}  # Outlook changes without a link (new, moved in)
+        for ms_id, change in ms_changes.items():
+            link = links_by_ms.get(ms_id)
+            derived = import_crm_id(self.tenant_id, self.user_id, ms_id)
+            if link is not None:
+                crm_ids.setdefault(link.crm_id, None)
+                attached[link.crm_id] = change
+            elif derived in crm_ids:  # our own import whose link was lost: the planner pairs them
+                attached[derived] = change
+            else:
+                lone[ms_id] = change
+
+        guard = self._guard(feed, crm_ids, ms_changes, links_by_ms, link_count)
+        ids = list(crm_ids)
+        size = self.options.chunk_size
+        for start in range(0, len(ids), size):
+            self._crm_chunk(engine, ids[start:start + size], attached, lone, guard)
+        waiting = list(lone.values())
+        for start in range(0, len(waiting), size):
+            self._ms_chunk(engine, waiting[start:start + size], guard)
+
+        new_link = replay_link if self.tally.hold_delta else delta.delta_link
+        self._save_cursor(cursor.model_copy(update={"folder_id": folder_id, "delta_link": new_link,
+                                                    "crm_position": feed.position}))
+
+    # --- reading both sides -----------------------------------------------------------------------
+
+    def _find_or_create_folder(self) -> str:
+        folder_id = self.microsoft.ensure_folder(FOLDER_NAME, None)
+        self.tally.log("contact folder looked up by name (created if missing)")
+        return folder_id
+
+    def _delta(self, folder_id: str, link: str | None) -> tuple[DeltaResult, str, str | None]:
+        """The Outlook changes since `link`: (result, folder id, the link that replays this round)."""
+        try:
+            return self.microsoft.contact_delta(folder_id, link), folder_id, link
+        except DeltaExpiredError:
+            self.tally.log("deltaLink expired: full resync reconciled against the stored links")
+        except NotFoundError:
+            self.tally.log("contact folder gone: looked up by name again, full resync")
+            folder_id = self._find_or_create_folder()
+        return self.microsoft.contact_delta(folder_id, None), folder_id, None
+
+    def _read_feed(self, after: int) -> _Feed:
+        contacts: dict[str, bool] = {}
+        accounts: set[str] = set()
+        position = after
+        while True:
+            page = self.crm.read_changes(self.tenant_id, position, self.options.feed_page_size)
+            for entry in page.entries:
+                if entry.kind == "contact":
+                    contacts.pop(entry.record_id, None)
+                    contacts[entry.record_id] = entry.deleted
+                elif entry.kind == "account":
+                    accounts.add(entry.record_id)
+            position = page.last_position
+            if len(page.entries) < self.options.feed_page_size:
+                return _Feed(contacts, accounts, position)
+
+    def _fan_out(self, engine: Engine, account_ids: set[str]) -> list[str]:
+        """Contacts of accounts changed in the CRM (renamed, owner changed) that this user syncs: Outlook's
+        company name follows the account. Accounts of other owners are skipped unless the scope is the tenant."""
+        if not account_ids:
+            return []
+        engine.forget_accounts(account_ids)
+        accounts = engine.accounts(account_ids)
+        ids: list[str] = []
+        for account_id in sorted(account_ids):
+            account = accounts.get(account_id)
+            if account is None or not self._in_scope(account):
+                continue
+            ids.extend(c.id for c in self.crm.list_contacts(self.tenant_id, account_id, limit=ACCOUNT_FANOUT_LIMIT))
+        return ids
+
+    def _reconcile_full(self, delta: DeltaResult, ms_changes: dict[str, MsChange]) -> int:
+        """A full round lists what is in the folder now: linked items missing from it were removed while
+        we were not looking. Returns the user's LINKED link count (the scan is paid for anyway)."""
+        present = {c.ms_id for c in delta.changes if c.contact is not None or c.invalid_reason}
+        count = 0
+        for link in self.state.iter_links(self.user_id):
+            if link.state is not LinkState.LINKED:
+                continue
+            count += 1
+            if link.ms_id and link.ms_id not in present:
+                ms_changes[link.ms_id] = MsChange(ms_id=link.ms_id, removed_reason="missing after a full resync")
+        return count
+
+    def _guard(self, feed: _Feed, crm_ids: dict[str, None], ms_changes: dict[str, MsChange],
+               links_by_ms: dict[str, Link], link_count: int | None) -> DeleteGuard:
+        """The run's mass-delete verdict, from the deletions it is about to apply (read by the changed ids)."""
+        candidates = [i for i, deleted in feed.contacts.items() if deleted]
+        candidates += [i for i in crm_ids if i not in feed.contacts]  # retried and linked records: may be gone
+        crm_deletes = 0
+        if candidates:
+            links = self.state.get_links_by_crm(self.user_id, candidates)
+            linked = [i for i, link in links.items() if link.state is LinkState.LINKED]
+            if linked:
+                existing = self.crm.get_contacts(self.tenant_id, linked)
+                crm_deletes = sum(1 for i in linked if i not in existing)
+        ms_removals = 0
+        for change in ms_changes.values():
+            link = links_by_ms.get(change.ms_id)
+            if change.contact is None and link is not None and link.state is LinkState.LINKED:
+                ms_removals += 1
+        limits = self.options.limits
+        if guard_needs_link_count(crm_deletes, ms_removals, limits) and link_count is None:
+            link_count = sum(1 for link in self.state.iter_links(self.user_id) if link.state is LinkState.LINKED)
+        return mass_delete_guard(crm_deletes, ms_removals, link_count, limits)
+
+    # --- planning and applying, a chunk at a time -------------------------------------------------
+
+    def _in_scope(self, account: Account | None) -> bool:
+        if self.user.contact_scope is ContactScope.TENANT:
+            return True
+        return account is not None and account.owner_user_id == self.user_id
+
+    def _crm_items(self, engine: Engine, ids: Iterable[str], contacts: dict[str, CrmContact]) -> list[CrmItem]:
+        accounts = engine.accounts({c.account_id for c in contacts.values()})
+        items = []
+        for crm_id in ids:
+            contact = contacts.get(crm_id)
+            if contact is None:
+                items.append(CrmItem(crm_id, None))
+                continue
+            account = accounts.get(contact.account_id)
+            fields = crm_to_fields(contact, account.name if account else "")
+            items.append(CrmItem(crm_id, contact, fields, self._in_scope(account)))
+        return items
+
+    def _crm_chunk(self, engine: Engine, ids: list[str], attached: dict[str, MsChange], lone: dict[str, MsChange],
+                   guard: DeleteGuard) -> None:
+        self._renew_lease()
+        contacts = self.crm.get_contacts(self.tenant_id, ids)
+        links = engine.resolve_pending(self.state.get_links_by_crm(self.user_id, ids))
+        for crm_id, link in links.items():  # a create found again may also be in this round as a "new" item
+            if link.ms_id is not None and link.ms_id in lone:
+                attached[crm_id] = lone.pop(link.ms_id)
+        ms = [attached.pop(crm_id) for crm_id in ids if crm_id in attached]
+        engine.apply(plan(self._crm_items(engine, ids, contacts), ms, links.values(), self.user, guard=guard))
+
+    def _ms_chunk(self, engine: Engine, changes: list[MsChange], guard: DeleteGuard) -> None:
+        self._renew_lease()
+        # Read again: a link may have been made during this run.
+        links = self.state.get_links_by_ms(self.user_id, [c.ms_id for c in changes])
+        crm_ids = [link.crm_id for link in links.values()]
+        contacts = self.crm.get_contacts(self.tenant_id, crm_ids) if crm_ids else {}
+        items = self._crm_items(engine, crm_ids, contacts)
+        engine.apply(plan(items, changes, links.values(), self.user, guard=guard))
+
+    # --- bookkeeping ------------------------------------------------------------------------------
+
+    def _renew_lease(self) -> None:
+        self.lease = self.state.acquire_lease(self.user_id, self.owner, self.options.lease_seconds, self.now())
+
+    def _save_cursor(self, cursor: Cursor) -> None:
+        try:
+            self.state.save_cursor(cursor)
+        except ConcurrencyError:
+            # We hold the lease, so what we applied stands: write over the other copy, once.
+            current = self.state.get_cursor(self.user_id)
+            self.state.save_cursor(cursor.model_copy(update={"etag": current.etag}))
