@@ -1,0 +1,704 @@
+"""Change-notification subscriptions (`/v1.0/subscriptions`) and the webhook deliveries they cause.
+
+Creating. POST /subscriptions validates the body (changeType of created|updated|deleted, clientState at most 128
+characters, a supported Outlook resource of the caller's own mailbox), then performs Graph's validation handshake:
+POST `{url}?validationToken={url-encoded token}` (Content-Type text/plain, 10 s timeout) to the notificationUrl
+and, when given, the lifecycleNotificationUrl. The subscriber must answer 200 with the decoded token as the body;
+otherwise 400 InvalidRequest "Subscription validation request failed. ..." (Graph's wording, as reported by
+clients that met it). notificationUrl must be https except on the loopback interface.
+
+Lifetimes. Outlook contact and event subscriptions live at most 10,080 minutes per learn.microsoft.com's current
+subscription table (change-notifications-overview / subscription resource, as quoted by several 2025-26 projects;
+older copies of microsoftgraph/microsoft-graph-docs-contrib concepts/includes/
+change-notifications-subscription-lifetime.md say 4,230). Live Graph refuses more than 10,070 with
+"Subscription expiration can only be 10070 minutes in the future." (ExtensionError, as reported by clients), so
+that is the enforced default. todoTask: 4,230 minutes in every copy of the table. An expiry less than 45 minutes
+ahead is raised to 45 minutes (secondary summaries of Microsoft's Outlook notification docs). All limits are
+configurable (POST /_emulator/notifications). Expiry follows the emulator clock: an expired subscription stops
+delivering and is removed. At most 1,000 subscriptions per mailbox, all apps together.
+
+Delivering. A `Store.on_change` listener turns each change matching an active subscription into a notification
+`{subscriptionId, subscriptionExpirationDateTime, changeType, resource ("Users/{uid}/Contacts/{id}"), resourceData
+{@odata.type, @odata.id, @odata.etag, id}, clientState, tenantId}` and queues it; a background thread POSTs
+`{"value": [...]}` to the notificationUrl, batching notifications queued within a short window for the same URL.
+Ids follow the subscription's `Prefer: IdType` at creation. 2xx within 3 s is delivered; 5xx, 429, timeouts and
+connection errors are retried with exponential backoff until a bounded number of attempts or Graph's 4 hours (by
+the emulator clock) has passed; other answers fail at once. A notification given up on makes Graph send a
+`missed` lifecycle event, and so does the emulator. Lifecycle events (`reauthorizationRequired`,
+`subscriptionRemoved`, `missed`) go to the lifecycleNotificationUrl (the notificationUrl when there is none);
+`reauthorizationRequired` is also sent on its own once a subscription is within `reauthorize_before_seconds`
+(default 60 minutes) of expiring, again after each renewal.
+
+Control (under /_emulator): POST /subscriptions/{id}/lifecycle {"event"}; GET /subscriptions (all, for tests);
+GET|POST /notifications (settings: duplicate_probability, delay_ms, batch_window_ms, retry_base_ms,
+retry_max_ms, max_attempts, max_retry_seconds, reauthorize_before_seconds, min_lifetime_minutes,
+max_lifetime_minutes {contact, event, todoTask}, max_per_mailbox); GET /notifications/log[?since=seq] and
+DELETE /notifications/log.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import random
+import re
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from m365_emulator.app import Emulator, GraphContext, PersistedPart, normalise_path
+from m365_emulator.graph_common import GraphError, GraphResponse, etag, wants_immutable_ids
+from m365_emulator.timezones import UTC, graph_datetime, parse_local
+
+log = logging.getLogger(__name__)
+
+CHANGE_TYPES = ("created", "updated", "deleted")
+LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved", "missed")
+TLS_VERSIONS = ("v1_0", "v1_1", "v1_2", "v1_3")
+VALIDATION_TIMEOUT = 10.0
+DELIVERY_TIMEOUT = 3.0
+MAX_BATCH = 100
+WRITABLE_ON_PATCH = ("expirationDateTime", "notificationUrl")
+
+# What a subscription watches: the kind of item and, optionally, one collection of that kind.
+RESOURCE_FORMS: tuple[tuple[re.Pattern[str], str, str | None], ...] = tuple(
+    (re.compile(rx, re.IGNORECASE), kind, group) for rx, kind, group in (
+        (r"^/contacts$", "contact", None),
+        (r"^/contactFolders/(?P<coll>[^/]+)/contacts$", "contact", "coll"),
+        (r"^/events$", "event", None),
+        (r"^/calendar/events$", "event", "default"),
+        (r"^/calendars/(?P<coll>[^/]+)/events$", "event", "coll"),
+        (r"^/todo/lists/(?P<coll>[^/]+)/tasks$", "todoTask", "coll"),
+    ))
+COLLECTION_KINDS = {"contact": "contactFolder", "event": "calendar", "todoTask": "todoTaskList"}
+# The store's collection resource paths (store.py, contacts.py, calendar.py, todo.py) → (kind, user, collection).
+STORE_RESOURCE = re.compile(r"^/users/(?P<user>[^/]+)/(?:contactFolders/(?P<contact>[^/]+)/contacts|"
+                            r"calendars/(?P<event>[^/]+)/events|todo/lists/(?P<todoTask>[^/]+)/tasks)$")
+ODATA_TYPES = {"contact": "#Microsoft.Graph.Contact", "event": "#Microsoft.Graph.Event",
+               "todoTask": "#Microsoft.Graph.TodoTask"}
+
+
+def iso7(ts: float) -> str:
+    return graph_datetime(dt.datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)) + "Z"
+
+
+def invalid(message: str, code: str = "InvalidRequest") -> GraphError:
+    return GraphError(400, code, message)
+
+
+def missing_subscription() -> GraphError:
+    return GraphError(404, "ResourceNotFound", "The object was not found.")
+
+
+@dataclass
+class Settings:
+    duplicate_probability: float = 0.0
+    delay_ms: int = 0
+    batch_window_ms: int = 50
+    retry_base_ms: int = 500
+    retry_max_ms: int = 30_000
+    max_attempts: int = 8
+    max_retry_seconds: float = 4 * 3600.0  # Graph retries for up to 4 hours (emulator clock)
+    reauthorize_before_seconds: float = 3600.0
+    min_lifetime_minutes: float = 45.0
+    max_lifetime_minutes: dict[str, float] = field(
+        default_factory=lambda: {"contact": 10_070.0, "event": 10_070.0, "todoTask": 4_230.0})
+    max_per_mailbox: int = 1000
+
+
+@dataclass
+class Subscription:
+    id: str
+    user_id: str
+    client_id: str
+    resource: str
+    kind: str
+    collection_id: str | None
+    change_types: list[str]
+    notification_url: str
+    lifecycle_url: str | None
+    expiration: float
+    client_state: str | None
+    tls_version: str
+    immutable_ids: bool
+    reauthorization_sent_for: float | None = None
+
+    def json(self, context: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"@odata.context": context} if context else {}
+        out.update({
+            "id": self.id, "resource": self.resource, "applicationId": self.client_id,
+            "changeType": ",".join(self.change_types), "clientState": self.client_state,
+            "notificationUrl": self.notification_url, "notificationQueryOptions": None,
+            "lifecycleNotificationUrl": self.lifecycle_url, "expirationDateTime": iso7(self.expiration),
+            "creatorId": self.user_id, "includeResourceData": False, "latestSupportedTlsVersion": self.tls_version,
+            "encryptionCertificate": None, "encryptionCertificateId": None, "notificationUrlAppId": None,
+            "notificationContentType": "application/json",
+        })
+        return out
+
+
+@dataclass
+class Delivery:
+    """One POST to a subscriber (maybe several notifications), retried as a unit."""
+
+    id: str
+    kind: str  # "change" | "lifecycle"
+    url: str
+    notifications: list[dict[str, Any]]
+    created: float  # emulator clock
+    due: float  # monotonic
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    state: str = "pending"  # pending | delivered | failed | dropped
+    duplicate: bool = False
+    seq: int = 0
+
+    def log_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "id": self.id, "kind": self.kind, "url": self.url, "state": self.state,
+                "duplicate": self.duplicate, "created": iso7(self.created),
+                "subscriptionIds": sorted({n["subscriptionId"] for n in self.notifications}),
+                "attempts": list(self.attempts), "payload": {"value": self.notifications}}
+
+
+# ------------------------------------------------------------------------------------------ service
+
+class Notifier:
+    def __init__(self, emu: Emulator) -> None:
+        self.emu = emu
+        self.settings = Settings()
+        self.lock = threading.RLock()
+        self.subscriptions: dict[str, Subscription] = {}
+        self.log: list[Delivery] = []
+        self.log_seq = 0
+        self._queue: list[Delivery] = []
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._random = random.Random()
+        emu.store.on_change(self.on_change)
+
+    # -------------------------------------------------------------------------- subscriptions
+
+    def active(self, sub_id: str, user_id: str | None = None, client_id: str | None = None) -> Subscription:
+        with self.lock:
+            sub = self.subscriptions.get(sub_id)
+            if sub is None or sub.expiration <= self.emu.core.clock.now():
+                raise missing_subscription()
+            if (user_id is not None and sub.user_id != user_id) or (client_id is not None and sub.client_id != client_id):
+                raise missing_subscription()
+            return sub
+
+    def _expiration(self, value: Any, kind: str) -> float:
+        if not isinstance(value, str):
+            raise invalid("expirationDateTime is required.")
+        try:
+            local, offset = parse_local(value)
+        except GraphError:
+            raise invalid(f"Cannot convert the literal '{value}' to the expected type 'Edm.DateTimeOffset'.",
+                          "BadRequest") from None
+        when = local.replace(tzinfo=offset or UTC).timestamp()
+        now = self.emu.core.clock.now()
+        if when <= now:
+            raise invalid("Subscription expiration can only be in the future.", "ExtensionError")
+        limit = self.settings.max_lifetime_minutes.get(kind, 4230.0)
+        if when - now > limit * 60 + 1:  # a second's grace for clocks and rounding
+            raise invalid(f"Subscription expiration can only be {limit:g} minutes in the future.", "ExtensionError")
+        return max(when, now + self.settings.min_lifetime_minutes * 60)
+
+    def _target(self, ctx: GraphContext, resource: Any) -> tuple[str, str | None]:
+        if not isinstance(resource, str) or not resource.strip():
+            raise invalid("resource is required.")
+        path = normalise_path("/" + resource.strip().split("?", 1)[0].lstrip("/"))
+        match = re.match(r"^/(?:(?P<me>me)|users/(?P<user>[^/]+))(?P<rest>/.*)$", path, re.IGNORECASE)
+        if match is None:
+            raise invalid(f"Resource '{resource}' is not supported for change notifications.", "ExtensionError")
+        if match["user"] is not None:
+            with self.emu.core.lock:
+                owner = self.emu.core.users.get(match["user"]) or self.emu.core.user_by_upn(match["user"])
+            if owner is None:
+                raise GraphError(404, "ErrorInvalidUser", f"The requested user '{match['user']}' is invalid.")
+            if owner.id != ctx.user.id:
+                raise GraphError(403, "ExtensionError", "Operation: Create; Exception: [Status Code: Forbidden; "
+                                                        "Reason: Access is denied. Check credentials and try again.]")
+        for pattern, kind, group in RESOURCE_FORMS:
+            found = pattern.match(match["rest"])
+            if found is None:
+                continue
+            collection_id: str | None = None
+            if group == "default":
+                from m365_emulator.calendar import ensure_default_calendar
+                collection_id = ensure_default_calendar(self.emu, ctx.user.id)
+            elif group is not None:
+                collection_id = found[group]
+                if ctx.store.collection(ctx.user.id, collection_id, COLLECTION_KINDS[kind]) is None:
+                    raise GraphError(404, "ExtensionError", f"Operation: Create; Exception: [Status Code: NotFound; "
+                                                            f"Reason: The resource '{resource}' was not found.]")
+            return kind, collection_id
+        raise invalid(f"Resource '{resource}' is not supported for change notifications.", "ExtensionError")
+
+    @staticmethod
+    def _check_url(name: str, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise invalid(f"{name} is required.")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise invalid(f"Invalid {name} '{value}'.")
+        if parts.scheme == "http":
+            host = parts.hostname
+            try:
+                loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                loopback = False
+            if not loopback:
+                raise invalid(f"The {name} must use the HTTPS protocol.")
+        return value
+
+    async def _handshake(self, url: str) -> None:
+        """Graph's validation request; raises Graph's 400 unless the subscriber echoes the token in time."""
+        token = f"Validation: Testing client application reachability for subscription Request-Id: {uuid.uuid4()}"
+        entry: dict[str, Any] = {"time": iso7(self.emu.core.clock.now()), "url": url}
+        try:
+            async with httpx.AsyncClient(timeout=VALIDATION_TIMEOUT, trust_env=False) as client:
+                answer = await client.post(url, params={"validationToken": token},
+                                           headers={"Content-Type": "text/plain; charset=utf-8"}, content=b"")
+        except httpx.TimeoutException:
+            self._log_validation(url, entry | {"error": "timeout"}, "failed")
+            raise invalid("Subscription validation request timeout.") from None
+        except httpx.HTTPError as exc:
+            self._log_validation(url, entry | {"error": type(exc).__name__}, "failed")
+            raise invalid("Subscription validation request failed. Notification endpoint must respond with 200 OK "
+                          "to validation request.") from None
+        entry["status"] = answer.status_code
+        if answer.status_code != 200:
+            self._log_validation(url, entry, "failed")
+            raise invalid("Subscription validation request failed. Notification endpoint must respond with 200 OK "
+                          "to validation request.")
+        if answer.text != token:
+            self._log_validation(url, entry, "failed")
+            raise invalid("Subscription validation request failed. Response must exactly match validationToken "
+                          "query parameter.")
+        self._log_validation(url, entry, "delivered")
+
+    def _log_validation(self, url: str, attempt: dict[str, Any], state: str) -> None:
+        delivery = Delivery(uuid.uuid4().hex, "validation", url, [], self.emu.core.clock.now(), time.monotonic(),
+                            [attempt], state)
+        self._record(delivery)
+
+    async def create(self, ctx: GraphContext) -> Subscription:
+        body = ctx.req.json_object()
+        allowed = {"changeType", "notificationUrl", "lifecycleNotificationUrl", "resource", "expirationDateTime",
+                   "clientState", "latestSupportedTlsVersion", "includeResourceData", "encryptionCertificate",
+                   "encryptionCertificateId", "notificationQueryOptions", "notificationUrlAppId",
+                   "notificationContentType"}
+        for name in body:
+            if not name.startswith("@odata.") and name not in allowed:
+                raise GraphError(400, "BadRequest", f"The property '{name}' does not exist on type "
+                                                    "'microsoft.graph.subscription'.")
+        change_types = self._change_types(body.get("changeType"))
+        kind, collection_id = self._target(ctx, body.get("resource"))
+        expiration = self._expiration(body.get("expirationDateTime"), kind)
+        client_state = body.get("clientState")
+        if client_state is not None and (not isinstance(client_state, str) or len(client_state) > 128):
+            raise invalid("clientState must be a string of at most 128 characters.")
+        if body.get("includeResourceData"):
+            raise invalid("Change notifications with resource data (includeResourceData) are not supported by "
+                          "this emulator.")
+        tls = body.get("latestSupportedTlsVersion") or "v1_2"
+        if tls not in TLS_VERSIONS:
+            raise invalid(f"Invalid latestSupportedTlsVersion '{tls}'.")
+        notification_url = self._check_url("notificationUrl", body.get("notificationUrl"))
+        lifecycle_url = body.get("lifecycleNotificationUrl")
+        if lifecycle_url is not None:
+            lifecycle_url = self._check_url("lifecycleNotificationUrl", lifecycle_url)
+        with self.lock:
+            now = self.emu.core.clock.now()
+            count = sum(1 for s in self.subscriptions.values() if s.user_id == ctx.user.id and s.expiration > now)
+            if count >= self.settings.max_per_mailbox:
+                raise GraphError(403, "ExtensionError", f"The maximum number of subscriptions "
+                                                        f"({self.settings.max_per_mailbox}) for this mailbox has been "
+                                                        "reached.")
+        await self._handshake(notification_url)
+        if lifecycle_url is not None:
+            await self._handshake(lifecycle_url)
+        sub = Subscription(str(uuid.uuid4()), ctx.user.id, ctx.client_id, body["resource"], kind, collection_id,
+                           change_types, notification_url, lifecycle_url, expiration, client_state, tls,
+                           wants_immutable_ids(ctx.req.headers))
+        with self.lock:
+            self.subscriptions[sub.id] = sub
+        self.emu.touch()
+        self._start()
+        return sub
+
+    @staticmethod
+    def _change_types(value: Any) -> list[str]:
+        if not isinstance(value, str) or not value.strip():
+            raise invalid("changeType is required.")
+        types: list[str] = []
+        for part in (p.strip() for p in value.split(",")):
+            if part not in CHANGE_TYPES:
+                raise invalid(f"'{part}' is not a valid changeType. Valid values are created, updated and deleted.")
+            if part not in types:
+                types.append(part)
+        return types
+
+    async def update(self, ctx: GraphContext, sub_id: str) -> Subscription:
+        sub = self.active(sub_id, ctx.user.id, ctx.client_id)
+        body = ctx.req.json_object()
+        for name in body:
+            if not name.startswith("@odata.") and name not in WRITABLE_ON_PATCH:
+                raise invalid(f"The property '{name}' of a subscription cannot be updated; only expirationDateTime "
+                              "and notificationUrl can.")
+        expiration = self._expiration(body["expirationDateTime"], sub.kind) if "expirationDateTime" in body else None
+        url = self._check_url("notificationUrl", body["notificationUrl"]) if "notificationUrl" in body else None
+        if url is not None and url != sub.notification_url:
+            await self._handshake(url)
+        with self.lock:
+            if expiration is not None:
+                sub.expiration = expiration
+                sub.reauthorization_sent_for = None
+            if url is not None:
+                sub.notification_url = url
+        self.emu.touch()
+        return sub
+
+    def delete(self, sub_id: str, user_id: str | None = None, client_id: str | None = None) -> None:
+        sub = self.active(sub_id, user_id, client_id)
+        with self.lock:
+            self.subscriptions.pop(sub.id, None)
+        self.emu.touch()
+
+    # ------------------------------------------------------------------------------ notifications
+
+    def on_change(self, user_id: str, resource: str, change_type: str, item_id: str) -> None:
+        """Store listener (runs in the request's thread): queue a notification per matching subscription."""
+        match = STORE_RESOURCE.match(resource)
+        if match is None:
+            return
+        kind = next(k for k in ("contact", "event", "todoTask") if match[k] is not None)
+        collection_id = match[kind]
+        now = self.emu.core.clock.now()
+        with self.lock:
+            targets = [s for s in self.subscriptions.values()
+                       if s.user_id == user_id and s.kind == kind and s.expiration > now
+                       and change_type in s.change_types and s.collection_id in (None, collection_id)]
+        if not targets:
+            return
+        found = self.emu.store.find(user_id, item_id)
+        regular_id, change_key = item_id, None
+        if found is not None:
+            regular_id, change_key = found[1].regular_id, found[1].change_key
+        else:
+            with self.emu.store.lock:
+                coll = self.emu.store.mailbox(user_id).collections.get(collection_id)
+                stone = next((t for t in reversed(coll.tombstones) if t.immutable_id == item_id), None) if coll else None
+            if stone is not None:
+                regular_id = stone.regular_id
+        for sub in targets:
+            reported = item_id if sub.immutable_ids else regular_id
+            path = {"contact": f"Users/{user_id}/Contacts/{reported}", "event": f"Users/{user_id}/Events/{reported}",
+                    "todoTask": f"Users/{user_id}/todo/lists/{collection_id}/tasks/{reported}"}[kind]
+            data: dict[str, Any] = {"@odata.type": ODATA_TYPES[kind], "@odata.id": path}
+            if change_key is not None and change_type != "deleted":
+                data["@odata.etag"] = etag(change_key)
+            data["id"] = reported
+            notification = {"subscriptionId": sub.id, "subscriptionExpirationDateTime": iso7(sub.expiration),
+                            "changeType": change_type, "resource": path, "resourceData": data,
+                            "clientState": sub.client_state, "tenantId": self.emu.core.tenant_id}
+            self._enqueue("change", sub.notification_url, [notification])
+
+    def lifecycle(self, sub_id: str, event: str) -> Delivery:
+        if event not in LIFECYCLE_EVENTS:
+            raise invalid(f"event must be one of {', '.join(LIFECYCLE_EVENTS)}")
+        sub = self.active(sub_id)
+        delivery = self._send_lifecycle(sub, event)
+        if event == "subscriptionRemoved":
+            with self.lock:
+                self.subscriptions.pop(sub.id, None)
+            self.emu.touch()
+        return delivery
+
+    def _send_lifecycle(self, sub: Subscription, event: str) -> Delivery:
+        notification = {"subscriptionId": sub.id, "subscriptionExpirationDateTime": iso7(sub.expiration),
+                        "tenantId": self.emu.core.tenant_id, "clientState": sub.client_state, "lifecycleEvent": event}
+        return self._enqueue("lifecycle", sub.lifecycle_url or sub.notification_url, [notification])
+
+    def _enqueue(self, kind: str, url: str, notifications: list[dict[str, Any]]) -> Delivery:
+        delivery = Delivery(uuid.uuid4().hex, kind, url, notifications, self.emu.core.clock.now(),
+                            time.monotonic() + self.settings.delay_ms / 1000)
+        self._record(delivery)
+        with self.lock:
+            self._queue.append(delivery)
+        self._start()
+        self._wake.set()
+        return delivery
+
+    def _record(self, delivery: Delivery) -> None:
+        with self.lock:
+            self.log_seq += 1
+            delivery.seq = self.log_seq
+            self.log.append(delivery)
+            if len(self.log) > 10_000:
+                del self.log[:1000]
+
+    # -------------------------------------------------------------------------------- the worker
+
+    def _start(self) -> None:
+        with self.lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="m365-notifications", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=DELIVERY_TIMEOUT, trust_env=False) as client:
+            while True:
+                self._wake.wait(timeout=self._idle_timeout())
+                self._wake.clear()
+                try:
+                    self._sweep()
+                    due = self._take_due()
+                    if due and self.settings.batch_window_ms:
+                        time.sleep(self.settings.batch_window_ms / 1000)  # let close changes join the batch
+                        due += self._take_due()
+                    for batch in self._batches(due):
+                        self._attempt(client, batch)
+                except Exception:  # the worker must survive any one bad delivery
+                    log.exception("notification worker iteration failed")
+
+    def _take_due(self) -> list[Delivery]:
+        now = time.monotonic()
+        with self.lock:
+            due = [d for d in self._queue if d.due <= now]
+            self._queue = [d for d in self._queue if d.due > now]
+        return due
+
+    def _idle_timeout(self) -> float:
+        """Sleep until the next retry is due, but sweep expiries at least every 0.2 s."""
+        with self.lock:
+            next_due = min((d.due for d in self._queue), default=None)
+        if next_due is None:
+            return 0.2
+        return min(0.2, max(0.005, next_due - time.monotonic()))
+
+    def _batches(self, due: list[Delivery]) -> list[Delivery]:
+        """Fresh change notifications for the same URL travel together; retries and lifecycle events alone."""
+        batches: list[Delivery] = []
+        open_batch: dict[str, Delivery] = {}
+        for delivery in due:
+            fresh = delivery.kind == "change" and not delivery.attempts
+            target = open_batch.get(delivery.url) if fresh else None
+            if target is not None and len(target.notifications) + len(delivery.notifications) <= MAX_BATCH:
+                target.notifications.extend(delivery.notifications)
+                with self.lock:  # the batch's own log entry now stands for this one
+                    self.log = [d for d in self.log if d is not delivery]
+                continue
+            batches.append(delivery)
+            if fresh:
+                open_batch[delivery.url] = delivery
+        return batches
+
+    def _attempt(self, client: httpx.Client, delivery: Delivery) -> None:
+        attempt: dict[str, Any] = {"time": iso7(self.emu.core.clock.now())}
+        retry = False
+        try:
+            answer = client.post(delivery.url, json={"value": delivery.notifications},
+                                 headers={"Content-Type": "application/json; charset=utf-8"})
+            attempt["status"] = answer.status_code
+            if 200 <= answer.status_code < 300:
+                delivery.state = "delivered"
+            else:
+                retry = answer.status_code >= 500 or answer.status_code == 429
+        except httpx.TimeoutException:
+            attempt["error"] = "timeout"
+            retry = True
+        except httpx.HTTPError as exc:
+            attempt["error"] = type(exc).__name__
+            retry = True
+        delivery.attempts.append(attempt)
+        if delivery.state == "delivered":
+            if delivery.kind == "change" and self._random.random() < self.settings.duplicate_probability:
+                copy = Delivery(uuid.uuid4().hex, delivery.kind, delivery.url, list(delivery.notifications),
+                                self.emu.core.clock.now(), time.monotonic(), duplicate=True)
+                self._record(copy)
+                self._attempt(client, copy)
+            return
+        age = self.emu.core.clock.now() - delivery.created
+        if retry and len(delivery.attempts) < self.settings.max_attempts and age < self.settings.max_retry_seconds:
+            backoff = min(self.settings.retry_max_ms, self.settings.retry_base_ms * 2 ** (len(delivery.attempts) - 1))
+            delivery.due = time.monotonic() + backoff / 1000
+            with self.lock:
+                self._queue.append(delivery)
+            return
+        delivery.state = "dropped" if retry else "failed"
+        if delivery.kind == "change":
+            self._report_missed(delivery)
+
+    def _report_missed(self, delivery: Delivery) -> None:
+        for sub_id in sorted({n["subscriptionId"] for n in delivery.notifications}):
+            with self.lock:
+                sub = self.subscriptions.get(sub_id)
+            if sub is not None and sub.lifecycle_url is not None:
+                self._send_lifecycle(sub, "missed")
+
+    def _sweep(self) -> None:
+        """Expire subscriptions by the emulator clock; warn those about to expire (reauthorizationRequired)."""
+        now = self.emu.core.clock.now()
+        warn: list[Subscription] = []
+        with self.lock:
+            for sub in list(self.subscriptions.values()):
+                if sub.expiration <= now:
+                    del self.subscriptions[sub.id]
+                    self.emu.touch()
+                elif (sub.lifecycle_url is not None and sub.reauthorization_sent_for != sub.expiration
+                      and sub.expiration - now <= self.settings.reauthorize_before_seconds):
+                    sub.reauthorization_sent_for = sub.expiration
+                    warn.append(sub)
+        for sub in warn:
+            self._send_lifecycle(sub, "reauthorizationRequired")
+
+    # ---------------------------------------------------------------------------- persistence
+
+    def dump(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [asdict(s) for s in self.subscriptions.values()]
+
+    def load(self, data: Any) -> None:
+        with self.lock:
+            self.subscriptions = {s["id"]: Subscription(**s) for s in data or []}
+        if self.subscriptions:
+            self._start()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.subscriptions.clear()
+            self._queue.clear()
+            self.log.clear()
+            self.settings = Settings()
+
+    def configure(self, body: dict[str, Any]) -> Settings:
+        current = asdict(self.settings)
+        for name, value in body.items():
+            if name not in current:
+                raise invalid(f"unknown setting {name}")
+            if name == "max_lifetime_minutes":
+                if not isinstance(value, dict) or not all(isinstance(v, (int, float)) and v > 0 for v in value.values()):
+                    raise invalid("max_lifetime_minutes must map kinds to positive numbers")
+                current[name] = {**current[name], **value}
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise invalid(f"{name} must be a non-negative number")
+            elif name == "duplicate_probability" and value > 1:
+                raise invalid("duplicate_probability must be between 0 and 1")
+            else:
+                current[name] = type(current[name])(value)
+        with self.lock:
+            self.settings = Settings(**current)
+        return self.settings
+
+
+# -------------------------------------------------------------------------------------- Graph routes
+
+def _context(ctx: GraphContext, suffix: str = "") -> str:
+    return ctx.context_url(f"subscriptions{suffix}")
+
+
+def install(emu: Emulator) -> None:
+    notifier = Notifier(emu)
+
+    async def post(ctx: GraphContext) -> GraphResponse:
+        sub = await notifier.create(ctx)
+        return GraphResponse(201, sub.json(_context(ctx, "/$entity")))
+
+    def list_all(ctx: GraphContext) -> GraphResponse:
+        now = emu.core.clock.now()
+        with notifier.lock:
+            mine = [s.json() for s in notifier.subscriptions.values()
+                    if s.user_id == ctx.user.id and s.client_id == ctx.client_id and s.expiration > now]
+        return GraphResponse(200, {"@odata.context": _context(ctx), "value": mine})
+
+    def get(ctx: GraphContext) -> GraphResponse:
+        sub = notifier.active(ctx.params["subscription_id"], ctx.user.id, ctx.client_id)
+        return GraphResponse(200, sub.json(_context(ctx, "/$entity")))
+
+    async def patch(ctx: GraphContext) -> GraphResponse:
+        sub = await notifier.update(ctx, ctx.params["subscription_id"])
+        return GraphResponse(200, sub.json(_context(ctx, "/$entity")))
+
+    def delete(ctx: GraphContext) -> GraphResponse:
+        notifier.delete(ctx.params["subscription_id"], ctx.user.id, ctx.client_id)
+        return GraphResponse(204)
+
+    def reauthorize(ctx: GraphContext) -> GraphResponse:
+        sub = notifier.active(ctx.params["subscription_id"], ctx.user.id, ctx.client_id)
+        with notifier.lock:
+            sub.reauthorization_sent_for = None
+        return GraphResponse(204)
+
+    r = emu.router
+    r.add("GET", "/subscriptions", list_all, scope="root")
+    r.add("POST", "/subscriptions", post, scope="root")
+    r.add("GET", "/subscriptions/{subscription_id}", get, scope="root")
+    r.add("PATCH", "/subscriptions/{subscription_id}", patch, scope="root")
+    r.add("DELETE", "/subscriptions/{subscription_id}", delete, scope="root")
+    r.add("POST", "/subscriptions/{subscription_id}/reauthorize", reauthorize, scope="root")
+    emu.persisted["subscriptions"] = PersistedPart(notifier.dump, notifier.load, notifier.reset)
+    emu.control_routes.extend(control_routes(notifier))
+
+
+# ------------------------------------------------------------------------------------ control routes
+
+def control_routes(notifier: Notifier) -> list[Route]:
+    def endpoint(func: Any) -> Any:
+        async def wrapped(request: Request) -> Response:
+            try:
+                return await func(request)
+            except GraphError as err:
+                return JSONResponse({"error": err.message, "code": err.code}, err.status)
+            except ValueError as err:
+                return JSONResponse({"error": str(err)}, 400)
+        return wrapped
+
+    async def body_of(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if not raw.strip():
+            return {}
+        import json
+        body = json.loads(raw)
+        if not isinstance(body, dict):
+            raise ValueError("the body must be a JSON object")
+        return body
+
+    async def lifecycle(request: Request) -> Response:
+        body = await body_of(request)
+        delivery = notifier.lifecycle(request.path_params["subscription_id"], str(body.get("event")))
+        return JSONResponse(delivery.log_json(), 202)
+
+    async def subscriptions(request: Request) -> Response:
+        with notifier.lock:
+            return JSONResponse({"value": [s.json() for s in notifier.subscriptions.values()]})
+
+    async def settings(request: Request) -> Response:
+        if request.method == "POST":
+            notifier.configure(await body_of(request))
+        return JSONResponse(asdict(notifier.settings))
+
+    async def delivery_log(request: Request) -> Response:
+        if request.method == "DELETE":
+            with notifier.lock:
+                notifier.log.clear()
+            return Response(status_code=204)
+        since = int(request.query_params.get("since", "0") or 0)
+        with notifier.lock:
+            entries = [d.log_json() for d in notifier.log if d.seq > since]
+        return JSONResponse({"value": entries})
+
+    return [
+        Route("/subscriptions/{subscription_id}/lifecycle", endpoint(lifecycle), methods=["POST"]),
+        Route("/subscriptions", endpoint(subscriptions), methods=["GET"]),
+        Route("/notifications", endpoint(settings), methods=["GET", "POST"]),
+        Route("/notifications/log", endpoint(delivery_log), methods=["GET", "DELETE"]),
+    ]
