@@ -194,6 +194,7 @@ class Emulator:
         self.on_reset: list[Callable[[], None]] = []
         # GET /_emulator/state/{userId} merges what each of these returns for the user.
         self.state_parts: list[Callable[[Emulator, str], dict[str, Any]]] = []
+        self.module_errors: dict[str, str] = {}  # optional modules that failed to load (in the ready file)
         self.version_extra = 0  # bumped by control actions that change users/apps (persistence watches it)
 
     def set_token_secret(self, secret: bytes) -> None:
@@ -378,8 +379,20 @@ def build_emulator(core: Core, throttle: ThrottleConfig | None = None,
         except ModuleNotFoundError as exc:
             if exc.name == name:
                 continue
-            raise
-        module.install(emu)
+            emu.module_errors[name] = f"{type(exc).__name__}: {exc}"
+            log.exception("optional module %s could not be imported; serving without it", name)
+            continue
+        except Exception as exc:  # one broken module must not take the rest of the emulator down
+            emu.module_errors[name] = f"{type(exc).__name__}: {exc}"
+            log.exception("optional module %s could not be imported; serving without it", name)
+            continue
+        routes_before = len(emu.router.routes)
+        try:
+            module.install(emu)
+        except Exception as exc:
+            del emu.router.routes[routes_before:]  # no half-installed module
+            emu.module_errors[name] = f"{type(exc).__name__}: {exc}"
+            log.exception("optional module %s failed to install; serving without it", name)
     return emu
 
 

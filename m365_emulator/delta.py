@@ -7,7 +7,8 @@ tombstones as `{"id", "@removed": {"reason": "deleted"|"changed"}}`. Changes mad
 paged fall after its end, so the next round reports them: nothing is lost or reported half-done.
 
 Tokens are self-contained and signed: the mailbox, the collection, the positions, the page cursor, the
-`$select` of the round's first call, the page size, the issue time and the mailbox's delta epoch.
+`$select` of the round's first call, the issue time and the mailbox's delta epoch. The page size is not kept:
+as with Graph, each request's `Prefer: odata.maxpagesize` decides it (default 10).
 A token older than the retention (default 7 days by the emulator clock) or issued before
 `POST /_emulator/users/{id}/expire-delta-tokens` is answered as Outlook answers a lost sync state:
 410 Gone with code "SyncStateNotFound" (the code Outlook was seen to return for expired contact/event/
@@ -48,7 +49,6 @@ class DeltaState:
     until: int | None  # None in a deltaLink: the next round fixes its end when it begins
     cursor: tuple[int, str] | None  # (seq, immutable id) of the last entry already returned in this round
     select: tuple[str, ...] | None
-    page_size: int | None
     issued: float
     epoch: int
 
@@ -122,7 +122,8 @@ def run_delta(q: DeltaQuery, req: GraphRequest) -> GraphResponse:
         if coll is None:
             raise not_found()
         state = _state_for(q, req, coll, box.delta_epoch, now)
-        page_size = requested_size or state.page_size or q.settings.default_page_size
+        # Like Graph, the page size is whatever this request prefers (clients resend Prefer on every page).
+        page_size = requested_size or q.settings.default_page_size
         entries = _entries(coll, state, immutable)
         if state.cursor is not None:
             entries = [e for e in entries if (e.seq, e.immutable_id) > state.cursor]
@@ -134,11 +135,10 @@ def run_delta(q: DeltaQuery, req: GraphRequest) -> GraphResponse:
         if rest:
             last = page[-1]
             nxt = DeltaState(q.user_id, q.collection_id, state.since, state.until, (last.seq, last.immutable_id),
-                             state.select, page_size, now, box.delta_epoch)
+                             state.select, now, box.delta_epoch)
             body["@odata.nextLink"] = f"{q.link}?$skiptoken={quote(q.codec.encode(nxt), safe='')}"
         else:
-            done = DeltaState(q.user_id, q.collection_id, state.until, None, None, state.select, page_size, now,
-                              box.delta_epoch)
+            done = DeltaState(q.user_id, q.collection_id, state.until, None, None, state.select, now, box.delta_epoch)
             body["@odata.deltaLink"] = f"{q.link}?$deltatoken={quote(q.codec.encode(done), safe='')}"
         body["value"] = value
     headers = {"Preference-Applied": f"odata.maxpagesize={requested_size}"} if requested_size else {}
@@ -152,7 +152,7 @@ def _state_for(q: DeltaQuery, req: GraphRequest, coll: Collection, epoch: int, n
             raise not_found()
         select = q.parse_select(req.query)
         return DeltaState(q.user_id, q.collection_id, None, coll.seq, None,
-                          tuple(select) if select is not None else None, None, now, epoch)
+                          tuple(select) if select is not None else None, now, epoch)
     state = q.codec.decode(token)
     if state.user_id != q.user_id or state.collection_id != q.collection_id:
         raise bad_request("The delta token was issued for another collection.", "ErrorInvalidSyncStateData")
@@ -162,7 +162,7 @@ def _state_for(q: DeltaQuery, req: GraphRequest, coll: Collection, epoch: int, n
                          "synchronized again.")
     if state.until is None:  # a deltaLink: this round ends where the collection is now
         return DeltaState(state.user_id, state.collection_id, state.since, coll.seq, None, state.select,
-                          state.page_size, state.issued, state.epoch)
+                          state.issued, state.epoch)
     return state
 
 

@@ -165,6 +165,8 @@ async def serve(opts: Options) -> None:
                              "authority": authority, "ca_file": ca_file, "tenant_id": core.tenant_id, "pid": os.getpid()}
     if identity_error:
         ready["identity_error"] = identity_error
+    if emu.module_errors:
+        ready["module_errors"] = emu.module_errors
     if opts.ready_file is not None:
         _write_atomically(opts.ready_file, json.dumps(ready, indent=2))
     log.warning("Microsoft 365 emulator ready: %s", json.dumps(ready))
