@@ -77,7 +77,8 @@ def clean_line(value: str, cap: int = TEXT_MAX) -> str:
 
     def step(text: str) -> str:
         text = unicodedata.normalize("NFC", text)
-        text = "".join(ch for ch in text if not _is_unsafe(ch))
+        # Whitespace controls (tab, line breaks) separate words; other controls just go.
+        text = "".join(" " if ch.isspace() else ch for ch in text if ch.isspace() or not _is_unsafe(ch))
         return _fit(" ".join(text.split()), cap).strip()
 
     return _fixpoint(step, value)
