@@ -233,12 +233,10 @@ def _location(value: Any, unique_type: str) -> dict[str, Any]:
         out["locationUri"] = value["locationUri"]
     if value.get("locationEmailAddress"):
         out["locationEmailAddress"] = value["locationEmailAddress"]
-    # A place with an address (or the event's single location) gets a private unique id, as in the examples.
-    if unique_type == "private" or value.get("address"):
-        out["uniqueId"] = value.get("uniqueId") or name
-        out["uniqueIdType"] = "private"
-    else:
-        out["uniqueIdType"] = "unknown"
+    # The event's location, and a place with an address, get a private unique id as in Microsoft's examples;
+    # the examples disagree on whether other entries of `locations` carry their uniqueId, so they all do.
+    out["uniqueId"] = value.get("uniqueId") or name
+    out["uniqueIdType"] = "private" if unique_type == "private" or value.get("address") else "unknown"
     if value.get("address"):
         out["address"] = _address(value["address"])
     if value.get("coordinates"):
@@ -325,7 +323,7 @@ def parse_event(body: dict[str, Any], current: dict[str, Any] | None) -> tuple[d
     if location_given and "locations" not in body:
         loc = data["location"]
         data["locations"] = [{"displayName": loc["displayName"], "locationType": loc["locationType"],
-                              "uniqueIdType": "unknown"}] if loc["displayName"] else []
+                              "uniqueId": loc["displayName"], "uniqueIdType": "unknown"}] if loc["displayName"] else []
     data.setdefault("location", _location(None, "unknown"))
     data.setdefault("locations", [])
     if "start" not in data or "end" not in data:
