@@ -57,6 +57,7 @@ from sync_core.planner import (
     Side,
     Skip,
     Unlink,
+    crm_version,
     merge_two,
 )
 from sync_core.ports import CrmPort, MicrosoftContactsPort, StateStore, WriteResult
@@ -224,6 +225,7 @@ class Engine:
                 "synced": intended, "synced_hash": intended.content_hash()}))
             if saved is not None:
                 settled[crm_id] = saved
+                self._succeeded(crm_id, None)
                 self.tally.log(f"pending create crm:{crm_id} found in Outlook: linked, not created twice")
         return settled
 
@@ -309,7 +311,8 @@ class Engine:
         self._claimed.add(created.id)
         self.tally.crm["created"] += 1
         final = crm_to_fields(created, account.name)
-        self._settle(created.id, action.ms_id, action.ms_version, action.fields, final, created.version, None,
+        self._settle(created.id, action.ms_id, action.ms_version, action.fields, final,
+                     crm_version(created.version, account.version), None,
                      write_ms=action.sync_back)
 
     def _try_create(self, record: CrmContact, ms_id: str) -> CrmContact | None:
@@ -339,14 +342,15 @@ class Engine:
             # Deleted in the CRM meanwhile: the feed brings the delete next run; replay the Outlook side with it.
             self._fail(Side.CRM, Side.MICROSOFT, action.ms_id, "CRM record deleted during the run", retry=True)
             return
-        account_name = self.account_name(contact.account_id)
+        account = self.accounts([contact.account_id]).get(contact.account_id)
+        account_name, account_version = (account.name, account.version) if account else ("", "")
         current = crm_to_fields(contact, account_name)
         account_id = contact.account_id
         if normalise_company(action.fields.company) != normalise_company(current.company):
             # The company changed in Outlook: the contact moves to the matching (or a new) account.
             account = self._remember(resolve_account(self.crm, self.tenant_id, action.fields.company, self.user_id,
                                                      self._resolved))
-            account_id, account_name = account.id, account.name
+            account_id, account_name, account_version = account.id, account.name, account.version
         record = fields_to_crm(action.fields, contact, account_id)
         if record != contact:
             written = self._update_crm(record, contact, action.ms_id)
@@ -361,7 +365,8 @@ class Engine:
             clashes = ", ".join(action.clashes) if action.clashes else "none (different fields)"
             self.tally.log(f"conflict crm:{action.crm_id} edited on both sides; fields changed on both: {clashes}; "
                            "CRM wins those")
-        self._settle(contact.id, action.ms_id, action.ms_version, action.ms_fields, final, contact.version,
+        self._settle(contact.id, action.ms_id, action.ms_version, action.ms_fields, final,
+                     crm_version(contact.version, account_version),
                      action.link, write_ms=action.write_ms)
 
     def _settle(self, crm_id: str, ms_id: str, ms_version: str, ms_fields: ContactFields, final: ContactFields,

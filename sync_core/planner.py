@@ -50,6 +50,17 @@ class CrmItem:
     contact: CrmContact | None
     fields: ContactFields | None = None  # crm_to_fields(contact, account name); set whenever contact is
     in_scope: bool = True  # in an account the user owns (or scope is the tenant); gates only new pushes
+    account_version: str = ""  # the account's version: renaming it changes the contact's synced content
+
+    @property
+    def version(self) -> str:
+        return crm_version(self.contact.version, self.account_version) if self.contact is not None else ""
+
+
+def crm_version(contact_version: str, account_version: str) -> str:
+    """The version token of a contact's synced content: its own ETag and its account's (whose name is the
+    company), so an account rename counts as a change of its contacts."""
+    return f"{contact_version}+{account_version}" if account_version else contact_version
 
 
 # --- actions ------------------------------------------------------------------------------------------
@@ -274,7 +285,7 @@ def crm_status(item: CrmItem | None, link: Link | None) -> Status:
         return Status.GONE
     if link is None:
         return Status.NEW
-    if not _moved(item.contact.version, link.crm_version):
+    if not _moved(item.version, link.crm_version):
         return Status.SAME
     assert item.fields is not None, "CrmItem.fields must be set when the contact exists"
     return Status.TOUCHED if _same_content(item.fields, link) else Status.CHANGED
@@ -398,7 +409,7 @@ def _decide(unit: _Unit, settings: UserSyncSettings) -> list[Action]:
                 # new in the CRM, microsoft_to_crm → CRM contacts are not sent
                 return [Skip(key, "microsoft_to_crm: CRM contacts are not sent to Outlook", Side.CRM)]
             # new in the CRM → create in Outlook
-            return [CreateInMicrosoft(key, fields, contact.version, None, "new in the CRM")]
+            return [CreateInMicrosoft(key, fields, crm.version, None, "new in the CRM")]  # type: ignore[union-attr]
         if item is None:
             # removed in Outlook before it was ever synced → nothing to do
             return [Skip(key, "removed in Outlook before it was synced")]
@@ -426,12 +437,11 @@ def _decide(unit: _Unit, settings: UserSyncSettings) -> list[Action]:
             return [LinkExisting(key, item.id, item.change_key, item.fields, target, crm_contact, link, write_ms=push)]
         if c is Status.CHANGED and push:
             # left Outlook, then edited in the CRM → push the CRM version back (re-create)
-            contact, fields = _current(crm)
-            return [CreateInMicrosoft(key, fields, contact.version, link, "edited in the CRM after it left Outlook")]
+            _, fields = _current(crm)
+            return [CreateInMicrosoft(key, fields, crm.version, link, "edited in the CRM after it left Outlook")]  # type: ignore[union-attr]
         if c is Status.TOUCHED:
             # left Outlook; the CRM version moved without a content change → remember the version
-            contact, _ = _current(crm)
-            return [RefreshLinkVersions(link, contact.version, link.ms_version)]
+            return [RefreshLinkVersions(link, crm.version, link.ms_version)]  # type: ignore[union-attr]
         # left Outlook and not edited in the CRM since → not pushed back
         return [Skip(key, "left Outlook; not pushed back until edited in the CRM")]
 
@@ -449,8 +459,8 @@ def _decide(unit: _Unit, settings: UserSyncSettings) -> list[Action]:
     if m is Status.GONE:
         if c is Status.CHANGED and push:
             # deleted in Outlook, edited in the CRM → push the CRM version back (re-create)
-            contact, fields = _current(crm)
-            return [CreateInMicrosoft(key, fields, contact.version, link, "edited in the CRM while removed in Outlook")]
+            _, fields = _current(crm)
+            return [CreateInMicrosoft(key, fields, crm.version, link, "edited in the CRM while removed in Outlook")]  # type: ignore[union-attr]
         # deleted or moved out in Outlook → keep the CRM record, remember the removal (never delete CRM data)
         return [MarkMsRemoved(key, link)]
 
@@ -478,8 +488,8 @@ def _decide(unit: _Unit, settings: UserSyncSettings) -> list[Action]:
         return [Skip(key, "crm_to_microsoft: Outlook edits are ignored", Side.MICROSOFT)]
     if c is Status.TOUCHED or m is Status.TOUCHED:
         # versions moved but content did not (our own write echoed back) → remember the versions only
-        crm_version = crm_contact.version if c is Status.TOUCHED and crm_contact else link.crm_version
-        return [RefreshLinkVersions(link, crm_version, ms_version if m is Status.TOUCHED else link.ms_version)]
+        version = crm.version if c is Status.TOUCHED and crm is not None else link.crm_version
+        return [RefreshLinkVersions(link, version, ms_version if m is Status.TOUCHED else link.ms_version)]
     # nothing changed on either side
     return [Skip(key, "unchanged")]
 

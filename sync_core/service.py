@@ -296,7 +296,7 @@ class _Run:
                 continue
             account = accounts.get(contact.account_id)
             fields = crm_to_fields(contact, account.name if account else "")
-            items.append(CrmItem(crm_id, contact, fields, self._in_scope(account)))
+            items.append(CrmItem(crm_id, contact, fields, self._in_scope(account), account.version if account else ""))
         return items
 
     def _crm_chunk(self, engine: Engine, ids: list[str], attached: dict[str, MsChange], lone: dict[str, MsChange],
