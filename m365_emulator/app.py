@@ -326,10 +326,14 @@ class Emulator:
     # ------------------------------------------------------------------------------- maintenance
 
     def reset(self) -> None:
-        """Forget mailboxes, users, their tokens, the request log, faults and throttling counters."""
+        """Forget mailboxes, users, their tokens, codes and consents, the request log, faults and throttling
+        counters (app registrations and the clock stay)."""
         with self.core.lock:
             self.core.users.clear()
             self.core.access_tokens.clear()
+            self.core.refresh_tokens.clear()
+            self.core.authorization_codes.clear()
+            self.core.consents.clear()
         self.store.clear()
         self.log.clear()
         self.faults.clear()

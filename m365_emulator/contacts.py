@@ -30,9 +30,8 @@ from m365_emulator.graph_common import (
     new_folder_id,
     not_found,
     parse_extended_properties,
+    page_body,
     parse_select,
-    parse_skip,
-    parse_top,
 )
 from m365_emulator.store import Collection, Item
 
@@ -314,7 +313,7 @@ def _extended_json(item: Item, expand: str | None) -> list[dict[str, str]] | Non
         filt = re.fullmatch(r"\s*\$filter\s*=\s*(?P<expr>.+)", opts, re.DOTALL)
         if filt is None:
             raise bad_request(f"Unsupported expand options '{opts}'.")
-        predicate = compile_filter(_canonicalise_filter(filt["expr"]))
+        predicate = compile_filter(_canonicalise_filter(filt["expr"]), ("id", "value"))
         props = [p for p in props if predicate(p, {})]
     return props
 
@@ -357,19 +356,7 @@ def _folder(ctx: GraphContext) -> Collection:
 
 
 def _page(ctx: GraphContext, records: list[dict[str, Any]], context: str, link: str) -> GraphResponse:
-    """One page of a list, with Outlook's $skip-based @odata.nextLink carrying the other query options."""
-    top = parse_top(ctx.req.query, DEFAULT_PAGE)
-    skip = parse_skip(ctx.req.query)
-    body: dict[str, Any] = {"@odata.context": context}
-    if ctx.req.query.get("$count", "").lower() == "true":
-        body["@odata.count"] = len(records)
-    body["value"] = records[skip: skip + top]
-    if skip + top < len(records):
-        options = {k: v for k, v in ctx.req.query.items() if k not in ("$skip", "$top")}
-        options.update({"$top": str(top), "$skip": str(skip + top)})
-        from urllib.parse import quote
-        body["@odata.nextLink"] = link + "?" + "&".join(f"{k}={quote(v, safe='$,()=:/@')}" for k, v in options.items())
-    return GraphResponse(200, body)
+    return GraphResponse(200, page_body(ctx.req.query, ctx.req.headers, records, context, link, DEFAULT_PAGE))
 
 
 def _order(records: list[dict[str, Any]], orderby: str | None) -> list[dict[str, Any]]:
@@ -386,7 +373,7 @@ def list_folders(ctx: GraphContext) -> GraphResponse:
     select = parse_select(ctx.req.query, FOLDER_PROPERTIES, "contactFolder")
     records = [folder_json(c) for c in folders(ctx.emu, ctx.user.id)]
     if "$filter" in ctx.req.query:
-        predicate = compile_filter(ctx.req.query["$filter"])
+        predicate = compile_filter(ctx.req.query["$filter"], FOLDER_PROPERTIES)
         records = [r for r in records if predicate(r, {})]
     records = [apply_select(r, select, ("id",)) for r in _order(records, ctx.req.query.get("$orderby"))]
     return _page(ctx, records, ctx.context_url(f"users('{ctx.user.id}')/contactFolders"), ctx.url("/contactFolders"))
@@ -436,7 +423,7 @@ def _list_contacts(ctx: GraphContext, coll: Collection, link: str, context: str)
     with ctx.store.lock:
         items = sorted(coll.items.values(), key=lambda i: (i.created, i.immutable_id))
         if "$filter" in ctx.req.query:
-            predicate = compile_filter(_canonicalise_filter(ctx.req.query["$filter"]))
+            predicate = compile_filter(_canonicalise_filter(ctx.req.query["$filter"]), CONTACT_PROPERTIES)
             items = [i for i in items if predicate(_filter_record(i, coll.id), {})]
         orderby = ctx.req.query.get("$orderby")
         if orderby:

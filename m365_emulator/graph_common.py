@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 ODATA_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 ERROR_JSON = "application/json"
@@ -221,6 +221,23 @@ def parse_top(query: Mapping[str, str], default: int, maximum: int = 1000) -> in
     return min(int(raw), maximum)
 
 
+def page_body(query: Mapping[str, str], headers: Mapping[str, str], records: list[dict[str, Any]], context: str,
+              link: str, default_top: int) -> dict[str, Any]:
+    """One page of a list as Outlook pages it: `$top` (else `Prefer: odata.maxpagesize`, else the default),
+    `$skip`, `$count=true`, and an `@odata.nextLink` that carries the request's other query options."""
+    top = parse_top(query, max_page_size(headers) or default_top)
+    skip = parse_skip(query)
+    body: dict[str, Any] = {"@odata.context": context}
+    if query.get("$count", "").lower() == "true":
+        body["@odata.count"] = len(records)
+    body["value"] = records[skip: skip + top]
+    if skip + top < len(records):
+        options = {k: v for k, v in query.items() if k not in ("$skip", "$top")}
+        options.update({"$top": str(top), "$skip": str(skip + top)})
+        body["@odata.nextLink"] = link + "?" + "&".join(f"{k}={quote(v, safe='$,()=:/@')}" for k, v in options.items())
+    return body
+
+
 def parse_skip(query: Mapping[str, str]) -> int:
     raw = query.get("$skip", "0")
     if not raw.isdigit():
@@ -293,9 +310,11 @@ class _FilterParser:
     """Recursive descent over: or / and / not, comparisons (eq ne gt ge lt le), startswith/endswith/contains,
     and `collection/any(x: ...)` lambdas: enough for Outlook's documented contact filters."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, known: set[str] | None) -> None:
         self.toks = _tokens(text)
         self.i = 0
+        self.known = known  # lower-case property names of the resource, or None to accept any
+        self.variables: list[str] = []  # lambda variables in scope
 
     def peek(self) -> tuple[str, str] | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
@@ -373,10 +392,13 @@ class _FilterParser:
         if segments[-1].lower() in ("any", "all") and self.peek() == ("punct", "("):
             quantifier = segments[-1].lower()
             path = segments[:-1]
+            self._check_property(path[0])
             self.take("(")
             var = self.take()[1]
             self.take(":")
+            self.variables.append(var)
             body = self.or_expr()
+            self.variables.pop()
             self.take(")")
 
             def lam(r: Record, env: dict[str, Any]) -> bool:
@@ -386,7 +408,12 @@ class _FilterParser:
                 results = (body(r, {**env, var: member}) for member in coll)
                 return any(results) if quantifier == "any" else all(results)
             return lam
+        self._check_property(segments[0])
         return lambda r, env: _resolve(r, env, segments)
+
+    def _check_property(self, name: str) -> None:
+        if self.known is not None and name not in self.variables and name.lower() not in self.known:
+            raise FilterSyntaxError(f"Could not find a property named '{name}'")
 
     def comparison(self) -> Predicate:
         left = self.operand()
@@ -430,9 +457,10 @@ def _get_ci(record: Any, name: str) -> Any:
     return next((v for k, v in record.items() if k.lower() == lowered), None)
 
 
-def compile_filter(text: str) -> Predicate:
-    """A predicate over a resource dict; raise GraphError 400 for what we cannot parse."""
+def compile_filter(text: str, known: Iterable[str] | None = None) -> Predicate:
+    """A predicate over a resource dict; GraphError 400 for what we cannot parse or for a property that is not
+    in `known` (the resource's property names), as Graph refuses both."""
     try:
-        return _FilterParser(text).parse()
+        return _FilterParser(text, {k.lower() for k in known} if known is not None else None).parse()
     except FilterSyntaxError as exc:
         raise bad_request(f"Invalid filter clause: {exc}", "ErrorInvalidUrlQueryFilter") from None

@@ -1,5 +1,6 @@
-"""`--state-file`: users, app registrations, access tokens, mailboxes and the delta-token key survive a restart,
-so stored deltaLinks and tokens keep working against a restarted emulator.
+"""`--state-file`: users, app registrations, access and refresh tokens, consents, mailboxes and the delta-token
+key survive a restart, so stored deltaLinks, tokens and sign-ins keep working against a restarted emulator.
+(Authorization codes live ten minutes and are not kept.)
 
 The file is written atomically (temporary file, then rename) whenever the state changed: checked cheaply every
 maintenance tick (counters), fully every few seconds (modules' own persisted parts change behind our back), and
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from m365_emulator.app import Emulator
-from m365_emulator.core import AccessToken, App, User
+from m365_emulator.core import AccessToken, App, RefreshToken, User
 
 FORMAT_VERSION = 1
 FULL_CHECK_SECONDS = 5.0
@@ -35,10 +36,13 @@ class Persister:
             users = [vars(u).copy() for u in core.users.values()]
             apps = [{**vars(a), "redirect_uris": list(a.redirect_uris)} for a in core.apps.values()]
             tokens = [{**vars(t), "scopes": list(t.scopes)} for t in core.access_tokens.values()]
+            refresh = [vars(t).copy() for t in core.refresh_tokens.values()]
+            consents = [{"user_id": u, "client_id": c, "scopes": sorted(s)} for (u, c), s in core.consents.items()]
             tenant, offset = core.tenant_id, core.clock.offset
         return {
             "version": FORMAT_VERSION, "tenant_id": tenant, "clock_offset": offset, "users": users, "apps": apps,
-            "access_tokens": tokens, "token_secret": base64.b64encode(self.emu.token_secret).decode(),
+            "access_tokens": tokens, "refresh_tokens": refresh, "consents": consents,
+            "token_secret": base64.b64encode(self.emu.token_secret).decode(),
             "mailboxes": self.emu.store.dump(),
             "extensions": {name: part.dump() for name, part in self.emu.persisted.items()},
         }
@@ -58,6 +62,8 @@ class Persister:
             core.apps = {a["client_id"]: App(**{**a, "redirect_uris": tuple(a["redirect_uris"])}) for a in data["apps"]}
             core.access_tokens = {t["token"]: AccessToken(**{**t, "scopes": tuple(t["scopes"])})
                                   for t in data["access_tokens"]}
+            core.refresh_tokens = {t["token"]: RefreshToken(**t) for t in data.get("refresh_tokens", [])}
+            core.consents = {(c["user_id"], c["client_id"]): set(c["scopes"]) for c in data.get("consents", [])}
         self.emu.set_token_secret(base64.b64decode(data["token_secret"]))
         self.emu.store.load(data["mailboxes"])
         for name, part in self.emu.persisted.items():
@@ -72,7 +78,8 @@ class Persister:
         with core.lock:
             generations = sum(u.token_generation for u in core.users.values())
             return (self.emu.store.version, self.emu.version_extra, len(core.users), len(core.apps),
-                    len(core.access_tokens), generations, core.clock.offset, core.tenant_id)
+                    len(core.access_tokens), len(core.refresh_tokens), len(core.consents), generations,
+                    core.clock.offset, core.tenant_id)
 
     def save_if_changed(self) -> bool:
         fingerprint = self._fingerprint()

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -132,10 +133,14 @@ async def serve(opts: Options) -> None:
         timeout_graceful_shutdown=5)), graph_sock)]
 
     authority = ca_file = None
+    temporary_tls: Path | None = None
     build_identity_app, make_tls_files, identity_error = _identity_builders()
     if build_identity_app is not None:
+        # Beside the state file, the CA outlives restarts, so clients configured with ca_file keep trusting it.
         tls_dir = opts.tls_dir or (opts.state_file.with_name(opts.state_file.name + ".tls") if opts.state_file
-                                   else Path(tempfile.mkdtemp(prefix="m365emu-tls-")))
+                                   else None)
+        if tls_dir is None:
+            tls_dir = temporary_tls = Path(tempfile.mkdtemp(prefix="m365emu-tls-"))
         tls = make_tls_files(tls_dir, opts.host)
         id_sock = _bind(opts.host, 0)
         servers.append((QuietServer(uvicorn.Config(
@@ -170,7 +175,11 @@ async def serve(opts: Options) -> None:
     if opts.ready_file is not None:
         _write_atomically(opts.ready_file, json.dumps(ready, indent=2))
     log.warning("Microsoft 365 emulator ready: %s", json.dumps(ready))
-    await asyncio.gather(*tasks)
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        if temporary_tls is not None:
+            shutil.rmtree(temporary_tls, ignore_errors=True)
 
 
 def run(opts: Options) -> None:
@@ -214,6 +223,9 @@ class EmulatorProcess:
                 "--ready-file", str(self.ready_file)]
         if self.state_file is not None:
             args += ["--state-file", str(self.state_file)]
+        else:
+            assert self.workdir is not None
+            args += ["--tls-dir", str(self.workdir / "tls")]
         if self.throttle_limit is not None:
             args += ["--throttle-limit", str(self.throttle_limit)]
         if self.throttle_window is not None:
