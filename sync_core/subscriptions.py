@@ -410,5 +410,5 @@ def renew_due(services: Services, *, within: timedelta = RENEW_WITHIN, limit: in
             session.close()
     if by_user:
         log.info("subscriptions renewed", extra={"event": "renew", "renewed": report.renewed,
-                                                  "created": report.created, "failed": len(report.failed)})
+                                                  "recreated": report.created, "failed": len(report.failed)})
     return report

@@ -265,6 +265,10 @@ def log_collector() -> Iterator[LogCollector]:
         root.addHandler(collector)
         if root.level > logging.INFO or root.level == logging.NOTSET:
             root.setLevel(logging.INFO)
+        # The test harness's own HTTP clients (they print the launch links tests send) and the storage SDK's
+        # request dumps are not the app's logs; the app's own loggers stay at INFO.
+        for noisy in ("httpx", "httpcore", "azure"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     yield collector
 
 

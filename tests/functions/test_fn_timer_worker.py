@@ -1,0 +1,117 @@
+"""The queue worker through devhost (real Azurite queue), the timer's work, and Sync now."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.functions.timer import TimerRequest
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
+from sync_core import freshness
+from sync_core.models import CrmContact
+from sync_core.settings import get_settings
+from sync_core.subscriptions import Kind, subscription_store
+from tests.functions.stack import Stack, WebClient, connect_with_emulator, wait_for
+
+
+def _connected(stack: Stack, web: WebClient, ms_user: dict[str, Any], *, contacts: int = 1) -> tuple[str, str]:
+    tenant, user = stack.new_tenant(), "user-" + uuid.uuid4().hex[:8]
+    account = stack.services.crm.create_account(tenant, "Fabrikam", user)
+    for index in range(contacts):
+        stack.services.crm.create_contact(CrmContact(id="", tenant_id=tenant, account_id=account.id,
+                                                     first_name=f"Person{index}", last_name="Queue"))
+    web.launch(tenant, user)
+    connect_with_emulator(web, ms_user)
+    return tenant, user
+
+
+def test_first_sync_runs_on_the_worker_and_the_page_shows_its_outcome(stack: Stack, web: WebClient,
+                                                                     ms_user: dict[str, Any]) -> None:
+    tenant, user = _connected(stack, web, ms_user, contacts=2)
+    connection = wait_for(lambda: (c := stack.services.connections.get(tenant, user)) and c.last_success_at and c,
+                          60, "the first sync to succeed")
+    assert connection.last_error is None
+    page = web.get("/api/settings").text
+    assert "Awaiting first sync" not in page
+    assert 'id="run-counts"' in page and "Created in Microsoft 365</th><td>2</td>" in page
+
+
+def test_sync_now_enqueues_a_sync_that_the_worker_runs(stack: Stack, web: WebClient,
+                                                      ms_user: dict[str, Any]) -> None:
+    tenant, user = _connected(stack, web, ms_user)
+    first = wait_for(lambda: stack.services.state.latest_runs(user, 1), 60, "the first sync")[0]
+    wait_for(lambda: (c := stack.services.connections.get(tenant, user)) and c.last_run_id == first.run_id,
+             60, "the first run to be recorded")
+    response = web.post_form("/api/sync-now", {"csrf": web.csrf()})
+    assert response.status_code == 303 and response.headers["location"] == "/api/settings?flash=sync-queued"
+    newer = wait_for(lambda: [r for r in stack.services.state.latest_runs(user, 3) if r.run_id != first.run_id],
+                     60, "a second run after Sync now")
+    assert newer
+
+
+def test_a_message_that_is_not_a_sync_job_is_dropped_not_poisoned(stack: Stack) -> None:
+    queue_name = stack.settings.sync_queue_name
+    client = QueueClient.from_connection_string(stack.settings.storage_connection_string, queue_name,
+                                                message_encode_policy=TextBase64EncodePolicy())
+    poison = QueueClient.from_connection_string(stack.settings.storage_connection_string, queue_name + "-poison")
+    try:
+        client.send_message("{not a job")
+        client.send_message('{"tenant_id": "t", "user_id": "u", "extra": 1}')
+        wait_for(lambda: client.get_queue_properties().approximate_message_count == 0, 30,
+                 "the worker to take the messages")
+        try:
+            assert poison.get_queue_properties().approximate_message_count == 0
+        except ResourceNotFoundError:
+            pass  # never created: nothing was poisoned
+    finally:
+        client.close()
+        poison.close()
+
+
+def test_timer_renews_expiring_subscriptions_and_creates_owed_ones(stack: Stack, web: WebClient,
+                                                                  ms_user: dict[str, Any]) -> None:
+    tenant, user = _connected(stack, web, ms_user)
+    store = subscription_store(stack.services)
+    record = store.get(tenant, user, Kind.CONTACTS)
+    assert record is not None and not record.owed
+    soon = store.save(replace(record, expires_at=datetime.now(UTC) + timedelta(hours=2)), record)
+    report = freshness.tick(stack.services)
+    assert report.enqueued >= 1
+    renewed = store.get(tenant, user, Kind.CONTACTS)
+    assert renewed is not None and renewed.sub_id == record.sub_id
+    assert renewed.expires_at > soon.expires_at + timedelta(hours=20)
+
+    # An owed subscription (its creation failed earlier) is created by the next tick.
+    store.delete(renewed)
+    owed = store.save(replace(renewed, sub_id="", expires_at=datetime(1970, 1, 1, tzinfo=UTC), etag=None), None)
+    assert owed.owed
+    freshness.tick(stack.services)
+    created = store.get(tenant, user, Kind.CONTACTS)
+    assert created is not None and not created.owed and created.sub_id != record.sub_id
+    assert store.owner_of(created.sub_id) is not None
+
+
+def test_the_timer_blueprint_fans_out_through_function_app(stack: Stack, web: WebClient, ms_user: dict[str, Any],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registered timer function, called as the Functions worker calls it."""
+    tenant, user = _connected(stack, web, ms_user)
+    for key, value in stack.env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    try:
+        import function_app
+        functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
+        timer = functions["sync_timer"]
+        bindings = timer.get_bindings_dict()["bindings"]
+        assert bindings[0]["schedule"] == "0 */5 * * * *"
+        assert functions["sync_worker"].get_bindings_dict()["bindings"][0]["queueName"] == "%SYNC_QUEUE_NAME%"
+        before = len(stack.services.state.latest_runs(user, 10))
+        timer.get_user_function()(TimerRequest(past_due=False))
+        wait_for(lambda: len(stack.services.state.latest_runs(user, 10)) > before, 60,
+                 "the timer's message to run a sync of a connected user")
+    finally:
+        get_settings.cache_clear()

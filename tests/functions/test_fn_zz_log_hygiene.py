@@ -1,0 +1,11 @@
+"""Runs last in this directory: no token or secret appears in any log line captured during the suite."""
+from __future__ import annotations
+
+from tests.functions.log_hygiene import leaked_secrets
+from tests.functions.stack import Stack
+
+
+def test_no_secret_appears_in_any_log_line(stack: Stack) -> None:
+    assert stack.secrets_to_hide, "the suite registered no secrets to look for"
+    assert stack.devhost_lines(), "the devhost log is empty: nothing was captured"
+    assert leaked_secrets(stack) == []
