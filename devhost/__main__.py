@@ -19,9 +19,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from devhost.host import AppLoadError, DevHost, ServeOptions, load_app
-from devhost.hostjson import HostJsonError, load_host_json
-from devhost.settings_file import SettingsFileError, apply_to_environ, load_local_settings
+# Only light imports up here: main() installs its signal handlers before uvicorn, the Azure SDKs and the app are
+# imported (a second or more), so a Ctrl-C at any moment ends in a clean exit, never a KeyboardInterrupt.
 
 DEFAULT_SETTINGS = Path("local.settings.json")
 DEFAULT_PORT = 7071
@@ -61,20 +60,24 @@ def _is_settings_error(exc: BaseException) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request_stop)
+
+    from devhost.host import AppLoadError, DevHost, ServeOptions, load_app
+    from devhost.hostjson import HostJsonError, load_host_json
+    from devhost.settings_file import SettingsFileError, apply_to_environ, load_local_settings
+
     args = _arguments(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", stream=sys.stderr)
     # HTTP client libraries log every request (URLs with their query strings) at INFO; the app's own logs are
     # what a developer wants to see, and URLs may carry codes or keys that must not reach a log.
     for noisy in ("azure", "httpx", "httpcore", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    # Installed before the (possibly slow) app import so an early Ctrl-C still exits cleanly with 0.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, request_stop)
 
     settings_path = args.settings if args.settings is not None else DEFAULT_SETTINGS
     port = args.port
@@ -102,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     options = ServeOptions(host=args.host, port=DEFAULT_PORT if port is None else port, ready_file=args.ready_file,
                            max_poll_interval=args.max_poll_interval, shutdown_timeout=args.shutdown_timeout)
     DevHost(app, config, options, stop).serve()
+    # Shutdown is done; a late second Ctrl-C must not turn a clean exit into death by signal during finalization.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
     return 0
 
 

@@ -67,10 +67,10 @@ class RunningHost:
             time.sleep(0.05)
         raise AssertionError(f"timed out after {timeout} s waiting for {what}; events: {self.events()}\n{self.log()}")
 
-    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        """Signal the host itself (not its group) and return its exit code."""
+    def terminate(self, sig: int | None = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Signal the host itself (not its group) unless `sig` is None, then return its exit code."""
         self.client.close()
-        if self.proc.poll() is None:
+        if sig is not None and self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout=timeout)
 
