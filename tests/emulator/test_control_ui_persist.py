@@ -177,3 +177,7 @@ def test_state_file_survives_a_restart(restartable: EmulatorProcess, http_client
     assert [c["surname"] for c in graph.ok("GET", old_port_link)["value"]] == ["Changed"]
     assert user["id"] in {u["id"] for u in control.http.get("/users").json()["value"]}
     control.close()
+    graph.ok("PATCH", f"/me/contacts/{made['id']}", {"jobTitle": "Written at shutdown"})
+    restartable.restart()  # at once: the change must be saved when the process is asked to stop
+    graph = GraphHttp(restartable.graph, token, http_client)
+    assert graph.ok("GET", f"/me/contacts/{made['id']}")["jobTitle"] == "Written at shutdown"
