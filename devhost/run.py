@@ -4,7 +4,9 @@
 
 Everything it starts is a child process it stops by PID on Ctrl-C (SIGINT) or SIGTERM; nothing is left running.
 State lives under .data/ (Azurite's storage, the emulator's state, logs) and survives to the next run, as does
-local.settings.json, which the first run writes with generated secrets.
+local.settings.json, which the first run writes with generated secrets. Values that describe this run's live
+stack (Azurite's connection string, the emulator's URLs, the host's URL) override local ones from the file, since
+ports can change between runs. While running, .data/stack.json records the URLs and child PIDs.
 
 Environment:
     DEVHOST_DATA_DIR       where state and logs go (default: <repo>/.data)
@@ -195,7 +197,8 @@ class Stack:
             "--ready-file", str(ready), "--state-file", str(self.data / "emulator-state.json"),
         ], log_path=self.data / "logs" / "emulator.log")
         emulator = self._wait_ready("Microsoft 365 emulator", ready, proc)
-        self.say(f"Microsoft 365 emulator: Graph at {emulator.get('graph')}, sign-in at {emulator.get('authority')}")
+        ui = f", control UI at {emulator['ui']}" if emulator.get("ui") else ""
+        self.say(f"Microsoft 365 emulator: Graph at {emulator.get('graph')}, sign-in at {emulator.get('authority')}{ui}")
         return emulator
 
     def start_devhost(self, settings: Path, overrides: dict[str, str], port: int) -> str:
@@ -211,7 +214,7 @@ class Stack:
         return url
 
     def stop_all(self) -> None:
-        for name, proc in reversed(self.children):
+        for _, proc in reversed(self.children):
             stop(proc)
         self.children.clear()
         if self.azurite is not None:
@@ -222,6 +225,13 @@ class Stack:
             if proc.poll() is not None:
                 return name, int(proc.returncode)
         return None
+
+
+def _write_atomically(path: Path, document: dict[str, Any]) -> None:
+    """Tools and tests poll for stack.json; they must never read it half-written."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(document, indent=2), encoding="utf-8")
+    temporary.replace(path)
 
 
 def _load_values(path: Path) -> dict[str, str]:
@@ -268,11 +278,11 @@ def main() -> int:
         overrides = live_overrides(values, azurite.connection_string, emulator, f"http://127.0.0.1:{http_port}")
         stack.say(f"Settings: {path} ({'created with generated secrets' if created else 'reused'})")
         url = stack.start_devhost(path, overrides, http_port)
-        (data / "stack.json").write_text(json.dumps({
+        _write_atomically(data / "stack.json", {
             "devhost": url, "azurite": {"connection_string": azurite.connection_string},
             "emulator": emulator, "pids": {name: proc.pid for name, proc in stack.children}
             | {"azurite": azurite.proc.pid if azurite.proc else None},
-        }, indent=2), encoding="utf-8")
+        })
         # What the development host sees: the file, overridden by the environment, overridden by the live stack.
         effective = {**values, **os.environ, **overrides}
         for line in _seed(effective, emulator):

@@ -2,7 +2,8 @@
 
 Invocations of one timer never overlap (the Functions host holds a singleton lock per timer). When an
 invocation overruns the next occurrence, that occurrence fires at once with `past_due=True` and any further
-missed ones are skipped.
+missed ones are skipped. There is no schedule monitor (`use_monitor`): occurrences missed while devhost was not
+running are not replayed at start-up.
 """
 from __future__ import annotations
 
