@@ -117,12 +117,31 @@ def generated_settings(connection_string: str, emulator: dict[str, Any] | None, 
         "TOKEN_ENCRYPTION_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{http_port}",
         "CRM_LAUNCH_SECRET": secrets.token_hex(32),
+        "STORAGE_PREFIX": "",
+        "SYNC_QUEUE_NAME": "sync-jobs",
         "DEVHOST_FUNCTION_KEY": secrets.token_urlsafe(32),
         "DEVHOST_MASTER_KEY": secrets.token_urlsafe(32),
     }
     if emulator and emulator.get("ca_file"):
         values["IDENTITY_CA_FILE"] = str(emulator["ca_file"])
     return {"IsEncrypted": False, "Values": values, "Host": {"LocalHttpPort": http_port}}
+
+
+def ensure_settings_file(path: Path, generated: dict[str, Any]) -> list[str]:
+    """Write `generated` if the file is missing; otherwise add only the Values it lacks (a newer version of the
+    app may need more settings) and never touch existing ones. Returns the names written."""
+    if not path.exists():
+        _write_atomically(path, generated, private=True)
+        return sorted(generated["Values"])
+    document = json.loads(path.read_text(encoding="utf-8"))
+    values = document.setdefault("Values", {}) if isinstance(document, dict) else None
+    if not isinstance(values, dict):
+        return []  # malformed: the development host reports it in one line
+    missing = {name: value for name, value in generated["Values"].items() if name not in values}
+    if missing:
+        values.update(missing)
+        _write_atomically(path, document, private=True)
+    return sorted(missing)
 
 
 def live_overrides(values: dict[str, str], connection_string: str, emulator: dict[str, Any] | None,
@@ -227,10 +246,13 @@ class Stack:
         return None
 
 
-def _write_atomically(path: Path, document: dict[str, Any]) -> None:
-    """Tools and tests poll for stack.json; they must never read it half-written."""
+def _write_atomically(path: Path, document: dict[str, Any], *, private: bool = False) -> None:
+    """Readers (tools and tests poll for stack.json) never see a half-written file; `private` files (secrets)
+    are never readable by others, not even for a moment."""
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(document, indent=2), encoding="utf-8")
+    temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    if private:
+        temporary.chmod(0o600)
     temporary.replace(path)
 
 
@@ -270,13 +292,14 @@ def main() -> int:
         http_port = HTTP_PORT if _bindable(HTTP_PORT) else free_port()
         path = settings_file()
         created = not path.exists()
-        if created:
-            path.write_text(json.dumps(generated_settings(azurite.connection_string, emulator, http_port), indent=2)
-                            + "\n", encoding="utf-8")
-            path.chmod(0o600)
+        written = ensure_settings_file(path, generated_settings(azurite.connection_string, emulator, http_port))
         values = _load_values(path)
         overrides = live_overrides(values, azurite.connection_string, emulator, f"http://127.0.0.1:{http_port}")
-        stack.say(f"Settings: {path} ({'created with generated secrets' if created else 'reused'})")
+        if created:
+            stack.say(f"Settings: {path} (created with generated secrets)")
+        else:
+            added = f"; added {', '.join(written)}" if written else ""
+            stack.say(f"Settings: {path} (reused{added})")
         url = stack.start_devhost(path, overrides, http_port)
         _write_atomically(data / "stack.json", {
             "devhost": url, "azurite": {"connection_string": azurite.connection_string},

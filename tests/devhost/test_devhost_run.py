@@ -15,7 +15,7 @@ from azure.storage.queue import QueueServiceClient
 from devhost_harness import clean_environ
 
 from devhost.procs import spawn, wait_until
-from devhost.run import generated_settings, live_overrides
+from devhost.run import ensure_settings_file, generated_settings, live_overrides
 from sync_core.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,6 +66,8 @@ def test_make_run_serves_health_stops_everything_and_reuses_its_data(tmp_path: P
     emulator_lines = [line for line in first_out.splitlines() if "emulator" in line.lower()]
     assert len(emulator_lines) == 1, emulator_lines
     assert "Stopped." in first_out
+    # The generated settings satisfy every function of the real app (e.g. %SYNC_QUEUE_NAME% resolves).
+    assert "is in error" not in first_out, first_out
     generated = settings_path.read_text()
     values = json.loads(generated)["Values"]
     assert len(values["DEVHOST_FUNCTION_KEY"]) >= 32 and values["AzureWebJobsStorage"]
@@ -111,3 +113,17 @@ def test_live_stack_overrides_only_local_values() -> None:
             "IDENTITY_AUTHORITY": "https://login.example.test/tenant",
             "PUBLIC_BASE_URL": "https://sync.example.test"}
     assert live_overrides(real, live, EMULATOR, "http://127.0.0.1:7071") == {}
+
+
+def test_an_existing_settings_file_only_gains_missing_values(tmp_path: Path) -> None:
+    path = tmp_path / "local.settings.json"
+    path.write_text(json.dumps({"IsEncrypted": False, "Values": {"GRAPH_CLIENT_ID": "mine", "CUSTOM": "kept"},
+                                "Host": {"LocalHttpPort": 7000}}))
+    generated = generated_settings("UseDevelopmentStorage=true", None, 7071)
+    written = ensure_settings_file(path, generated)
+    assert "GRAPH_CLIENT_ID" not in written and "SYNC_QUEUE_NAME" in written
+    document = json.loads(path.read_text())
+    assert document["Values"]["GRAPH_CLIENT_ID"] == "mine" and document["Values"]["CUSTOM"] == "kept"
+    assert document["Host"] == {"LocalHttpPort": 7000}
+    assert path.stat().st_mode & 0o077 == 0
+    assert ensure_settings_file(path, generated) == []
