@@ -741,27 +741,7 @@ def delete_event_handler(ctx: GraphContext, scope: str = "any") -> GraphResponse
     return GraphResponse(204)
 
 
-# ------------------------------------------------------------------------------------------------- UI
-
-def ui_section(emu: Emulator, user_id: str) -> str:
-    parts = ["<h2>Calendar</h2>"]
-    for coll in calendars(emu, user_id):
-        with emu.store.lock:
-            items = sorted(coll.items.values(), key=lambda i: i.data["start"]["utc"])
-            rows = []
-            for item in items:
-                data = item.data
-                start = When.from_data(data["start"])
-                end = When.from_data(data["end"])
-                when = (f"{start.local.date()} – {end.local.date()} (all day)" if data.get("isAllDay")
-                        else f"{start.local:%Y-%m-%d %H:%M} – {end.local:%H:%M} {start.zone}")
-                kind = "series" if data.get("recurrence") else ""
-                rows.append(f"<tr><td>{html.escape(data.get('subject', ''))}</td><td>{html.escape(when)}</td>"
-                            f"<td>{kind}</td><td><code>{html.escape(item.immutable_id[:16])}…</code></td></tr>")
-        parts.append(f"<h3>{html.escape(str(coll.props.get('name')))} <small>({len(items)} events)</small></h3>"
-                     f"<table><tr><th>Subject</th><th>When</th><th></th><th>Id</th></tr>{''.join(rows)}</table>")
-    return "\n".join(parts)
-
+# ---------------------------------------------------------------------------------------------- state
 
 def state_json(emu: Emulator, user_id: str) -> dict[str, Any]:
     out = []
@@ -793,5 +773,6 @@ def install(emu: Emulator) -> None:
         r.add("DELETE", f"{base}/events/{{event_id}}", partial(delete_event_handler, scope=scope))
     calendar_view.install(emu)
     emu.state_parts.append(state_json)
-    emu.ui_sections.append(("Calendar", ui_section))
+    from m365_emulator.ui_todo_calendar import install_calendar
+    install_calendar(emu)
 

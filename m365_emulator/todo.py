@@ -18,7 +18,6 @@ with Graph's RequestBodyRead error.
 from __future__ import annotations
 
 import datetime as dt
-import html
 import uuid
 from typing import Any
 
@@ -433,25 +432,7 @@ def tasks_delta(ctx: GraphContext) -> GraphResponse:
     return run_delta(query, ctx.req)
 
 
-# ------------------------------------------------------------------------------------------------- UI
-
-def ui_section(emu: Emulator, user_id: str) -> str:
-    """To Do lists and their tasks for the emulator's HTML page."""
-    parts = ["<h2>To Do</h2>"]
-    for coll in task_lists(emu, user_id):
-        with emu.store.lock:
-            items = sorted(coll.items.values(), key=lambda i: (i.created, i.immutable_id))
-            rows = "".join(
-                f"<tr><td>{html.escape(i.data.get('title', ''))}</td><td>{html.escape(i.data.get('status', ''))}</td>"
-                f"<td>{html.escape(i.data.get('importance', ''))}</td>"
-                f"<td>{html.escape(_date_json(i.data['dueDateTime'])['dateTime'][:16]) if i.data.get('dueDateTime') else ''}</td>"
-                f"<td><code>{html.escape(i.immutable_id[:16])}…</code></td></tr>" for i in items)
-        name = html.escape(str(coll.props.get("displayName")))
-        parts.append(f"<h3>{name} <small>({len(items)} tasks)</small></h3>"
-                     f"<table><tr><th>Title</th><th>Status</th><th>Importance</th><th>Due (UTC)</th><th>Id</th></tr>"
-                     f"{rows}</table>")
-    return "\n".join(parts)
-
+# ---------------------------------------------------------------------------------------------- state
 
 def state_json(emu: Emulator, user_id: str) -> dict[str, Any]:
     out = []
@@ -478,4 +459,5 @@ def install(emu: Emulator) -> None:
     r.add("PATCH", "/todo/lists/{list_id}/tasks/{task_id}", patch_task)
     r.add("DELETE", "/todo/lists/{list_id}/tasks/{task_id}", delete_task_handler)
     emu.state_parts.append(state_json)
-    emu.ui_sections.append(("To Do", ui_section))
+    from m365_emulator.ui_todo_calendar import install_todo
+    install_todo(emu)

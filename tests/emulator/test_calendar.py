@@ -309,3 +309,34 @@ def test_delta_window_is_fixed_by_the_token(graph: GraphHttp) -> None:
     later, _ = delta_round(graph, link + "&startDateTime=2026-11-01T00:00:00Z&endDateTime=2027-01-01T00:00:00Z")
     inside = [e for e in later if "@removed" not in e]
     assert [e["id"] for e in inside] == [near["id"]]
+
+
+def test_ui_page_creates_edits_and_deletes_events(graph: GraphHttp, emulator: Any, emulator_user: dict[str, Any],
+                                                  http_client: Any) -> None:
+    import re
+    root = emulator.control.rsplit("/_emulator", 1)[0]
+    graph.ok("GET", "/me/calendar")
+    page = http_client.get(emulator.ui).text
+    [create] = re.findall(rf'action="(/_emulator/ui/users/{emulator_user["id"]}/calendar/calendars/[^"]+/events)"', page)
+    made = http_client.post(root + create, data={"subject": "Lunch", "start": "2026-04-01T12:00",
+                                                 "end": "2026-04-01T13:00", "zone": "W. Europe Standard Time"})
+    assert made.status_code == 303
+    [lunch] = graph.ok("GET", "/me/events")["value"]
+    assert lunch["start"]["dateTime"] == "2026-04-01T10:00:00.0000000"  # 12:00 CEST
+    assert lunch["originalStartTimeZone"] == "W. Europe Standard Time"
+    all_day = http_client.post(root + create, data={"subject": "Holiday", "start": "2026-04-03T00:00",
+                                                    "end": "2026-04-04T00:00", "zone": "UTC", "isAllDay": "true"})
+    assert all_day.status_code == 303
+    edit = f"/_emulator/ui/users/{emulator_user['id']}/calendar/events/{lunch['id']}"
+    moved = http_client.post(root + edit, data={"subject": "Long lunch", "start": "2026-04-01T12:00",
+                                                "end": "2026-04-01T14:30", "zone": "W. Europe Standard Time"})
+    assert moved.status_code == 303
+    after = graph.ok("GET", f"/me/events/{lunch['id']}")
+    assert after["subject"] == "Long lunch" and after["end"]["dateTime"] == "2026-04-01T12:30:00.0000000"
+    assert after["changeKey"] != lunch["changeKey"]
+    backwards = http_client.post(root + edit, data={"start": "2026-04-01T15:00", "end": "2026-04-01T14:00",
+                                                    "zone": "UTC"})
+    assert backwards.status_code == 400
+    assert http_client.post(root + edit + "/delete").status_code == 303
+    assert [e["subject"] for e in graph.ok("GET", "/me/events")["value"]] == ["Holiday"]
+    assert "Holiday" in http_client.get(emulator.ui).text

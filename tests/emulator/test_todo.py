@@ -241,3 +241,25 @@ def test_immutable_ids_and_users_path(graph: GraphHttp, emulator_user: dict[str,
     assert created["id"] != regular
     for any_id in (created["id"], regular):
         assert graph.ok("GET", f"/me/todo/lists/{list_id}/tasks/{any_id}")["title"] == "x"
+
+
+def test_ui_page_creates_edits_and_deletes_tasks(graph: GraphHttp, emulator: Any, emulator_user: dict[str, Any],
+                                                 http_client: Any) -> None:
+    import re
+    list_id = new_list(graph, "From the page")
+    root = emulator.control.rsplit("/_emulator", 1)[0]
+    page = http_client.get(emulator.ui).text
+    assert "From the page" in page
+    [create] = re.findall(rf'action="(/_emulator/ui/users/{emulator_user["id"]}/todo/lists/[^"/]+/tasks)"', page)[-1:]
+    made = http_client.post(root + create, data={"title": "Typed in Outlook", "due": "2026-04-01"})
+    assert made.status_code == 303
+    [task] = graph.ok("GET", f"/me/todo/lists/{list_id}/tasks")["value"]
+    assert task["title"] == "Typed in Outlook" and task["dueDateTime"]["dateTime"].startswith("2026-04-01T00:00")
+    edit = f"/_emulator/ui/users/{emulator_user['id']}/todo/lists/{list_id}/tasks/{task['id']}"
+    assert http_client.post(root + edit, data={"title": "Done in Outlook", "status": "completed", "due": ""}).status_code == 303
+    done = graph.ok("GET", f"/me/todo/lists/{list_id}/tasks/{task['id']}")
+    assert done["status"] == "completed" and "dueDateTime" not in done and done["@odata.etag"] != task["@odata.etag"]
+    assert http_client.post(root + edit + "/delete").status_code == 303
+    assert graph.ok("GET", f"/me/todo/lists/{list_id}/tasks")["value"] == []
+    refused = http_client.post(root + edit, data={"title": "x"})
+    assert refused.status_code == 400
