@@ -140,6 +140,28 @@ def _save_settings(services: Services, caller: Caller, wanted: UserSyncSettings)
     raise ConcurrencyError("the connection kept changing while saving settings")
 
 
+def _reevaluate(services: Services, user_id: str, old: UserSyncSettings, new: UserSyncSettings) -> None:
+    """After a change of which contacts sync, or in which direction, the next sync must look at every
+    record again, not only at what changed since: replay the CRM feed from the start and (on a mode
+    change) run a full Outlook delta round. The sync judges "changed" against its links, so a replay
+    writes only what the new settings really require."""
+    if old.contact_scope == new.contact_scope and old.mode == new.mode:
+        return
+    for _ in range(5):
+        cursor = services.state.get_cursor(user_id)
+        if cursor.etag is None:
+            return  # never synced: the first sync looks at everything anyway
+        update: dict[str, object] = {"crm_position": 0}
+        if old.mode != new.mode:
+            update["delta_link"] = None
+        try:
+            services.state.save_cursor(cursor.model_copy(update=update))
+            return
+        except ConcurrencyError:
+            continue  # a sync just saved its cursor: apply the reset to the fresh one
+    raise ConcurrencyError("the sync cursor kept changing while applying new settings")
+
+
 def save_settings(services: Services, request: WebRequest) -> WebResponse:
     caller, form = _form_caller(services, request)
     connection = _connection(services, caller)
@@ -155,6 +177,7 @@ def save_settings(services: Services, request: WebRequest) -> WebResponse:
         return _settings_page(services, caller, connection, FormState(submitted_values(form), {}),
                               build_preview(services.crm, wanted, unsaved=True), [])
     saved = _save_settings(services, caller, wanted)
+    _reevaluate(services, caller.user_id, current, wanted)
     if saved.status is ConnectionStatus.CONNECTED:
         if wanted.tasks_enabled != current.tasks_enabled or wanted.task_target != current.task_target:
             _resubscribe(services, saved)
