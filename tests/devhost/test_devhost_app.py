@@ -66,8 +66,8 @@ def test_shutdown_finishes_in_flight_work_and_exits_0(azurite: Azurite, tmp_path
     events = host.wait_for(lambda ev: any(e["kind"] == "tick" for e in ev), 5, "the run_on_startup tick")
     assert [e["past_due"] for e in events if e["kind"] == "tick"] == [False]
     with ThreadPoolExecutor(1) as pool:
-        slow = pool.submit(host.get, "/api/wait/1500")
-        time.sleep(0.5)
+        slow = pool.submit(host.get, "/api/wait/1200")
+        time.sleep(0.4)
         started = time.monotonic()
         host.proc.send_signal(sig)
         response = slow.result(timeout=10)
