@@ -20,6 +20,11 @@ def crm_accounts(req: func.HttpRequest) -> func.HttpResponse:
     return serve(crm_screen.accounts, req)
 
 
+@bp.route(route="crm/accounts/{account_id}", methods=["GET", "POST"], auth_level=ANONYMOUS)
+def crm_account(req: func.HttpRequest) -> func.HttpResponse:
+    return serve(crm_screen.account, req)
+
+
 @bp.route(route="crm/contacts", methods=["GET", "POST"], auth_level=ANONYMOUS)
 def crm_contacts(req: func.HttpRequest) -> func.HttpResponse:
     return serve(crm_screen.contacts, req)

@@ -38,6 +38,7 @@ CRM_FLASH = {
     "updated": "Saved. Your Microsoft 365 sync has been asked to pick it up.",
     "deleted": "Deleted. Your Microsoft 365 sync has been asked to pick it up.",
     "account-created": "Account created.",
+    "account-updated": "Account saved. Your Microsoft 365 sync has been asked to pick it up.",
 }
 
 
@@ -149,6 +150,55 @@ def accounts(services: Services, request: WebRequest) -> WebResponse:
                                  if errors else [])
     return _page("crm_accounts.html", services, caller, status, title="CRM accounts", banners=banners,
                  accounts=listed, me=caller.user_id, values=values, errors=errors)
+
+
+def _account_id(request: WebRequest) -> str:
+    account_id = request.route.get("account_id", "")
+    if not _ID.match(account_id):
+        raise HttpError(404, "There is no such account.", "Not found")
+    return account_id
+
+
+def account(services: Services, request: WebRequest) -> WebResponse:
+    """Rename an account or change its owner (the contacts' company in Outlook follows)."""
+    caller = current_caller(services, request)
+    account_id = _account_id(request)
+    current = services.crm.get_accounts(caller.tenant_id, [account_id]).get(account_id)
+    if current is None:
+        raise HttpError(404, "There is no such account.", "Not found")
+    values = {"name": current.name, "owner": _owner_choice(current.owner_user_id, caller.user_id)}
+    errors: dict[str, str] = {}
+    status = 200
+    if request.method == "POST":
+        form = request.form()
+        require_csrf(services, caller, form)
+        name = " ".join(form.get("name", "").split())
+        values = {"name": name, "owner": form.get("owner", "")}
+        if not name or len(name) > 255:
+            errors["name"] = "an account needs a name of at most 255 characters"
+        if values["owner"] not in ("me", "nobody", "keep"):
+            errors["owner"] = "choose who owns the account"
+        if errors:
+            status = 400
+        else:
+            updated = current
+            if name != current.name:
+                updated = services.crm.rename_account(caller.tenant_id, account_id, name)
+            owner = {"me": caller.user_id, "nobody": None, "keep": current.owner_user_id}[values["owner"]]
+            if owner != current.owner_user_id:
+                updated = services.crm.set_account_owner(caller.tenant_id, account_id, owner)
+            _notify(services, caller, current)
+            _notify(services, caller, updated)
+            return redirect(with_query(ACCOUNTS_PATH, flash="account-updated"))
+    banners = [Banner("error", "Nothing was saved:", list(errors.values()))] if errors else []
+    return _page("crm_account.html", services, caller, status, title="Edit account", banners=banners,
+                 account=current, values=values, errors=errors, me=caller.user_id)
+
+
+def _owner_choice(owner: str | None, me: str) -> str:
+    if owner == me:
+        return "me"
+    return "nobody" if owner is None else "keep"
 
 
 # -- contacts --------------------------------------------------------------------------------------

@@ -92,3 +92,20 @@ def test_contacts_of_another_tenant_are_invisible(stack: Stack, web: WebClient) 
     deleted = web.post_form(f"/api/crm/contacts/{hidden.id}/delete", {"csrf": web.csrf("/api/crm/accounts")})
     assert deleted.status_code == 404
     assert hidden.id in stack.services.crm.get_contacts(other_tenant, [hidden.id])
+
+
+def test_an_account_can_be_renamed_and_given_away(stack: Stack, web: WebClient) -> None:
+    tenant, user = stack.new_tenant(), _user()
+    account = stack.services.crm.create_account(tenant, "Old Name", user)
+    web.launch(tenant, user)
+    page = web.get(f"/api/crm/accounts/{account.id}")
+    assert page.status_code == 200 and 'value="me" checked' in page.text
+    csrf = web.csrf(f"/api/crm/accounts/{account.id}")
+    blank = web.post_form(f"/api/crm/accounts/{account.id}", {"csrf": csrf, "name": "  ", "owner": "me"})
+    assert blank.status_code == 400
+    saved = web.post_form(f"/api/crm/accounts/{account.id}", {"csrf": csrf, "name": "New <Name>", "owner": "nobody"})
+    assert saved.status_code == 303
+    stored = stack.services.crm.get_accounts(tenant, [account.id])[account.id]
+    assert (stored.name, stored.owner_user_id) == ("New <Name>", None)
+    assert "New &lt;Name&gt;" in web.follow(saved).text
+    assert web.get("/api/crm/accounts/not-an-account").status_code == 404

@@ -24,6 +24,7 @@ def test_connect_shows_the_green_banner_and_awaiting_first_sync(stack: Stack, we
     assert str(page.url).endswith("/api/settings?flash=connected")
     assert 'data-banner="ok"' in page.text and "Connected to Microsoft 365" in page.text
     assert f"Connected to {ms_user['userPrincipalName']}" in page.text
+    assert '<span id="last-success">Awaiting first sync</span>' in page.text
     connection = stack.services.connections.get(tenant, user)
     assert connection is not None and connection.status is ConnectionStatus.CONNECTED
     assert connection.ms_account == ms_user["userPrincipalName"]
