@@ -32,7 +32,8 @@ the emulator clock) has passed; other answers fail at once. A notification given
 Control (under /_emulator): POST /subscriptions/{id}/lifecycle {"event"}; GET /subscriptions (all, for tests);
 GET|POST /notifications (settings: duplicate_probability, delay_ms, batch_window_ms, retry_base_ms,
 retry_max_ms, max_attempts, max_retry_seconds, reauthorize_before_seconds, min_lifetime_minutes,
-max_lifetime_minutes {contact, event, todoTask}, max_per_mailbox); GET /notifications/log[?since=seq] and
+max_lifetime_minutes {contact, event, todoTask}, max_per_mailbox, validation_timeout_seconds,
+delivery_timeout_seconds); GET /notifications/log[?since=seq] and
 DELETE /notifications/log.
 """
 from __future__ import annotations
@@ -45,6 +46,7 @@ import re
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -63,9 +65,8 @@ log = logging.getLogger(__name__)
 CHANGE_TYPES = ("created", "updated", "deleted")
 LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved", "missed")
 TLS_VERSIONS = ("v1_0", "v1_1", "v1_2", "v1_3")
-VALIDATION_TIMEOUT = 10.0
-DELIVERY_TIMEOUT = 3.0
 MAX_BATCH = 100
+SENDERS = 8  # deliveries to different URLs go out in parallel; one URL gets one POST at a time, in order
 WRITABLE_ON_PATCH = ("expirationDateTime", "notificationUrl")
 
 # What a subscription watches: the kind of item and, optionally, one collection of that kind.
@@ -106,6 +107,8 @@ class Settings:
     retry_base_ms: int = 500
     retry_max_ms: int = 30_000
     max_attempts: int = 8
+    validation_timeout_seconds: float = 10.0  # Graph's handshake timeout
+    delivery_timeout_seconds: float = 3.0  # Graph expects an answer to a notification within 3 s
     max_retry_seconds: float = 4 * 3600.0  # Graph retries for up to 4 hours (emulator clock)
     reauthorize_before_seconds: float = 3600.0
     min_lifetime_minutes: float = 45.0
@@ -178,6 +181,7 @@ class Notifier:
         self.log: list[Delivery] = []
         self.log_seq = 0
         self._queue: list[Delivery] = []
+        self._busy: set[str] = set()  # URLs with a POST in flight
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._random = random.Random()
@@ -264,7 +268,7 @@ class Notifier:
         token = f"Validation: Testing client application reachability for subscription Request-Id: {uuid.uuid4()}"
         entry: dict[str, Any] = {"time": iso7(self.emu.core.clock.now()), "url": url}
         try:
-            async with httpx.AsyncClient(timeout=VALIDATION_TIMEOUT, trust_env=False) as client:
+            async with httpx.AsyncClient(timeout=self.settings.validation_timeout_seconds, trust_env=False) as client:
                 answer = await client.post(url, params={"validationToken": token},
                                            headers={"Content-Type": "text/plain; charset=utf-8"}, content=b"")
         except httpx.TimeoutException:
@@ -455,7 +459,7 @@ class Notifier:
                 self._thread.start()
 
     def _run(self) -> None:
-        with httpx.Client(timeout=DELIVERY_TIMEOUT, trust_env=False) as client:
+        with httpx.Client(trust_env=False) as client, ThreadPoolExecutor(SENDERS, "m365-notify") as senders:
             while True:
                 self._wake.wait(timeout=self._idle_timeout())
                 self._wake.clear()
@@ -465,22 +469,39 @@ class Notifier:
                     if due and self.settings.batch_window_ms:
                         time.sleep(self.settings.batch_window_ms / 1000)  # let close changes join the batch
                         due += self._take_due()
+                    by_url: dict[str, list[Delivery]] = {}
                     for batch in self._batches(due):
-                        self._attempt(client, batch)
+                        by_url.setdefault(batch.url, []).append(batch)
+                    for url, batches in by_url.items():
+                        with self.lock:
+                            self._busy.add(url)
+                        senders.submit(self._send_all, client, url, batches)
                 except Exception:  # the worker must survive any one bad delivery
                     log.exception("notification worker iteration failed")
 
+    def _send_all(self, client: httpx.Client, url: str, batches: list[Delivery]) -> None:
+        try:
+            for batch in batches:
+                self._attempt(client, batch)
+        except Exception:
+            log.exception("delivery to %s failed", url)
+        finally:
+            with self.lock:
+                self._busy.discard(url)
+            self._wake.set()
+
     def _take_due(self) -> list[Delivery]:
+        """Deliveries due now, except to a URL that is still being sent to (its order is kept)."""
         now = time.monotonic()
         with self.lock:
-            due = [d for d in self._queue if d.due <= now]
-            self._queue = [d for d in self._queue if d.due > now]
+            due = [d for d in self._queue if d.due <= now and d.url not in self._busy]
+            self._queue = [d for d in self._queue if not (d.due <= now and d.url not in self._busy)]
         return due
 
     def _idle_timeout(self) -> float:
         """Sleep until the next retry is due, but sweep expiries at least every 0.2 s."""
-        with self.lock:
-            next_due = min((d.due for d in self._queue), default=None)
+        with self.lock:  # a busy URL's deliveries wait for its sender, which wakes the loop when done
+            next_due = min((d.due for d in self._queue if d.url not in self._busy), default=None)
         if next_due is None:
             return 0.2
         return min(0.2, max(0.005, next_due - time.monotonic()))
@@ -507,7 +528,8 @@ class Notifier:
         retry = False
         try:
             answer = client.post(delivery.url, json={"value": delivery.notifications},
-                                 headers={"Content-Type": "application/json; charset=utf-8"})
+                                 headers={"Content-Type": "application/json; charset=utf-8"},
+                                 timeout=self.settings.delivery_timeout_seconds)
             attempt["status"] = answer.status_code
             if 200 <= answer.status_code < 300:
                 delivery.state = "delivered"

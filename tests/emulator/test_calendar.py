@@ -340,3 +340,22 @@ def test_ui_page_creates_edits_and_deletes_events(graph: GraphHttp, emulator: An
     assert http_client.post(root + edit + "/delete").status_code == 303
     assert [e["subject"] for e in graph.ok("GET", "/me/events")["value"]] == ["Holiday"]
     assert "Holiday" in http_client.get(emulator.ui).text
+
+
+def test_delta_links_survive_a_restart_with_a_state_file(tmp_path: Path, http_client: Any) -> None:
+    from m365_emulator.server import EmulatorProcess
+
+    process = EmulatorProcess(workdir=tmp_path, state_file=tmp_path / "state.json")
+    with process:
+        control = process.control_client()
+        _, token = control.new_user_with_token()
+        control.close()
+        graph = GraphHttp(process.graph, token, http_client)
+        gone = graph.ok("POST", "/me/events", event("Gone", "2026-06-02T10:00:00", "2026-06-02T11:00:00"), status=201)
+        _, link = delta_round(graph, "/me/calendarView/delta",
+                              {"startDateTime": "2026-06-01T00:00:00Z", "endDateTime": "2026-06-08T00:00:00Z"})
+        process.restart()
+        graph = GraphHttp(process.graph, token, http_client)
+        graph.delete(f"/me/events/{gone['id']}")
+        changes, _ = delta_round(graph, link.replace(link.split("/v1.0")[0], process.graph.split("/v1.0")[0]))
+        assert changes == [{"@odata.type": "#microsoft.graph.event", "id": gone["id"], "@removed": {"reason": "deleted"}}]

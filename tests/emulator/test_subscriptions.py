@@ -33,6 +33,7 @@ class Hook:
 
     validation: str = "echo"  # echo | wrong | 500 | slow
     statuses: deque[int] = field(default_factory=deque)  # popped per notification POST; then 202
+    delays: deque[float] = field(default_factory=deque)  # seconds to stall before answering, per POST
     validations: list[str] = field(default_factory=list)
     posts: list[dict[str, Any]] = field(default_factory=list)  # every notification POST body
     answered: list[int] = field(default_factory=list)
@@ -61,7 +62,7 @@ class Receiver:
                 if token is not None:
                     hook.validations.append(token[0])
                     if hook.validation == "slow":
-                        time.sleep(11)
+                        time.sleep(1.0)
                     status, text = {"echo": (200, token[0]), "wrong": (200, "not the token"),
                                     "500": (500, "")}.get(hook.validation, (200, token[0]))
                     self._answer(status, text.encode(), "text/plain")
@@ -70,7 +71,9 @@ class Receiver:
                 with receiver.lock:
                     hook.posts.append(body)
                     status = hook.statuses.popleft() if hook.statuses else 202
+                    delay = hook.delays.popleft() if hook.delays else 0.0
                     hook.answered.append(status)
+                time.sleep(delay)
                 self._answer(status, b"", "text/plain")
 
             def _answer(self, status: int, payload: bytes, kind: str) -> None:
@@ -148,7 +151,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 @pytest.fixture(autouse=True)
 def quick_retries(env: Env) -> None:
     env.settings(retry_base_ms=50, retry_max_ms=200, max_attempts=5, batch_window_ms=30, duplicate_probability=0,
-                 delay_ms=0, reauthorize_before_seconds=3600)
+                 delay_ms=0, reauthorize_before_seconds=3600, validation_timeout_seconds=10,
+                 delivery_timeout_seconds=3, max_per_mailbox=1000)
 
 
 def subscribe(graph: GraphHttp, env: Env, resource: str, url: str, minutes: float = 600, **extra: Any) -> httpx.Response:
@@ -223,6 +227,11 @@ def test_handshake_failures_refuse_the_subscription(env: Env) -> None:
         assert lifecycle.status_code == 400
     closed = subscribe(graph, env, "me/events", "http://127.0.0.1:9/nobody-listens")
     assert closed.status_code == 400
+    env.settings(validation_timeout_seconds=0.3)  # Graph waits 10 s; the setting keeps this test short
+    slow, _ = env.receiver.hook("/slow", validation="slow")
+    timed_out = subscribe(graph, env, "me/events", slow)
+    assert timed_out.status_code == 400
+    assert timed_out.json()["error"]["message"] == "Subscription validation request timeout."
     assert graph.ok("GET", "/subscriptions")["value"] == []
 
 
@@ -312,6 +321,28 @@ def test_close_changes_are_batched_and_5xx_is_retried(env: Env) -> None:
     assert [a.get("status") for a in entry[0]["attempts"]] == [503, 503, 202]
 
 
+def test_slow_answers_time_out_and_are_retried(env: Env) -> None:
+    _, graph = env.user()
+    url, hook = env.receiver.hook("/slow-answer", delays=deque([0.8]))
+    sub = subscribe(graph, env, "me/contacts", url).json()
+    env.settings(delivery_timeout_seconds=0.3)  # Graph's is 3 s
+    graph.ok("POST", "/me/contacts", {"givenName": "Patient"}, status=201)
+    entry = wait_for(lambda: [e for e in env.log() if sub["id"] in e["subscriptionIds"] and e["state"] == "delivered"])
+    assert [a.get("error", a.get("status")) for a in entry[0]["attempts"]] == ["timeout", 202]
+    assert len(hook.posts) == 2 and hook.posts[0] == hook.posts[1]
+
+
+def test_mailbox_subscription_limit(env: Env) -> None:
+    _, graph = env.user()
+    url, _ = env.receiver.hook("/limit")
+    env.settings(max_per_mailbox=2)  # Graph's is 1,000 per mailbox, all apps together
+    assert [subscribe(graph, env, "me/contacts", url).status_code for _ in range(2)] == [201, 201]
+    third = subscribe(graph, env, "me/events", url)
+    assert third.status_code == 403 and "maximum number of subscriptions" in third.json()["error"]["message"]
+    _, someone_else = env.user()
+    assert subscribe(someone_else, env, "me/contacts", url).status_code == 201
+
+
 def test_undeliverable_notifications_are_dropped_and_reported_missed(env: Env) -> None:
     _, graph = env.user()
     url, hook = env.receiver.hook("/down", statuses=deque([500] * 10))
@@ -389,3 +420,22 @@ def test_expiry_by_the_emulator_clock_stops_delivery(env: Env) -> None:
     time.sleep(0.5)
     assert len(hook.notifications()) == 1
     assert graph.ok("GET", "/subscriptions")["value"] == []
+
+
+def test_subscriptions_survive_a_restart_with_a_state_file(tmp_path: Path, env: Env) -> None:
+    url, hook = env.receiver.hook("/restart")
+    process = EmulatorProcess(workdir=tmp_path, state_file=tmp_path / "state.json")
+    with process:
+        control = process.control_client()
+        _, token = control.new_user_with_token()
+        control.close()
+        graph = GraphHttp(process.graph, token, env.http)
+        expires = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        sub = graph.ok("POST", "/subscriptions", {"changeType": "created", "notificationUrl": url, "clientState": "kept",
+                                                  "resource": "me/contacts", "expirationDateTime": expires}, status=201)
+        process.restart()
+        graph = GraphHttp(process.graph, token, env.http)
+        assert graph.ok("GET", f"/subscriptions/{sub['id']}")["clientState"] == "kept"
+        graph.ok("POST", "/me/contacts", {"givenName": "After restart"}, status=201)
+        [note] = wait_for(lambda: hook.notifications())
+        assert note["subscriptionId"] == sub["id"] and note["clientState"] == "kept"
