@@ -393,22 +393,24 @@ class Notifier:
                        and change_type in s.change_types and s.collection_id in (None, collection_id)]
         if not targets:
             return
-        found = self.emu.store.find(user_id, item_id)
         regular_id, change_key = item_id, None
-        if found is not None:
-            regular_id, change_key = found[1].regular_id, found[1].change_key
-        else:
+        if change_type == "deleted":
+            # The id the item had in this collection (a moved item lives on elsewhere under a new regular id).
             with self.emu.store.lock:
                 coll = self.emu.store.mailbox(user_id).collections.get(collection_id)
                 stone = next((t for t in reversed(coll.tombstones) if t.immutable_id == item_id), None) if coll else None
             if stone is not None:
                 regular_id = stone.regular_id
+        else:
+            found = self.emu.store.find(user_id, item_id)
+            if found is not None:
+                regular_id, change_key = found[1].regular_id, found[1].change_key
         for sub in targets:
             reported = item_id if sub.immutable_ids else regular_id
             path = {"contact": f"Users/{user_id}/Contacts/{reported}", "event": f"Users/{user_id}/Events/{reported}",
                     "todoTask": f"Users/{user_id}/todo/lists/{collection_id}/tasks/{reported}"}[kind]
             data: dict[str, Any] = {"@odata.type": ODATA_TYPES[kind], "@odata.id": path}
-            if change_key is not None and change_type != "deleted":
+            if change_key is not None:
                 data["@odata.etag"] = etag(change_key)
             data["id"] = reported
             notification = {"subscriptionId": sub.id, "subscriptionExpirationDateTime": iso7(sub.expiration),

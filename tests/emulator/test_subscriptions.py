@@ -286,6 +286,24 @@ def test_contact_changes_are_notified_with_client_state_and_ids(env: Env) -> Non
     assert notes[0]["resourceData"]["@odata.etag"].startswith('W/"')
 
 
+def test_moves_notify_deleted_in_one_folder_and_created_in_the_other(env: Env) -> None:
+    user, graph = env.user()
+    url, hook = env.receiver.hook("/moves")
+    source = graph.ok("POST", "/me/contactFolders", {"displayName": "Source"}, status=201)["id"]
+    target = graph.ok("POST", "/me/contactFolders", {"displayName": "Target"}, status=201)["id"]
+    body = {"changeType": "created,deleted", "notificationUrl": url, "expirationDateTime": env.expiry(600)}
+    graph.ok("POST", "/subscriptions", {**body, "resource": f"me/contactFolders/{source}/contacts"}, status=201)
+    graph.ok("POST", "/subscriptions", {**body, "resource": f"me/contactFolders/{target}/contacts"}, status=201)
+    contact = graph.ok("POST", f"/me/contactFolders/{source}/contacts", {"givenName": "Mover"}, status=201)
+    moved = env.control.move_contact(user["id"], contact["id"], target)
+    wait_for(lambda: len(hook.notifications()) >= 3)
+    created, deleted, arrived = hook.notifications()
+    assert (created["changeType"], created["resourceData"]["id"]) == ("created", contact["id"])
+    assert (deleted["changeType"], deleted["resourceData"]["id"]) == ("deleted", contact["id"])  # the old id
+    assert (arrived["changeType"], arrived["resourceData"]["id"]) == ("created", moved["id"])
+    assert moved["id"] != contact["id"] and deleted["clientState"] is None
+
+
 def test_event_and_task_changes_are_notified(env: Env) -> None:
     _, graph = env.user()
     events_url, events_hook = env.receiver.hook("/events")
