@@ -203,7 +203,8 @@ class Stack:
         document: dict[str, Any] = json.loads(ready.read_text(encoding="utf-8"))
         return document
 
-    def start_emulator(self) -> dict[str, Any] | None:
+    def spawn_emulator(self) -> tuple[subprocess.Popen[bytes], Path] | None:
+        """Start the emulator without waiting for it (it gets ready while Azurite starts)."""
         if importlib.util.find_spec("m365_emulator") is None or \
                 importlib.util.find_spec("m365_emulator.__main__") is None:
             self.say("Microsoft 365 emulator: not available yet (m365_emulator has no __main__); "
@@ -211,11 +212,17 @@ class Stack:
             return None
         ready = self.data / "emulator.json"
         ready.unlink(missing_ok=True)
+        (self.data / "logs").mkdir(parents=True, exist_ok=True)
         proc = self._spawn("Microsoft 365 emulator", [
             sys.executable, "-m", "m365_emulator", "--host", "127.0.0.1", "--port", "0",
             "--ready-file", str(ready), "--state-file", str(self.data / "emulator-state.json"),
         ], log_path=self.data / "logs" / "emulator.log")
-        emulator = self._wait_ready("Microsoft 365 emulator", ready, proc)
+        return proc, ready
+
+    def wait_emulator(self, started: tuple[subprocess.Popen[bytes], Path] | None) -> dict[str, Any] | None:
+        if started is None:
+            return None
+        emulator = self._wait_ready("Microsoft 365 emulator", started[1], started[0])
         ui = f", control UI at {emulator['ui']}" if emulator.get("ui") else ""
         self.say(f"Microsoft 365 emulator: Graph at {emulator.get('graph')}, sign-in at {emulator.get('authority')}{ui}")
         return emulator
@@ -287,8 +294,9 @@ def main() -> int:
     SIGNALS.install()
     code = 0
     try:
+        emulator_starting = stack.spawn_emulator()
         azurite = stack.start_azurite()
-        emulator = stack.start_emulator()
+        emulator = stack.wait_emulator(emulator_starting)
         http_port = HTTP_PORT if _bindable(HTTP_PORT) else free_port()
         path = settings_file()
         created = not path.exists()
