@@ -222,19 +222,32 @@ class TableCrm:
         self, tenant_id: str, kind: str, record_id: str, deleted: bool, record_ops: Sequence[Op]
     ) -> list[str | None]:
         """Commit `record_ops` with the next feed entry in one transaction; the ETags of record_ops."""
+        return self._commit_many(tenant_id, [(kind, record_id, deleted, record_ops)])[0]
+
+    def _commit_many(
+        self, tenant_id: str, records: Sequence[tuple[str, str, bool, Sequence[Op]]]
+    ) -> list[list[str | None]]:
+        """Commit several records, each with its own consecutive feed entry, in ONE transaction
+        (≤ 100 operations); returns each record's op ETags."""
         for attempt in range(MAX_FEED_ATTEMPTS):
             counter = self._table.get(tenant_id, COUNTER_ROW)
-            position = (as_int(counter["Position"]) if counter is not None else 0) + 1
-            counter_entity = {"PartitionKey": tenant_id, "RowKey": COUNTER_ROW, "Position": int64(position)}
-            counter_op = (Op("replace", counter_entity, etag_of(counter)) if counter is not None
-                          else Op("create", counter_entity))
-            entry = FeedEntry(position=position, kind=kind, record_id=record_id, deleted=deleted)
-            ops = [counter_op, Op("create", feed_to_entity(tenant_id, entry)), *record_ops]
+            first = (as_int(counter["Position"]) if counter is not None else 0) + 1
+            last = first + len(records) - 1
+            counter_entity = {"PartitionKey": tenant_id, "RowKey": COUNTER_ROW, "Position": int64(last)}
+            ops: list[Op] = [Op("replace", counter_entity, etag_of(counter)) if counter is not None
+                             else Op("create", counter_entity)]
+            spans: list[tuple[int, int]] = []
+            for offset, (kind, record_id, deleted, record_ops) in enumerate(records):
+                entry = FeedEntry(position=first + offset, kind=kind, record_id=record_id, deleted=deleted)
+                ops.append(Op("create", feed_to_entity(tenant_id, entry)))
+                spans.append((len(ops), len(ops) + len(record_ops)))
+                ops.extend(record_ops)
             try:
-                return self._table.transact(ops)[2:]
+                etags = self._table.transact(ops)
+                return [etags[start:end] for start, end in spans]
             except (ConcurrencyError, AlreadyExistsError) as exc:
                 if failed_op_index(exc) != 0:
-                    raise  # the record's own condition failed, not the race for a position
+                    raise  # a record's own condition failed, not the race for a position
             # Another writer took this position: back off a little (jittered) and try the next one.
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
         raise ConcurrencyError(f"feed counter of the tenant stayed contended for {MAX_FEED_ATTEMPTS} attempts")
@@ -330,6 +343,39 @@ class TableCrm:
                *self._email_ops(stored.tenant_id, stored.id, set(), email_rows(stored))]
         etags = self._commit_with_feed(stored.tenant_id, "contact", stored.id, False, ops)
         return stored.model_copy(update={"version": etags[0]})
+
+    def import_contacts(self, contacts: Sequence[CrmContact]) -> list[CrmContact]:
+        """Bulk create (a CRM import, the demo seed, benchmarks): many contacts per transaction,
+        each still with its own feed entry, so the sync sees exactly what one-by-one creates give."""
+        stored = [c.model_copy(update={"id": c.id or uuid.uuid4().hex, "modified_at": self._clock()}) for c in contacts]
+        by_tenant: dict[str, list[CrmContact]] = {}
+        for contact in stored:
+            by_tenant.setdefault(contact.tenant_id, []).append(contact)
+        versions: dict[str, str] = {}
+        for tenant_id, group in by_tenant.items():
+            account_ids = {c.account_id for c in group}
+            found = self.get_accounts(tenant_id, account_ids)
+            if missing := account_ids - set(found):
+                raise NotFoundError(f"{len(missing)} account(s) of the import do not exist")
+            chunk: list[tuple[str, str, bool, Sequence[Op]]] = []
+            size = 1
+            for contact in group:
+                ops = [Op("create", contact_to_entity(contact)),
+                       *self._email_ops(tenant_id, contact.id, set(), email_rows(contact))]
+                if size + 1 + len(ops) > Table.MAX_BATCH:
+                    self._import_chunk(tenant_id, chunk, versions)
+                    chunk, size = [], 1
+                chunk.append(("contact", contact.id, False, ops))
+                size += 1 + len(ops)
+            self._import_chunk(tenant_id, chunk, versions)
+        return [c.model_copy(update={"version": versions[c.id]}) for c in stored]
+
+    def _import_chunk(self, tenant_id: str, chunk: Sequence[tuple[str, str, bool, Sequence[Op]]],
+                      versions: dict[str, str]) -> None:
+        if not chunk:
+            return
+        for (_, record_id, _, _), etags in zip(chunk, self._commit_many(tenant_id, chunk)):
+            versions[record_id] = str(etags[0])
 
     def update_contact(self, contact: CrmContact) -> CrmContact:
         """Replace the contact If-Match `contact.version`: ConcurrencyError when stale."""
