@@ -246,10 +246,10 @@ def contacts(services: Services, request: WebRequest) -> WebResponse:
         _notify(services, caller, account)
         return redirect(with_query(CONTACTS_PATH, flash="created"))
     listed = services.crm.list_contacts(caller.tenant_id, limit=LIST_LIMIT)
-    names = {a.id: a.name for a in services.crm.list_accounts(caller.tenant_id)}
+    all_accounts = services.crm.list_accounts(caller.tenant_id)
     return _page("crm_contacts.html", services, caller, title="CRM contacts", banners=_flash(request),
-                 contacts=listed, account_names=names, limit=LIST_LIMIT,
-                 accounts=services.crm.list_accounts(caller.tenant_id), values={}, errors={})
+                 contacts=listed, account_names={a.id: a.name for a in all_accounts}, limit=LIST_LIMIT,
+                 accounts=all_accounts, values={}, errors={})
 
 
 def contact(services: Services, request: WebRequest) -> WebResponse:
