@@ -160,3 +160,28 @@ def test_missed_recreates_the_subscription_and_syncs(stack: Stack, web: WebClien
     stale = _post(stack, "/api/graph/notifications", {"value": [_notification(record)]})
     assert stale.status_code == 403
     wait_for(lambda: stack.services.state.latest_runs(record.user_id, 1), 30, "a delta sync after 'missed'")
+
+
+def test_outlook_edits_reach_the_crm_through_the_webhook_within_5_s(stack: Stack, web: WebClient,
+                                                                     ms_user: dict[str, Any]) -> None:
+    from sync_core.models import CrmContact
+    tenant, user = stack.new_tenant(), "user-" + uuid.uuid4().hex[:8]
+    account = stack.services.crm.create_account(tenant, "Latency Ltd", user)
+    contact = stack.services.crm.create_contact(CrmContact(id="", tenant_id=tenant, account_id=account.id,
+                                                           first_name="Edit", last_name="Me"))
+    web.launch(tenant, user)
+    connect_with_emulator(web, ms_user)
+    link = wait_for(lambda: stack.services.state.get_links_by_crm(user, [contact.id]).get(contact.id), 60,
+                    "the first sync to link the contact")
+    token = stack.control.token(ms_user["id"])
+    latencies = []
+    for edit in range(5):
+        title = f"Title {edit} {uuid.uuid4().hex[:4]}"
+        started = time.monotonic()
+        answer = httpx.patch(f"{stack.emulator.graph}/me/contacts/{link.ms_id}", json={"jobTitle": title},
+                             headers={"Authorization": f"Bearer {token}"}, trust_env=False)
+        answer.raise_for_status()
+        wait_for(lambda: stack.services.crm.get_contacts(tenant, [contact.id])[contact.id].job_title == title,
+                 10, f"edit {edit} to reach the CRM", interval=0.05)
+        latencies.append(time.monotonic() - started)
+    assert max(latencies) <= 5.0, latencies
