@@ -4,7 +4,7 @@ semantics.
 
 Instances. A single event is one instance; a series master is not shown in a view, its occurrences are
 (type "occurrence", or "exception" once an occurrence was edited), each with `seriesMasterId`, `originalStart`
-and an id derived from the series id and the original start (calendar.occurrence_id), so an occurrence keeps its
+and an id derived from the series id and the original start (event_model.occurrence_id), so an occurrence keeps its
 id across rounds and requests. An instance belongs to a window when it overlaps it (start < window end and end >
 window start; a zero-length event when it starts inside).
 
@@ -36,19 +36,21 @@ from urllib.parse import quote
 
 from m365_emulator.app import Emulator, GraphContext, PersistedPart
 from m365_emulator.calendar import (
+    KIND_CALENDAR,
+    calendar_param,
+    scoped_calendar,
+    ensure_default_calendar,
+    find_event,
+    order_records,
+)
+from m365_emulator.event_model import (
     EVENT_PROPERTIES,
     EXCEPTION_FIELDS,
-    KIND_CALENDAR,
     When,
-    _calendar_param,
-    _scoped_calendar,
     all_day_json,
     body_preview,
-    ensure_default_calendar,
     event_json,
-    find_event,
     occurrence_id,
-    order_records,
     parse_event,
     parse_occurrence_id,
     preference_headers,
@@ -283,7 +285,7 @@ def window_from_query(ctx: GraphContext) -> tuple[dt.datetime, dt.datetime]:
 
 
 def get_calendar_view(ctx: GraphContext) -> GraphResponse:
-    calendar_id = _calendar_param(ctx)
+    calendar_id = calendar_param(ctx)
     window = window_from_query(ctx)
     zone_name = response_zone(ctx)
     select = parse_select(ctx.req.query, EVENT_PROPERTIES, "event")
@@ -302,7 +304,7 @@ def get_instances(ctx: GraphContext, scope: str = "any") -> GraphResponse:
     window = window_from_query(ctx)
     zone_name = response_zone(ctx)
     select = parse_select(ctx.req.query, EVENT_PROPERTIES, "event")
-    coll, master = find_event(ctx.emu, ctx.user.id, ctx.params["event_id"], _scoped_calendar(ctx, scope))
+    coll, master = find_event(ctx.emu, ctx.user.id, ctx.params["event_id"], scoped_calendar(ctx, scope))
     with ctx.store.lock:
         found = expand(coll.id, master, window) if master.data.get("recurrence") else []
     records = [apply_select(instance_json(ctx, i, zone_name), select) for i in sorted(found, key=lambda i: i.start)]

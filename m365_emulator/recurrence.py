@@ -62,7 +62,7 @@ def normalise(value: Any, default_zone: str) -> dict[str, Any] | None:
     """A client's recurrence (or null) as Outlook stores and answers it; 400 for what Outlook refuses."""
     if value is None:
         return None
-    if not isinstance(value, dict) or not isinstance(value.get("pattern"), dict) or not isinstance(value.get("range"), dict):
+    if not isinstance(value, dict) or not all(isinstance(value.get(k), dict) for k in ("pattern", "range")):
         raise invalid("recurrence needs a pattern and a range")
     raw_p, raw_r = value["pattern"], value["range"]
     ptype = _enum(raw_p.get("type"), PATTERN_TYPES, "pattern.type")

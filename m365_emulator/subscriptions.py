@@ -19,15 +19,13 @@ delivering and is removed. At most 1,000 subscriptions per mailbox, all apps tog
 
 Delivering. A `Store.on_change` listener turns each change matching an active subscription into a notification
 `{subscriptionId, subscriptionExpirationDateTime, changeType, resource ("Users/{uid}/Contacts/{id}"), resourceData
-{@odata.type, @odata.id, @odata.etag, id}, clientState, tenantId}` and queues it; a background thread POSTs
-`{"value": [...]}` to the notificationUrl, batching notifications queued within a short window for the same URL.
-Ids follow the subscription's `Prefer: IdType` at creation. 2xx within 3 s is delivered; 5xx, 429, timeouts and
-connection errors are retried with exponential backoff until a bounded number of attempts or Graph's 4 hours (by
-the emulator clock) has passed; other answers fail at once. A notification given up on makes Graph send a
-`missed` lifecycle event, and so does the emulator. Lifecycle events (`reauthorizationRequired`,
-`subscriptionRemoved`, `missed`) go to the lifecycleNotificationUrl (the notificationUrl when there is none);
-`reauthorizationRequired` is also sent on its own once a subscription is within `reauthorize_before_seconds`
-(default 60 minutes) of expiring, again after each renewal.
+{@odata.type, @odata.id, @odata.etag, id}, clientState, tenantId}` and hands it to notifications.py, which POSTs,
+batches and retries as Graph does. Ids follow the subscription's `Prefer: IdType` at creation. A change
+notification given up on makes Graph send a `missed` lifecycle event, and so does the emulator.
+
+Lifecycle events (`reauthorizationRequired`, `subscriptionRemoved`, `missed`) go to the lifecycleNotificationUrl
+(the notificationUrl when there is none); `reauthorizationRequired` is also sent on its own once a subscription
+is within `reauthorize_before_seconds` (default 60 minutes) of expiring, again after each renewal.
 
 Control (under /_emulator): POST /subscriptions/{id}/lifecycle {"event"}; GET /subscriptions (all, for tests);
 GET|POST /notifications (settings: duplicate_probability, delay_ms, batch_window_ms, retry_base_ms,
@@ -38,15 +36,11 @@ DELETE /notifications/log.
 """
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
-import logging
-import random
 import re
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,15 +52,12 @@ from starlette.routing import Route
 
 from m365_emulator.app import Emulator, GraphContext, PersistedPart, normalise_path
 from m365_emulator.graph_common import GraphError, GraphResponse, etag, wants_immutable_ids
-from m365_emulator.timezones import UTC, graph_datetime, parse_local
-
-log = logging.getLogger(__name__)
+from m365_emulator.notifications import Delivery, DeliverySettings, Webhooks, iso7
+from m365_emulator.timezones import UTC, parse_local
 
 CHANGE_TYPES = ("created", "updated", "deleted")
 LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved", "missed")
 TLS_VERSIONS = ("v1_0", "v1_1", "v1_2", "v1_3")
-MAX_BATCH = 100
-SENDERS = 8  # deliveries to different URLs go out in parallel; one URL gets one POST at a time, in order
 WRITABLE_ON_PATCH = ("expirationDateTime", "notificationUrl")
 
 # What a subscription watches: the kind of item and, optionally, one collection of that kind.
@@ -87,10 +78,6 @@ ODATA_TYPES = {"contact": "#Microsoft.Graph.Contact", "event": "#Microsoft.Graph
                "todoTask": "#Microsoft.Graph.TodoTask"}
 
 
-def iso7(ts: float) -> str:
-    return graph_datetime(dt.datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)) + "Z"
-
-
 def invalid(message: str, code: str = "InvalidRequest") -> GraphError:
     return GraphError(400, code, message)
 
@@ -101,15 +88,7 @@ def missing_subscription() -> GraphError:
 
 @dataclass
 class Settings:
-    duplicate_probability: float = 0.0
-    delay_ms: int = 0
-    batch_window_ms: int = 50
-    retry_base_ms: int = 500
-    retry_max_ms: int = 30_000
-    max_attempts: int = 8
     validation_timeout_seconds: float = 10.0  # Graph's handshake timeout
-    delivery_timeout_seconds: float = 3.0  # Graph expects an answer to a notification within 3 s
-    max_retry_seconds: float = 4 * 3600.0  # Graph retries for up to 4 hours (emulator clock)
     reauthorize_before_seconds: float = 3600.0
     min_lifetime_minutes: float = 45.0
     max_lifetime_minutes: dict[str, float] = field(
@@ -148,28 +127,6 @@ class Subscription:
         return out
 
 
-@dataclass
-class Delivery:
-    """One POST to a subscriber (maybe several notifications), retried as a unit."""
-
-    id: str
-    kind: str  # "change" | "lifecycle"
-    url: str
-    notifications: list[dict[str, Any]]
-    created: float  # emulator clock
-    due: float  # monotonic
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    state: str = "pending"  # pending | delivered | failed | dropped
-    duplicate: bool = False
-    seq: int = 0
-
-    def log_json(self) -> dict[str, Any]:
-        return {"seq": self.seq, "id": self.id, "kind": self.kind, "url": self.url, "state": self.state,
-                "duplicate": self.duplicate, "created": iso7(self.created),
-                "subscriptionIds": sorted({n["subscriptionId"] for n in self.notifications}),
-                "attempts": list(self.attempts), "payload": {"value": self.notifications}}
-
-
 # ------------------------------------------------------------------------------------------ service
 
 class Notifier:
@@ -178,13 +135,7 @@ class Notifier:
         self.settings = Settings()
         self.lock = threading.RLock()
         self.subscriptions: dict[str, Subscription] = {}
-        self.log: list[Delivery] = []
-        self.log_seq = 0
-        self._queue: list[Delivery] = []
-        self._busy: set[str] = set()  # URLs with a POST in flight
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._random = random.Random()
+        self.webhooks = Webhooks(emu.core.clock.now, self._report_missed, self._sweep)
         emu.store.on_change(self.on_change)
 
     # -------------------------------------------------------------------------- subscriptions
@@ -290,9 +241,8 @@ class Notifier:
         self._log_validation(url, entry, "delivered")
 
     def _log_validation(self, url: str, attempt: dict[str, Any], state: str) -> None:
-        delivery = Delivery(uuid.uuid4().hex, "validation", url, [], self.emu.core.clock.now(), time.monotonic(),
-                            [attempt], state)
-        self._record(delivery)
+        self.webhooks.record(Delivery(uuid.uuid4().hex, "validation", url, [], self.emu.core.clock.now(),
+                                      time.monotonic(), [attempt], state))
 
     async def create(self, ctx: GraphContext) -> Subscription:
         body = ctx.req.json_object()
@@ -336,7 +286,7 @@ class Notifier:
         with self.lock:
             self.subscriptions[sub.id] = sub
         self.emu.touch()
-        self._start()
+        self.webhooks.start()  # its tick expires subscriptions and sends reauthorizationRequired
         return sub
 
     @staticmethod
@@ -416,7 +366,7 @@ class Notifier:
             notification = {"subscriptionId": sub.id, "subscriptionExpirationDateTime": iso7(sub.expiration),
                             "changeType": change_type, "resource": path, "resourceData": data,
                             "clientState": sub.client_state, "tenantId": self.emu.core.tenant_id}
-            self._enqueue("change", sub.notification_url, [notification])
+            self.webhooks.send("change", sub.notification_url, [notification])
 
     def lifecycle(self, sub_id: str, event: str) -> Delivery:
         if event not in LIFECYCLE_EVENTS:
@@ -432,137 +382,12 @@ class Notifier:
     def _send_lifecycle(self, sub: Subscription, event: str) -> Delivery:
         notification = {"subscriptionId": sub.id, "subscriptionExpirationDateTime": iso7(sub.expiration),
                         "tenantId": self.emu.core.tenant_id, "clientState": sub.client_state, "lifecycleEvent": event}
-        return self._enqueue("lifecycle", sub.lifecycle_url or sub.notification_url, [notification])
-
-    def _enqueue(self, kind: str, url: str, notifications: list[dict[str, Any]]) -> Delivery:
-        delivery = Delivery(uuid.uuid4().hex, kind, url, notifications, self.emu.core.clock.now(),
-                            time.monotonic() + self.settings.delay_ms / 1000)
-        self._record(delivery)
-        with self.lock:
-            self._queue.append(delivery)
-        self._start()
-        self._wake.set()
-        return delivery
-
-    def _record(self, delivery: Delivery) -> None:
-        with self.lock:
-            self.log_seq += 1
-            delivery.seq = self.log_seq
-            self.log.append(delivery)
-            if len(self.log) > 10_000:
-                del self.log[:1000]
-
-    # -------------------------------------------------------------------------------- the worker
-
-    def _start(self) -> None:
-        with self.lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="m365-notifications", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        with httpx.Client(trust_env=False) as client, ThreadPoolExecutor(SENDERS, "m365-notify") as senders:
-            while True:
-                self._wake.wait(timeout=self._idle_timeout())
-                self._wake.clear()
-                try:
-                    self._sweep()
-                    due = self._take_due()
-                    if due and self.settings.batch_window_ms:
-                        time.sleep(self.settings.batch_window_ms / 1000)  # let close changes join the batch
-                        due += self._take_due()
-                    by_url: dict[str, list[Delivery]] = {}
-                    for batch in self._batches(due):
-                        by_url.setdefault(batch.url, []).append(batch)
-                    for url, batches in by_url.items():
-                        with self.lock:
-                            self._busy.add(url)
-                        senders.submit(self._send_all, client, url, batches)
-                except Exception:  # the worker must survive any one bad delivery
-                    log.exception("notification worker iteration failed")
-
-    def _send_all(self, client: httpx.Client, url: str, batches: list[Delivery]) -> None:
-        try:
-            for batch in batches:
-                self._attempt(client, batch)
-        except Exception:
-            log.exception("delivery to %s failed", url)
-        finally:
-            with self.lock:
-                self._busy.discard(url)
-            self._wake.set()
-
-    def _take_due(self) -> list[Delivery]:
-        """Deliveries due now, except to a URL that is still being sent to (its order is kept)."""
-        now = time.monotonic()
-        with self.lock:
-            due = [d for d in self._queue if d.due <= now and d.url not in self._busy]
-            self._queue = [d for d in self._queue if not (d.due <= now and d.url not in self._busy)]
-        return due
-
-    def _idle_timeout(self) -> float:
-        """Sleep until the next retry is due, but sweep expiries at least every 0.2 s."""
-        with self.lock:  # a busy URL's deliveries wait for its sender, which wakes the loop when done
-            next_due = min((d.due for d in self._queue if d.url not in self._busy), default=None)
-        if next_due is None:
-            return 0.2
-        return min(0.2, max(0.005, next_due - time.monotonic()))
-
-    def _batches(self, due: list[Delivery]) -> list[Delivery]:
-        """Fresh change notifications for the same URL travel together; retries and lifecycle events alone."""
-        batches: list[Delivery] = []
-        open_batch: dict[str, Delivery] = {}
-        for delivery in due:
-            fresh = delivery.kind == "change" and not delivery.attempts
-            target = open_batch.get(delivery.url) if fresh else None
-            if target is not None and len(target.notifications) + len(delivery.notifications) <= MAX_BATCH:
-                target.notifications.extend(delivery.notifications)
-                with self.lock:  # the batch's own log entry now stands for this one
-                    self.log = [d for d in self.log if d is not delivery]
-                continue
-            batches.append(delivery)
-            if fresh:
-                open_batch[delivery.url] = delivery
-        return batches
-
-    def _attempt(self, client: httpx.Client, delivery: Delivery) -> None:
-        attempt: dict[str, Any] = {"time": iso7(self.emu.core.clock.now())}
-        retry = False
-        try:
-            answer = client.post(delivery.url, json={"value": delivery.notifications},
-                                 headers={"Content-Type": "application/json; charset=utf-8"},
-                                 timeout=self.settings.delivery_timeout_seconds)
-            attempt["status"] = answer.status_code
-            if 200 <= answer.status_code < 300:
-                delivery.state = "delivered"
-            else:
-                retry = answer.status_code >= 500 or answer.status_code == 429
-        except httpx.TimeoutException:
-            attempt["error"] = "timeout"
-            retry = True
-        except httpx.HTTPError as exc:
-            attempt["error"] = type(exc).__name__
-            retry = True
-        delivery.attempts.append(attempt)
-        if delivery.state == "delivered":
-            if delivery.kind == "change" and self._random.random() < self.settings.duplicate_probability:
-                copy = Delivery(uuid.uuid4().hex, delivery.kind, delivery.url, list(delivery.notifications),
-                                self.emu.core.clock.now(), time.monotonic(), duplicate=True)
-                self._record(copy)
-                self._attempt(client, copy)
-            return
-        age = self.emu.core.clock.now() - delivery.created
-        if retry and len(delivery.attempts) < self.settings.max_attempts and age < self.settings.max_retry_seconds:
-            backoff = min(self.settings.retry_max_ms, self.settings.retry_base_ms * 2 ** (len(delivery.attempts) - 1))
-            delivery.due = time.monotonic() + backoff / 1000
-            with self.lock:
-                self._queue.append(delivery)
-            return
-        delivery.state = "dropped" if retry else "failed"
-        if delivery.kind == "change":
-            self._report_missed(delivery)
+        return self.webhooks.send("lifecycle", sub.lifecycle_url or sub.notification_url, [notification])
 
     def _report_missed(self, delivery: Delivery) -> None:
+        """A change notification Graph gave up on makes it send `missed` to the subscription's lifecycle URL."""
+        if delivery.kind != "change":
+            return
         for sub_id in sorted({n["subscriptionId"] for n in delivery.notifications}):
             with self.lock:
                 sub = self.subscriptions.get(sub_id)
@@ -595,33 +420,38 @@ class Notifier:
         with self.lock:
             self.subscriptions = {s["id"]: Subscription(**s) for s in data or []}
         if self.subscriptions:
-            self._start()
+            self.webhooks.start()
 
     def reset(self) -> None:
         with self.lock:
             self.subscriptions.clear()
-            self._queue.clear()
-            self.log.clear()
             self.settings = Settings()
+        self.webhooks.reset()
 
-    def configure(self, body: dict[str, Any]) -> Settings:
-        current = asdict(self.settings)
+    def settings_json(self) -> dict[str, Any]:
+        return {**asdict(self.webhooks.settings), **asdict(self.settings)}
+
+    def configure(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Update subscription and delivery settings by name (POST /_emulator/notifications)."""
+        mine, delivery = asdict(self.settings), asdict(self.webhooks.settings)
         for name, value in body.items():
-            if name not in current:
+            target = mine if name in mine else delivery if name in delivery else None
+            if target is None:
                 raise invalid(f"unknown setting {name}")
             if name == "max_lifetime_minutes":
                 if not isinstance(value, dict) or not all(isinstance(v, (int, float)) and v > 0 for v in value.values()):
                     raise invalid("max_lifetime_minutes must map kinds to positive numbers")
-                current[name] = {**current[name], **value}
+                target[name] = {**target[name], **value}
             elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise invalid(f"{name} must be a non-negative number")
             elif name == "duplicate_probability" and value > 1:
                 raise invalid("duplicate_probability must be between 0 and 1")
             else:
-                current[name] = type(current[name])(value)
+                target[name] = type(target[name])(value)
         with self.lock:
-            self.settings = Settings(**current)
-        return self.settings
+            self.settings = Settings(**mine)
+            self.webhooks.settings = DeliverySettings(**delivery)
+        return self.settings_json()
 
 
 # -------------------------------------------------------------------------------------- Graph routes
@@ -707,18 +537,14 @@ def control_routes(notifier: Notifier) -> list[Route]:
 
     async def settings(request: Request) -> Response:
         if request.method == "POST":
-            notifier.configure(await body_of(request))
-        return JSONResponse(asdict(notifier.settings))
+            return JSONResponse(notifier.configure(await body_of(request)))
+        return JSONResponse(notifier.settings_json())
 
     async def delivery_log(request: Request) -> Response:
         if request.method == "DELETE":
-            with notifier.lock:
-                notifier.log.clear()
+            notifier.webhooks.clear_log()
             return Response(status_code=204)
-        since = int(request.query_params.get("since", "0") or 0)
-        with notifier.lock:
-            entries = [d.log_json() for d in notifier.log if d.seq > since]
-        return JSONResponse({"value": entries})
+        return JSONResponse({"value": notifier.webhooks.entries(int(request.query_params.get("since", "0") or 0))})
 
     return [
         Route("/subscriptions/{subscription_id}/lifecycle", endpoint(lifecycle), methods=["POST"]),

@@ -78,7 +78,7 @@ def _date_value(name: str, value: Any) -> str | None:
     return to_utc(value["dateTime"], value.get("timeZone") or "UTC").isoformat()
 
 
-def _date_json(stored: str) -> dict[str, str]:
+def date_json(stored: str) -> dict[str, str]:
     instant = dt.datetime.fromisoformat(stored)
     return {"dateTime": graph_datetime(instant.astimezone(UTC).replace(tzinfo=None)), "timeZone": "UTC"}
 
@@ -330,7 +330,7 @@ def task_json(item: Item, immutable: bool) -> dict[str, Any]:
         out["bodyLastModifiedDateTime"] = iso7(float(data["bodyLastModifiedDateTime"]))
     for name in DATE_FIELDS:
         if data.get(name):
-            out[name] = _date_json(data[name])
+            out[name] = date_json(data[name])
     if data.get("recurrence"):
         out["recurrence"] = data["recurrence"]
     if data.get("linkedResources"):
@@ -384,7 +384,8 @@ def get_tasks(ctx: GraphContext) -> GraphResponse:
     coll = find_list(ctx.emu, ctx.user.id, ctx.params["list_id"])
     select = parse_select(ctx.req.query, TASK_PROPERTIES, "todoTask")
     with ctx.store.lock:
-        records = [task_json(i, ctx.immutable) for i in sorted(coll.items.values(), key=lambda i: (i.created, i.immutable_id))]
+        items = sorted(coll.items.values(), key=lambda i: (i.created, i.immutable_id))
+        records = [task_json(i, ctx.immutable) for i in items]
     if "$filter" in ctx.req.query:
         predicate = compile_filter(ctx.req.query["$filter"])
         records = [r for r in records if predicate(r, {})]

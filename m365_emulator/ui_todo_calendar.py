@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from m365_emulator import calendar, todo
 from m365_emulator.app import Emulator
+from m365_emulator.event_model import When
 from m365_emulator.graph_common import GraphError
 from m365_emulator.ui import esc
 
@@ -45,7 +46,7 @@ def render_todo(emu: Emulator, user_id: str) -> str:
             rows = []
             for item in items:
                 data = item.data
-                due = todo._date_json(data["dueDateTime"])["dateTime"][:10] if data.get("dueDateTime") else ""
+                due = todo.date_json(data["dueDateTime"])["dateTime"][:10] if data.get("dueDateTime") else ""
                 rows.append(
                     f'<tr id="task-{esc(item.immutable_id)}"><td><form method="post" action="{base}/lists/{lid}/tasks/'
                     f'{_p(item.immutable_id)}">{_input("title", "Title", data.get("title", ""))}'
@@ -93,7 +94,7 @@ def render_calendar(emu: Emulator, user_id: str) -> str:
             rows = []
             for item in items:
                 data = item.data
-                start, end = calendar.When.from_data(data["start"]), calendar.When.from_data(data["end"])
+                start, end = When.from_data(data["start"]), When.from_data(data["end"])
                 values = {"subject": data.get("subject", ""), "start": start.local.strftime("%Y-%m-%dT%H:%M"),
                           "end": end.local.strftime("%Y-%m-%dT%H:%M"), "zone": start.zone}
                 series = ' <span class="muted">(recurring series)</span>' if data.get("recurrence") else ""

@@ -210,9 +210,8 @@ def test_occurrences_can_be_cancelled_and_edited(graph: GraphHttp) -> None:
     days = view(graph, "2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z")
     assert len(days) == 5
     assert graph.delete(f"/me/events/{days[1]['id']}").status_code == 204
-    moved = graph.ok("PATCH", f"/me/events/{days[2]['id']}", {"subject": "Standup (late)",
-                                                              "start": {"dateTime": "2026-02-04T11:00:00", "timeZone": "Eastern Standard Time"},
-                                                              "end": {"dateTime": "2026-02-04T11:15:00", "timeZone": "Eastern Standard Time"}})
+    late = event("Standup (late)", "2026-02-04T11:00:00", "2026-02-04T11:15:00", "Eastern Standard Time")
+    moved = graph.ok("PATCH", f"/me/events/{days[2]['id']}", late)
     assert moved["type"] == "exception" and moved["id"] == days[2]["id"]
     after = view(graph, "2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z")
     assert [e["id"] for e in after] == [days[0]["id"], days[2]["id"], days[3]["id"], days[4]["id"]]
