@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from m365_emulator.app import Emulator, GraphContext
+from m365_emulator.contacts import _canonicalise_filter as canonicalise_filter  # shared, not duplicated
 from m365_emulator.event_model import (
     EVENT_PROPERTIES,
     extended_json,
@@ -279,8 +280,11 @@ def get_events(ctx: GraphContext) -> GraphResponse:
         records = [event_json(ctx.emu, i, ctx.user.id, ctx.immutable, zone_name) for i in items]
         by_id = {r["id"]: i for r, i in zip(records, items)}
     if "$filter" in ctx.req.query:
-        predicate = compile_filter(ctx.req.query["$filter"])
-        records = [r for r in records if predicate(r, {})]
+        # Filters may test singleValueExtendedProperties (how a client finds the event it tagged with its own id).
+        predicate = compile_filter(canonicalise_filter(ctx.req.query["$filter"]))
+        records = [r for r in records if predicate(
+            {**r, "singleValueExtendedProperties": [{"id": k, "value": v} for k, v in by_id[r["id"]].extended.items()]},
+            {})]
     records = order_records(records, ctx.req.query.get("$orderby"))
     records = [render_event(ctx, by_id[r["id"]], select, zone_name) for r in records]
     link = ctx.url(f"/calendars/{calendar_id}/events" if "calendar_id" in ctx.params else "/events")

@@ -427,6 +427,7 @@ def extended_json(item: Item, expand: str | None) -> list[dict[str, str]] | None
     props = [{"id": k, "value": v} for k, v in item.extended.items()]
     match = re.search(r"\$filter\s*=\s*(.+)\)\s*$", expand, re.DOTALL)
     if match:
-        predicate = compile_filter(match.group(1))
+        from m365_emulator.contacts import _canonicalise_filter  # extended-property ids compare canonically
+        predicate = compile_filter(_canonicalise_filter(match.group(1)))
         props = [p for p in props if predicate(p, {})]
     return props

@@ -358,3 +358,18 @@ def test_delta_links_survive_a_restart_with_a_state_file(tmp_path: Path, http_cl
         graph.delete(f"/me/events/{gone['id']}")
         changes, _ = delta_round(graph, link.replace(link.split("/v1.0")[0], process.graph.split("/v1.0")[0]))
         assert changes == [{"@odata.type": "#microsoft.graph.event", "id": gone["id"], "@removed": {"reason": "deleted"}}]
+
+
+def test_events_tagged_with_an_extended_property_can_be_found(graph: GraphHttp) -> None:
+    prop = "String {66f5a359-4659-4830-9070-00047ec6ac6e} Name CrmId"
+    tagged = graph.ok("POST", "/me/events", {**event("Tagged", "2026-05-05T10:00:00", "2026-05-05T11:00:00"),
+                                             "singleValueExtendedProperties": [{"id": prop, "value": "crm-7"}]},
+                      status=201)
+    graph.ok("POST", "/me/events", event("Plain", "2026-05-05T12:00:00", "2026-05-05T13:00:00"), status=201)
+    spelled = prop.replace("String", "string").replace("Name", "name")  # Exchange compares ids case-insensitively
+    found = graph.ok("GET", "/me/events", params={
+        "$filter": f"singleValueExtendedProperties/Any(ep: ep/id eq '{spelled}' and ep/value eq 'crm-7')",
+        "$expand": f"singleValueExtendedProperties($filter=id eq '{prop}')"})["value"]
+    assert [e["id"] for e in found] == [tagged["id"]]
+    assert found[0]["singleValueExtendedProperties"] == [{"id": prop, "value": "crm-7"}]
+    assert "singleValueExtendedProperties" not in graph.ok("GET", f"/me/events/{tagged['id']}")
