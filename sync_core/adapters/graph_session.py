@@ -122,7 +122,11 @@ class GraphSession:
         self.requests_sent = 0
         self.retries = 0
         self.credential = credential
+        # The SDK is async and our engine is not: the session's event loop runs on its own thread,
+        # so it works from any caller, including one that already runs a loop (Functions, Playwright).
         self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="graph-session", daemon=True)
+        self._thread.start()
         host = httpx.URL(self.base_url).host
         auth = AzureIdentityAuthenticationProvider(credential, scopes=[GRAPH_SCOPE], allowed_hosts=[host])
         http_client = GraphClientFactory.create_with_custom_middleware(
@@ -134,9 +138,12 @@ class GraphSession:
         self.client = GraphServiceClient(request_adapter=self.adapter)
 
     def close(self) -> None:
-        if not self._loop.is_closed():
-            self._loop.run_until_complete(self.adapter._http_client.aclose())  # noqa: SLF001 - the SDK offers no close
-            self._loop.close()
+        if self._loop.is_closed():
+            return
+        self._run(self.adapter._http_client.aclose())  # noqa: SLF001 - the SDK offers no close
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
 
     # -- single requests -------------------------------------------------------------------
     def request(self, method: str, url: str, body: dict[str, Any] | None = None, *,
@@ -242,7 +249,7 @@ class GraphSession:
 
     # -- internals -------------------------------------------------------------------------
     def _run(self, coro: Any) -> Any:
-        return self._loop.run_until_complete(coro)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def _info(self, method: str, url: str, body: dict[str, Any] | None, headers: dict[str, str]) -> RequestInformation:
         info = RequestInformation(Method[method])
