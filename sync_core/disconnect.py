@@ -22,7 +22,7 @@ from sync_core.bootstrap import Services
 from sync_core.connections import Connection, ConnectionStatus
 from sync_core.errors import ConcurrencyError, LeaseHeldError, NotFoundError, ReconnectNeededError, SyncError
 from sync_core.models import FOLDER_NAME, Cursor, Lease, TaskTarget, UserSyncSettings
-from sync_core.subscriptions import remove_user_subscriptions
+from sync_core.subscriptions import find_contact_folder, remove_user_subscriptions
 
 log = logging.getLogger("sync_core.disconnect")
 
@@ -85,18 +85,6 @@ def _save_status(services: Services, connection: Connection, **update: object) -
     raise ConcurrencyError("the connection kept changing during disconnect")
 
 
-def _folder_ids(services: Services, session: GraphSession, user_id: str) -> list[str]:
-    known = services.state.get_cursor(user_id).folder_id
-    if known:
-        return [known]
-    # No sync recorded a folder: the one the sync would have chosen is the lowest id of that name.
-    answer = session.request("GET", "/me/contactFolders?$filter=displayName eq "
-                                    f"'{FOLDER_NAME.replace(chr(39), chr(39) * 2)}'&$select=id,displayName")
-    ids = sorted(str(f["id"]) for f in (answer or {}).get("value", [])
-                 if isinstance(f, dict) and f.get("displayName") == FOLDER_NAME and f.get("id"))
-    return ids[:1]
-
-
 def _delete(session: GraphSession, url: str) -> None:
     try:
         session.request("DELETE", url)
@@ -108,7 +96,8 @@ def _delete_in_microsoft(services: Services, session: GraphSession, tenant_id: s
                          report: DisconnectReport) -> None:
     left = remove_user_subscriptions(services, tenant_id, user_id, session)
     (report.left if left else report.deleted).append(SUBSCRIPTIONS)
-    for folder_id in _folder_ids(services, session, user_id):
+    folder_id = find_contact_folder(services, session, user_id)
+    if folder_id is not None:
         _delete(session, f"/me/contactFolders/{quote(folder_id, safe='')}")
     report.deleted.append(FOLDER)
     lists, _ = session.get_pages("/me/todo/lists")
@@ -148,7 +137,7 @@ def disconnect_user(services: Services, tenant_id: str, user_id: str) -> Disconn
             report.reason = ("Microsoft no longer accepts the saved sign-in" if isinstance(exc, ReconnectNeededError)
                              else f"Microsoft could not be reached ({type(exc).__name__})")
             report.left = [code for code in (SUBSCRIPTIONS, FOLDER, TODO_LIST) if code not in report.deleted]
-            log.warning("disconnect left items in Microsoft", extra={"event": "disconnect_partial",
+            log.warning("disconnect of %s left %s in Microsoft (%s)", user_id, ",".join(report.left), type(exc).__name__, extra={"event": "disconnect_partial",
                         "user": user_id, "left": ",".join(report.left), "error": type(exc).__name__})
         finally:
             session.close()
@@ -161,5 +150,5 @@ def disconnect_user(services: Services, tenant_id: str, user_id: str) -> Disconn
             services.state.release_lease(lease)
         except ConcurrencyError:
             log.warning("disconnect outlived its lease", extra={"event": "lease_lost", "user": user_id})
-    log.info("disconnected", extra={"event": "disconnect", "user": user_id, "left": ",".join(report.left)})
+    log.info("disconnected %s", user_id, extra={"event": "disconnect", "user": user_id, "left": ",".join(report.left)})
     return report

@@ -19,7 +19,7 @@ from sync_core.adapters.queues import SyncJob
 from sync_core.bootstrap import Services
 from sync_core.connections import ConnectionStatus
 from sync_core.errors import SyncError
-from sync_core.subscriptions import RENEW_WITHIN, subscription_store
+from sync_core.subscriptions import RENEW_WITHIN, Kind, Subscription, contacts_path, subscription_store
 from sync_core.web.session import launch_nonces
 
 log = logging.getLogger("sync_core.freshness")
@@ -42,14 +42,14 @@ def tick(services: Services) -> TickReport:
         report.enqueued = jobs.fan_out(services)
     except SyncError as exc:
         report.failed.append(f"fan-out: {type(exc).__name__}")
-        log.error("timer fan-out failed", extra={"event": "fan_out_failed", "error": type(exc).__name__})
+        log.error("timer fan-out failed (%s)", type(exc).__name__, extra={"event": "fan_out_failed", "error": type(exc).__name__})
     try:
         renewed = subscriptions.renew_due(services)
         report.renewed, report.created = renewed.renewed, renewed.created
         report.failed.extend(renewed.failed)
     except SyncError as exc:
         report.failed.append(f"renewals: {type(exc).__name__}")
-        log.error("subscription renewal failed", extra={"event": "renew_failed", "error": type(exc).__name__})
+        log.error("subscription renewal failed (%s)", type(exc).__name__, extra={"event": "renew_failed", "error": type(exc).__name__})
     try:
         report.nonces_purged = launch_nonces(services).purge_expired()
     except SyncError as exc:
@@ -69,23 +69,32 @@ def parse_job(body: bytes | str) -> SyncJob | None:
 
 
 def settle_subscriptions(services: Services, tenant_id: str, user_id: str) -> str:
-    """Create owed subscriptions / renew due ones of one user; what happened, in a word."""
-    records = subscription_store(services).for_user(tenant_id, user_id)
-    soon = datetime.now(UTC) + RENEW_WITHIN
-    due = [record for record in records.values() if record.owed or record.expires_at < soon]
+    """After a sync: create what is missing or owed, renew what is due, and follow the contact folder
+    when the sync had to make a new one (the old subscription watches a folder that is gone).
+    Returns what happened, in a word; storage only (two reads) when nothing is to be done."""
     connection = services.connections.get(tenant_id, user_id)
     if connection is None or connection.status is not ConnectionStatus.CONNECTED:
         return "not connected"
-    if not due and (not connection.settings.tasks_enabled or subscriptions.Kind.TASKS in records):
+    records = subscription_store(services).for_user(tenant_id, user_id)
+    tasks_on = connection.settings.tasks_enabled
+    missing = Kind.CONTACTS not in records or tasks_on != (Kind.TASKS in records)
+    folder_id = services.state.get_cursor(user_id).folder_id
+    soon = datetime.now(UTC) + RENEW_WITHIN
+    work: list[tuple[Subscription, bool]] = []
+    for record in records.values():
+        moved = (record.kind is Kind.CONTACTS and folder_id is not None and not record.owed
+                 and record.resource != contacts_path(folder_id))
+        if record.owed or record.expires_at < soon or moved:
+            work.append((record, moved))
+    if not missing and not work:
         return "nothing due"
     session = services.graph_session_for(tenant_id, user_id)
     try:
-        if not due:
-            # Tasks were switched on but no task subscription is recorded yet.
+        if missing:
             subscriptions.subscribe_user(services, session, connection.settings)
             return "subscribed"
-        for record in due:
-            subscriptions.refresh(services, session, record)
+        for record, recreate in work:
+            subscriptions.refresh(services, session, record, recreate=recreate)
         return "refreshed"
     finally:
         session.close()
@@ -102,5 +111,5 @@ def run_job(services: Services, body: bytes | str) -> None:
         settle_subscriptions(services, tenant_id, user_id)
     except SyncError as exc:
         # The sync itself went through; the timer retries the subscriptions.
-        log.warning("subscriptions not settled after sync", extra={"event": "settle_failed", "user": user_id,
+        log.warning("subscriptions of %s not settled after sync (%s: %s)", user_id, type(exc).__name__, exc, extra={"event": "settle_failed", "user": user_id,
                                                                      "error": type(exc).__name__})

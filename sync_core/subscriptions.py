@@ -196,12 +196,31 @@ def notification_urls(services: Services) -> tuple[str, str]:
     return f"{base}/api/graph/notifications", f"{base}/api/graph/lifecycle"
 
 
-def contacts_resource(services: Services, session: GraphSession, user_id: str) -> str:
-    """The folder the sync uses: the cursor's, or the one ensure_folder settles on (it finds the
-    folder by name before creating one, so the engine will pick the very same folder)."""
-    known = services.state.get_cursor(user_id).folder_id
-    folder_id = services.contacts_for(session).ensure_folder(FOLDER_NAME, known)
+def contacts_path(folder_id: str) -> str:
     return f"/me/contactFolders/{folder_id}/contacts"
+
+
+def find_contact_folder(services: Services, session: GraphSession, user_id: str) -> str | None:
+    """The id of the folder the sync uses, or None while it does not exist. Never creates it: only the
+    sync does, since two creators at the same moment could make a second folder."""
+    known = services.state.get_cursor(user_id).folder_id
+    if known:
+        try:
+            session.request("GET", f"/me/contactFolders/{quote(known, safe='')}?$select=id")
+            return known
+        except NotFoundError:
+            pass  # deleted in Outlook: the sync finds or makes another one by name
+    quoted = FOLDER_NAME.replace("'", "''")
+    answer = session.request("GET", f"/me/contactFolders?$filter=displayName eq '{quoted}'&$select=id,displayName")
+    ids = sorted(str(f["id"]) for f in (answer or {}).get("value", [])
+                 if isinstance(f, dict) and f.get("displayName") == FOLDER_NAME and f.get("id"))
+    # Several of that name (made by hand): the sync settles on the lowest id, and so do we.
+    return ids[0] if ids else None
+
+
+def contacts_resource(services: Services, session: GraphSession, user_id: str) -> str | None:
+    folder_id = find_contact_folder(services, session, user_id)
+    return contacts_path(folder_id) if folder_id else None
 
 
 def tasks_resource(session: GraphSession, settings: UserSyncSettings) -> str | None:
@@ -286,7 +305,8 @@ class Report:
 def subscribe_user(services: Services, session: GraphSession, settings: UserSyncSettings) -> Report:
     """Make the user's subscriptions match their settings (on connect and after a sync): contacts
     always, tasks when on; a resource that changed (new folder, other target) gets a new subscription.
-    A creation that fails is stored as owed and retried by the timer; this never raises for Graph."""
+    What cannot be created yet (no folder or list before the first sync) or fails is stored as owed,
+    created after the next sync or by the timer; this never raises for Graph errors."""
     report = Report()
     tenant_id, user_id = settings.tenant_id, settings.user_id
     existing = subscription_store(services).for_user(tenant_id, user_id)
@@ -307,7 +327,7 @@ def subscribe_user(services: Services, session: GraphSession, settings: UserSync
         except ReconnectNeededError:
             raise
         except SyncError as exc:
-            log.warning("subscription not created; the timer retries", extra={"event": "subscribe_failed",
+            log.warning("%s subscription of %s not created (%s); retried later", kind.value, user_id, type(exc).__name__, extra={"event": "subscribe_failed",
                         "user": user_id, "kind": kind.value, "error": type(exc).__name__})
             try:
                 _owe(services, session, current, tenant_id, user_id, kind)
@@ -409,6 +429,6 @@ def renew_due(services: Services, *, within: timedelta = RENEW_WITHIN, limit: in
         finally:
             session.close()
     if by_user:
-        log.info("subscriptions renewed", extra={"event": "renew", "renewed": report.renewed,
+        log.info("subscriptions: %d renewed, %d created, %d failed", report.renewed, report.created, len(report.failed), extra={"event": "renew", "renewed": report.renewed,
                                                   "recreated": report.created, "failed": len(report.failed)})
     return report

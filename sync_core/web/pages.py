@@ -219,7 +219,7 @@ def _resubscribe(services: Services, connection: Connection) -> list[str]:
     try:
         return subscribe_user(services, session, connection.settings).failed
     except SyncError as exc:
-        log.warning("subscriptions not set up", extra={"event": "subscribe_failed", "user": connection.user_id,
+        log.warning("subscriptions of %s not set up (%s)", connection.user_id, type(exc).__name__, extra={"event": "subscribe_failed", "user": connection.user_id,
                                                          "error": type(exc).__name__})
         return [type(exc).__name__]
     finally:
@@ -237,7 +237,7 @@ def oauth_finish(services: Services, request: WebRequest) -> WebResponse:
     # Webhooks make edits in Outlook reach the CRM within seconds; a failure here is retried by the timer.
     _resubscribe(services, finished.connection)
     jobs.enqueue_sync(services, caller.tenant_id, caller.user_id, "connected")
-    log.info("connected", extra={"event": "connected", "user": caller.user_id})
+    log.info("connected %s", caller.user_id, extra={"event": "connected", "user": caller.user_id})
     return redirect(with_query(SETTINGS_PATH, flash="connected"))
 
 

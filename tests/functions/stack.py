@@ -235,6 +235,14 @@ def _form(page: str) -> dict[str, Any]:
     return {"action": html_module.unescape(found.group(1)), "fields": fields}
 
 
+def wait_subscribed(stack: Stack, tenant_id: str, user_id: str, timeout: float = 60) -> Any:
+    """The user's contact-folder subscription, once created (after the first sync made the folder)."""
+    from sync_core.subscriptions import Kind, subscription_store
+    store = subscription_store(stack.services)
+    return wait_for(lambda: (r := store.get(tenant_id, user_id, Kind.CONTACTS)) and not r.owed and r, timeout,
+                    "the contact folder subscription")
+
+
 def started_sign_ins(stack: Stack, tenant_id: str) -> list[Any]:
     """OAuth flows begun for a tenant (OAuthFlows.start stores one per Connect)."""
     return list(stack.services.oauth.table.query("tenant_id eq @t", {"t": tenant_id}))

@@ -7,8 +7,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from sync_core.connections import ConnectionStatus
-from sync_core.subscriptions import Kind, subscription_store
-from tests.functions.stack import Stack, WebClient, client_sign_in, connect_with_emulator
+from sync_core.subscriptions import subscription_store
+from tests.functions.stack import Stack, WebClient, client_sign_in, connect_with_emulator, wait_for, wait_subscribed
 
 
 def _user() -> str:
@@ -40,8 +40,10 @@ def test_connect_subscribes_to_the_contact_folder(stack: Stack, web: WebClient, 
     tenant, user = stack.new_tenant(), _user()
     web.launch(tenant, user)
     connect_with_emulator(web, ms_user)
-    record = subscription_store(stack.services).get(tenant, user, Kind.CONTACTS)
-    assert record is not None and not record.owed, record
+    # Owed until the first sync has made the folder (only the sync creates it), then created.
+    record = wait_subscribed(stack, tenant, user)
+    folder_id = stack.services.state.get_cursor(user).folder_id
+    assert record.resource == f"/me/contactFolders/{folder_id}/contacts"
     assert record.resource.startswith("/me/contactFolders/") and record.resource.endswith("/contacts")
     owner = subscription_store(stack.services).owner_of(record.sub_id)
     assert owner is not None and (owner.tenant_id, owner.user_id) == (tenant, user)
@@ -104,3 +106,4 @@ def test_cancelled_consent_says_so_and_connects_nothing(stack: Stack, web: WebCl
 def _keys(tenant: str, user: str) -> tuple[str, str]:
     from sync_core.adapters.tables import key_part
     return key_part(tenant), key_part(user)
+

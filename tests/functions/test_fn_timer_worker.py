@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.functions.timer import TimerRequest
+import httpx
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
@@ -15,7 +16,7 @@ from sync_core import freshness
 from sync_core.models import CrmContact
 from sync_core.settings import get_settings
 from sync_core.subscriptions import Kind, subscription_store
-from tests.functions.stack import Stack, WebClient, connect_with_emulator, wait_for
+from tests.functions.stack import Stack, WebClient, connect_with_emulator, wait_for, wait_subscribed
 
 
 def _connected(stack: Stack, web: WebClient, ms_user: dict[str, Any], *, contacts: int = 1) -> tuple[str, str]:
@@ -76,8 +77,7 @@ def test_timer_renews_expiring_subscriptions_and_creates_owed_ones(stack: Stack,
                                                                   ms_user: dict[str, Any]) -> None:
     tenant, user = _connected(stack, web, ms_user)
     store = subscription_store(stack.services)
-    record = store.get(tenant, user, Kind.CONTACTS)
-    assert record is not None and not record.owed
+    record = wait_subscribed(stack, tenant, user)
     soon = store.save(replace(record, expires_at=datetime.now(UTC) + timedelta(hours=2)), record)
     report = freshness.tick(stack.services)
     assert report.enqueued >= 1
@@ -115,3 +115,22 @@ def test_the_timer_blueprint_fans_out_through_function_app(stack: Stack, web: We
                  "the timer's message to run a sync of a connected user")
     finally:
         get_settings.cache_clear()
+
+
+def test_the_subscription_follows_the_folder_the_sync_moved_to(stack: Stack, web: WebClient,
+                                                              ms_user: dict[str, Any]) -> None:
+    tenant, user = _connected(stack, web, ms_user)
+    old = wait_subscribed(stack, tenant, user)
+    token = stack.control.token(ms_user["id"])
+    made = httpx.post(f"{stack.emulator.graph}/me/contactFolders", json={"displayName": "Really Simple Systems (2)"},
+                      headers={"Authorization": f"Bearer {token}"}, trust_env=False)
+    made.raise_for_status()
+    # What the sync records when it had to settle on another folder (e.g. the old one was deleted).
+    cursor = stack.services.state.get_cursor(user)
+    stack.services.state.save_cursor(cursor.model_copy(update={"folder_id": made.json()["id"], "delta_link": None}))
+    web.post_form("/api/sync-now", {"csrf": web.csrf()})
+    store = subscription_store(stack.services)
+    fresh = wait_for(lambda: (r := store.get(tenant, user, Kind.CONTACTS)) and not r.owed
+                     and r.sub_id != old.sub_id and r, 60, "a subscription on the new folder")
+    assert fresh.resource == f"/me/contactFolders/{made.json()['id']}/contacts"
+    assert store.owner_of(old.sub_id) is None

@@ -13,7 +13,7 @@ import pytest
 
 from sync_core.adapters.tables import Table, key_part
 from sync_core.subscriptions import Kind, Subscription, subscription_store
-from tests.functions.stack import Stack, WebClient, connect_with_emulator, wait_for
+from tests.functions.stack import Stack, WebClient, connect_with_emulator, wait_for, wait_subscribed
 
 
 def _subscribed_user(stack: Stack) -> Subscription:
@@ -134,9 +134,7 @@ def _connected(stack: Stack, web: WebClient, ms_user: dict[str, Any]) -> Subscri
     tenant, user = stack.new_tenant(), "user-" + uuid.uuid4().hex[:8]
     web.launch(tenant, user)
     connect_with_emulator(web, ms_user)
-    record = subscription_store(stack.services).get(tenant, user, Kind.CONTACTS)
-    assert record is not None and not record.owed
-    return record
+    return wait_subscribed(stack, tenant, user)  # type: ignore[no-any-return]
 
 
 def test_reauthorization_required_renews_the_subscription(stack: Stack, web: WebClient,
@@ -174,6 +172,7 @@ def test_outlook_edits_reach_the_crm_through_the_webhook_within_5_s(stack: Stack
     connect_with_emulator(web, ms_user)
     link = wait_for(lambda: stack.services.state.get_links_by_crm(user, [contact.id]).get(contact.id), 60,
                     "the first sync to link the contact")
+    wait_subscribed(stack, tenant, user)
     token = stack.control.token(ms_user["id"])
     latencies = []
     for edit in range(5):
