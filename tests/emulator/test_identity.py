@@ -188,7 +188,9 @@ def identity(identity_server: Identity) -> Identity:
     return identity_server
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running in this thread while it is
+# open, which would break later tests that run their own loop (msgraph-sdk via asyncio.run).
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (make chromium)")
