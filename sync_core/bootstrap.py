@@ -10,10 +10,13 @@ from sync_core.adapters.connections_tables import TableConnections, TableTokens
 from sync_core.adapters.crm_tables import TableCrm
 from sync_core.adapters.graph_contacts import GraphContacts
 from sync_core.adapters.graph_session import GraphSession, Pacer
+from sync_core.adapters.graph_tasks import GraphTasks
 from sync_core.adapters.queues import SyncQueue
 from sync_core.adapters.state_tables import TableStateStore
 from sync_core.adapters.tables import RequestCounter, connect
 from sync_core.adapters.tokens import MsalCredential, TokenCipher
+from sync_core.models import UserSyncSettings
+from sync_core.logs import register_secret
 from sync_core.oauth import OAuthFlows
 from sync_core.settings import AppSettings, get_settings
 
@@ -56,6 +59,10 @@ class Services:
     def contacts_for(self, session: GraphSession) -> GraphContacts:
         return GraphContacts(session)
 
+    def tasks_for(self, session: GraphSession, settings: UserSyncSettings) -> GraphTasks:
+        """The user's task target (To Do or calendar), rendering with their settings (zone, reminders)."""
+        return GraphTasks(session, settings)
+
 
 def build_services(settings: AppSettings | None = None) -> Services:
     settings = settings or get_settings()
@@ -64,6 +71,8 @@ def build_services(settings: AppSettings | None = None) -> Services:
 
 @functools.lru_cache(maxsize=8)
 def _build(settings: AppSettings) -> Services:
+    for secret in (settings.client_secret, settings.crm_launch_secret, settings.token_encryption_key):
+        register_secret(secret)
     service = connect(settings.storage_connection_string)
     counter = RequestCounter()
     name = settings.storage_name
