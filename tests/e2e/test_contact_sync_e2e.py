@@ -92,3 +92,118 @@ def test_expired_delta_link_resyncs_without_duplicates(rig: ContactRig) -> None:
     assert (run.microsoft.created, run.crm.created) == (0, 0)
     assert len(folder_contacts(rig)) == 5
     assert len(rig.crm.list_contacts(rig.settings.tenant_id)) == 5
+
+
+def default_folder_id(client: httpx.Client) -> str:
+    folders = client.get("/me/contactFolders").json()["value"]
+    return next(f["id"] for f in folders if f["displayName"] == "Contacts")
+
+
+def test_moves_out_of_and_into_the_folder(rig: ContactRig) -> None:
+    acme = rig.account("Acme Ltd")
+    ada = rig.contact(acme, "Ada", "Lovelace", "ada@example.com")
+    grace = rig.contact(acme, "Grace", "Hopper", "grace@example.com")
+    rig.sync()
+    by_name = {c["givenName"]: c for c in folder_contacts(rig)}
+    with outlook(rig) as client:
+        elsewhere = default_folder_id(client)
+        ours = by_name["Ada"]["parentFolderId"]
+        rig.control.move_contact(rig.mailbox["id"], by_name["Grace"]["id"], elsewhere)
+    run = rig.sync()
+    assert (run.crm.created, run.crm.deleted, run.microsoft.created) == (0, 0, 0)
+    assert grace.id in rig.crm.get_contacts(rig.settings.tenant_id, [grace.id])  # moved out: kept in the CRM
+    assert [c["givenName"] for c in folder_contacts(rig)] == ["Ada"]  # and not pushed back
+    with outlook(rig) as client:
+        outside = client.get(f"/me/contactFolders/{elsewhere}/contacts").json()["value"]
+        moved = next(c for c in outside if c["givenName"] == "Grace")
+        client.delete(f"/me/contacts/{moved['id']}").raise_for_status()
+        # Another card for a person the CRM already knows (same email, same company), dragged in.
+        again = client.post(f"/me/contactFolders/{elsewhere}/contacts",
+                            json={"givenName": "Grace", "surname": "Hopper", "companyName": "Acme Ltd",
+                                  "jobTitle": "Rear Admiral", "emailAddresses": [{"address": "GRACE@example.com"}]}).json()
+        rig.control.move_contact(rig.mailbox["id"], again["id"], ours)
+        newcomer = client.post(f"/me/contactFolders/{elsewhere}/contacts",
+                               json={"givenName": "Katherine", "surname": "Johnson", "companyName": "Acme Ltd"}).json()
+        rig.control.move_contact(rig.mailbox["id"], newcomer["id"], ours)
+    run = rig.sync()
+    assert run.outcome is RunOutcome.SUCCEEDED, run
+    assert run.crm.created == 1, "only the unknown person is new; Grace links to her CRM record"
+    everyone = rig.crm.list_contacts(rig.settings.tenant_id)
+    assert sorted(c.first_name for c in everyone) == ["Ada", "Grace", "Katherine"]
+    assert rig.crm.get_contacts(rig.settings.tenant_id, [grace.id])[grace.id].job_title == "Rear Admiral"
+    assert ada.id in rig.crm.get_contacts(rig.settings.tenant_id, [ada.id])
+    assert rig.sync().crm.created == 0
+
+
+def test_company_change_in_outlook_moves_the_contact_to_another_account(rig: ContactRig) -> None:
+    acme = rig.account("Acme Ltd")
+    globex = rig.account("Globex Corporation")
+    ada = rig.contact(acme, "Ada", "Lovelace", "ada@example.com")
+    rig.sync()
+    (pushed,) = folder_contacts(rig)
+    with outlook(rig) as client:
+        client.patch(f"/me/contacts/{pushed['id']}", json={"companyName": "GLOBEX corporation"}).raise_for_status()
+    rig.sync()
+    assert rig.crm.get_contacts(rig.settings.tenant_id, [ada.id])[ada.id].account_id == globex.id
+    with outlook(rig) as client:
+        client.patch(f"/me/contacts/{pushed['id']}", json={"companyName": "Initech"}).raise_for_status()
+    rig.sync()
+    moved = rig.crm.get_contacts(rig.settings.tenant_id, [ada.id])[ada.id]
+    new_account = rig.crm.get_accounts(rig.settings.tenant_id, [moved.account_id])[moved.account_id]
+    assert new_account.name == "Initech"
+
+
+def test_throttled_batch_items_are_retried_after_retry_after(rig: ContactRig) -> None:
+    acme = rig.account("Acme Ltd")
+    for i in range(30):
+        rig.contact(acme, f"P{i}", "Person", f"p{i}@example.com")
+    rig.control.add_fault(method="POST", path_regex=r"contactFolders/.*/contacts$", status=429, retry_after=1,
+                          times=7, in_batch=True)
+    try:
+        since = rig.control.last_request_seq()
+        run = rig.sync()
+    finally:
+        rig.control.clear_faults()
+    assert run.outcome is RunOutcome.SUCCEEDED, run
+    assert run.microsoft.created == 30
+    log = rig.graph_requests(since)
+    assert len([r for r in log if r.get("in_batch") and r["status"] == 429]) == 7
+    assert len(folder_contacts(rig)) == 30
+
+
+class CrashAfterGraphWrite(Exception):
+    """Stands for the process dying after Graph created items and before their links were saved."""
+
+
+def test_crash_between_graph_write_and_link_write_leaves_no_duplicate(rig: ContactRig) -> None:
+    from sync_core.models import LinkState
+
+    acme = rig.account("Acme Ltd")
+    for i in range(25):
+        rig.contact(acme, f"P{i}", "Person", f"p{i}@example.com")
+    real_save = rig.state.save_link
+    saved_linked = 0
+
+    def dying_save(link):  # type: ignore[no-untyped-def]
+        nonlocal saved_linked
+        if link.state is LinkState.LINKED:
+            saved_linked += 1
+            if saved_linked > 3:
+                raise CrashAfterGraphWrite()
+        return real_save(link)
+
+    rig.state.save_link = dying_save  # type: ignore[method-assign]
+    try:
+        rig.sync()
+    except CrashAfterGraphWrite:
+        pass  # the worker died; its lease expires
+    finally:
+        rig.state.save_link = real_save  # type: ignore[method-assign]
+    assert 0 < len(folder_contacts(rig)) <= 25
+    from datetime import UTC, datetime, timedelta
+
+    run = rig.sync(now=lambda: datetime.now(UTC) + timedelta(hours=1))  # after the dead worker's lease
+    assert run.outcome is RunOutcome.SUCCEEDED, run
+    names = sorted(c["givenName"] for c in folder_contacts(rig))
+    assert names == sorted(f"P{i}" for i in range(25)), "every contact exactly once"
+    assert rig.sync().microsoft.created == 0
