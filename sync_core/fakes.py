@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sync_core import mapping
 from sync_core.accounts import normalise_company
@@ -36,6 +37,7 @@ from sync_core.models import (
     Account,
     ContactFields,
     CrmContact,
+    CrmTask,
     Cursor,
     DeltaResult,
     FeedEntry,
@@ -44,10 +46,26 @@ from sync_core.models import (
     Link,
     MsChange,
     MsContact,
+    MsTask,
     QuarantineEntry,
     RunRecord,
+    TaskChange,
+    TaskDeltaResult,
+    TaskFields,
+    TaskTarget,
+    UserSyncSettings,
 )
-from sync_core.ports import WriteResult
+from sync_core.ports import TaskUpdate, TaskWriteResult, WriteResult
+from sync_core.task_mapping import (
+    TASK_ID_PROPERTY,
+    at_local,
+    event_create_body,
+    event_patch_body,
+    graph_to_task,
+    todo_create_body,
+    todo_patch_body,
+    user_zone,
+)
 
 
 class SimulatedCrash(BaseException):
@@ -270,6 +288,97 @@ class FakeCrm:
     def contacts_of(self, tenant_id: str) -> list[CrmContact]:
         with self._lock:
             return sorted((c for (t, _), c in self.contacts.items() if t == tenant_id), key=lambda c: c.id)
+    # -- tasks (issue 5): CrmTasksPort. Their own writes feed the same feed, kind "task".
+    @property
+    def tasks(self) -> dict[tuple[str, str], CrmTask]:
+        # Made on first use, so the contact fake's constructor stays as it is.
+        store: dict[tuple[str, str], CrmTask] | None = self.__dict__.get("_tasks")
+        if store is None:
+            store = self.__dict__["_tasks"] = {}
+        return store
+
+    def feed_position(self, tenant_id: str) -> int:
+        with self._lock:
+            self._enter("feed_position", tenant_id)
+            entries = self.feed.get(tenant_id, [])
+            return entries[-1].position if entries else 0
+
+    def get_tasks(self, tenant_id: str, ids: Iterable[str]) -> dict[str, CrmTask]:
+        with self._lock:
+            self._enter("get_tasks", tenant_id)
+            found = (self.tasks.get((tenant_id, i)) for i in ids)
+            return {t.id: t for t in found if t is not None}
+
+    def tasks_assigned_to(self, tenant_id: str, user_id: str) -> list[CrmTask]:
+        with self._lock:
+            self._enter("tasks_assigned_to", tenant_id, user_id)
+            return sorted((t for (tn, _), t in self.tasks.items() if tn == tenant_id and t.assigned_to == user_id),
+                          key=lambda t: t.id)
+
+    def create_task(self, task: CrmTask) -> CrmTask:
+        with self._lock:
+            self._enter("create_task", task)
+            stored = task.model_copy(update={"id": task.id or self._ids("task-"), "version": self._ids("v"),
+                                             "modified_at": self._clock()})
+            if (stored.tenant_id, stored.id) in self.tasks:
+                raise AlreadyExistsError("a task with this id exists")
+            self._require_account(stored.tenant_id, stored.account_id)
+            self.tasks[(stored.tenant_id, stored.id)] = stored
+            self._append(stored.tenant_id, "task", stored.id)
+            self._leave("create_task", task)
+            return stored
+
+    def update_task(self, task: CrmTask) -> CrmTask:
+        with self._lock:
+            self._enter("update_task", task)
+            current = self.tasks.get((task.tenant_id, task.id))
+            if current is None:
+                raise NotFoundError("the task does not exist")
+            if current.version != task.version:
+                raise ConcurrencyError("the task changed since it was read (stale version)")
+            self._require_account(task.tenant_id, task.account_id)
+            stored = task.model_copy(update={"version": self._ids("v"), "modified_at": self._clock()})
+            self.tasks[(task.tenant_id, task.id)] = stored
+            self._append(task.tenant_id, "task", task.id)
+            self._leave("update_task", task)
+            return stored
+
+    def delete_task(self, tenant_id: str, task_id: str) -> None:
+        with self._lock:
+            self._enter("delete_task", tenant_id, task_id)
+            if self.tasks.pop((tenant_id, task_id), None) is None:
+                raise NotFoundError("the task does not exist")
+            self._append(tenant_id, "task", task_id, deleted=True)
+            self._leave("delete_task", tenant_id, task_id)
+
+    # -- helpers for tests: a CRM user working on tasks (same feed, no injected faults: those are the sync's)
+    def _user_writes_task(self, task: CrmTask, deleted: bool = False) -> CrmTask:
+        with self._lock:
+            self._require_account(task.tenant_id, task.account_id)
+            stored = task.model_copy(update={"version": self._ids("v"), "modified_at": self._clock()})
+            if deleted:
+                del self.tasks[(task.tenant_id, task.id)]
+            else:
+                self.tasks[(task.tenant_id, task.id)] = stored
+            self._append(task.tenant_id, "task", task.id, deleted=deleted)
+            return stored
+
+    def add_task(self, tenant_id: str, account_id: str, assigned_to: str, **values: Any) -> CrmTask:
+        return self._user_writes_task(CrmTask(id=self._ids("task-"), tenant_id=tenant_id, account_id=account_id,
+                                              assigned_to=assigned_to, **values))
+
+    def edit_task(self, tenant_id: str, task_id: str, **changes: Any) -> CrmTask:
+        with self._lock:
+            return self._user_writes_task(self.tasks[(tenant_id, task_id)].model_copy(update=changes))
+
+    def remove_task(self, tenant_id: str, task_id: str) -> None:
+        with self._lock:
+            self._user_writes_task(self.tasks[(tenant_id, task_id)], deleted=True)
+
+    def tasks_of(self, tenant_id: str) -> list[CrmTask]:
+        with self._lock:
+            return sorted((t for (tn, _), t in self.tasks.items() if tn == tenant_id), key=lambda t: t.id)
+
 
 
 # --- Outlook ------------------------------------------------------------------------------------------
@@ -720,3 +829,321 @@ class FakeStateStore:
     @property
     def reads(self) -> int:
         return sum(self.calls[m] for m in self.READS)
+
+
+# --- Microsoft 365 tasks (issue 5) --------------------------------------------------------------------
+
+CALENDAR = "calendar"  # where events live in FakeMicrosoftTasks (To Do tasks live in their list's id)
+
+
+def calendar_window(container: str) -> tuple[datetime, datetime]:
+    """A calendar container ("start/end", UTC ISO) as two instants."""
+    start, _, end = container.partition("/")
+    return datetime.fromisoformat(start.replace("Z", "+00:00")), datetime.fromisoformat(end.replace("Z", "+00:00"))
+
+
+class FakeMicrosoftTasks:
+    """MicrosoftTasksPort in memory: To Do lists and the primary calendar, with Graph's rules.
+
+    Bodies are built and read by task_mapping, as with the real adapter, and checked as Graph would (no
+    attendees, ever). To Do: a list found by name or created; ids of a deleted list answer 404. Calendar: the
+    container is the calendarView window; a full round lists the events starting in it, a later round
+    reports what changed in it and, as Graph does, events changed or deleted outside it as removed. A POST
+    repeating a transactionId answers the event made by the first. Delta tokens can be expired
+    (`expire_delta`); items can fail one by one (`fail_item`); `request_count` counts HTTP requests.
+    """
+
+    BATCH = 20
+
+    def __init__(self, settings: UserSyncSettings, *, delta_page_size: int = 100) -> None:
+        self.settings = settings
+        self._ids = _Ids("tasks")
+        self.lists: dict[str, str] = {"default-tasks": "Tasks"}
+        self.items: dict[str, dict[str, Any]] = {}  # Graph JSON, with "_in": list id or CALENDAR
+        self._history: dict[str, list[_Event]] = {}
+        self._seq = 0
+        self._epoch = 0
+        self._tokens: dict[str, _Token] = {}
+        self._item_faults: dict[str, _ItemFault] = {}
+        self.delta_page_size = delta_page_size
+        self.faults = Faults()
+        self.calls: Counter[str] = Counter()
+        self.request_count = 0
+        self.items_written = 0
+
+    # -- plumbing
+    @property
+    def _zone(self) -> ZoneInfo:
+        return user_zone(self.settings)
+
+    def _enter(self, method: str, requests: int, *args: Any) -> None:
+        self.calls[method] += 1
+        self.request_count += requests
+        self.faults.check(method, False, *args)
+
+    def _leave(self, method: str, *args: Any) -> None:
+        self.faults.check(method, True, *args)
+
+    def _batches(self, count: int) -> int:
+        return max(1, -(-count // self.BATCH))
+
+    def _record(self, ms_id: str, where: str | None) -> None:
+        self._seq += 1
+        self._history.setdefault(ms_id, []).append(_Event(self._seq, where))
+
+    def _store(self, ms_id: str, body: dict[str, Any], where: str) -> None:
+        body = {k: v for k, v in body.items() if k not in ("id", "changeKey", "@odata.etag", "_in")}
+        body["id"] = ms_id
+        version = self._ids("ck-")
+        if where == CALENDAR:
+            body["changeKey"] = version
+        else:
+            body["@odata.etag"] = f'W/"{version}"'
+        body["_in"] = where
+        self.items[ms_id] = body
+        self._record(ms_id, where)
+
+    def _item_fault(self, key: str) -> _ItemFault | None:
+        fault = self._item_faults.get(key)
+        if fault is None or fault.times <= 0:
+            return None
+        fault.times -= 1
+        return fault
+
+    def _where(self, target: TaskTarget, container: str) -> str:
+        return CALENDAR if target is TaskTarget.CALENDAR else container
+
+    def task(self, ms_id: str) -> MsTask:
+        item = self.items[ms_id]
+        target = TaskTarget.CALENDAR if item["_in"] == CALENDAR else TaskTarget.TODO
+        return graph_to_task(target, {k: v for k, v in item.items() if k != "_in"}, self._zone)
+
+    def _in_window(self, ms_id: str, window: tuple[datetime, datetime]) -> bool:
+        try:
+            fields = self.task(ms_id).fields
+        except InvalidRecordError:
+            return True  # an unreadable event is reported (and quarantined), as Graph would send it
+        if fields.due_at is not None:
+            start = fields.due_at
+        elif fields.due_date is not None:
+            start = at_local(fields.due_date, datetime.min.time(), self._zone)
+        else:
+            return False
+        return window[0] <= start < window[1]
+
+    def items_in(self, where: str) -> dict[str, dict[str, Any]]:
+        return {i: item for i, item in self.items.items() if item["_in"] == where}
+
+    @staticmethod
+    def _check(body: dict[str, Any]) -> str | None:
+        """What must never leave our mapping (Graph would send invitations, or refuse the body)."""
+        if body.get("attendees"):
+            return "attendees in a body: the sync must never invite anyone"
+        try:
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError, UnicodeEncodeError):
+            return "body is not valid JSON text"
+        return None
+
+    def fail_item(self, key: str, status: int = 429, *, retry_after: float | None = 1.0, error: str = "",
+                  times: int = 1) -> None:
+        """The next `times` batch writes keyed `key` (CRM id for creates, Graph id otherwise) fail so."""
+        self._item_faults[key] = _ItemFault(status, retry_after if status in (429, 503) else None,
+                                            error or f"HTTP {status}", times)
+
+    def expire_delta(self) -> None:
+        self._epoch += 1
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+        self._item_faults.clear()
+
+    # -- MicrosoftTasksPort
+    def ensure_container(self, target: TaskTarget, name: str, known: str | None) -> str:
+        self.calls["ensure_container"] += 1
+        self.faults.check("ensure_container", False, target, name)
+        if target is TaskTarget.CALENDAR:
+            return known or ""
+        if known is not None and known in self.lists:
+            return known
+        self.request_count += 1  # list the lists
+        found = sorted(i for i, n in self.lists.items() if n == name)
+        if found:
+            return found[0]
+        self.request_count += 1  # POST the list
+        list_id = self._ids("list-")
+        self.lists[list_id] = name
+        self._leave("ensure_container", target, name)
+        return list_id
+
+    def delete_list(self, list_id: str) -> None:
+        """The user deletes the list in To Do (its tasks go with it)."""
+        self.lists.pop(list_id, None)
+        for ms_id in list(self.items_in(list_id)):
+            del self.items[ms_id]
+            self._record(ms_id, None)
+
+    def task_delta(self, target: TaskTarget, container: str, delta_link: str | None) -> TaskDeltaResult:
+        self.calls["task_delta"] += 1
+        self.faults.check("task_delta", False, target, container, delta_link)
+        where = self._where(target, container)
+        if where != CALENDAR and where not in self.lists:
+            self.request_count += 1
+            raise NotFoundError("the To Do list does not exist")
+        window = calendar_window(container) if where == CALENDAR else None
+        if delta_link is None:
+            since, full = None, True
+        else:
+            token = self._tokens.get(delta_link)
+            if token is None or token.folder_id != container or token.epoch != self._epoch:
+                self.request_count += 1
+                raise DeltaExpiredError("SyncStateNotFound", status=410, code="SyncStateNotFound")
+            since, full = token.seq, False
+        changes: list[TaskChange] = []
+        for ms_id in sorted(self._history):
+            events = self._history[ms_id]
+            item = self.items.get(ms_id)
+            here = item is not None and item["_in"] == where
+            visible = here and (window is None or self._in_window(ms_id, window))
+            if since is None:
+                if visible:
+                    changes.append(self._as_change(ms_id))
+                continue
+            recent = [e for e in events if e.seq > since]
+            if not recent:
+                continue
+            was_here = any(e.folder_id == where for e in events)
+            if visible:
+                changes.append(self._as_change(ms_id))
+            elif was_here:
+                changes.append(TaskChange(ms_id=ms_id, removed_reason="deleted"))
+        self.request_count += max(1, -(-len(changes) // self.delta_page_size))
+        link = self._ids("delta-")
+        self._tokens[link] = _Token(container, self._seq, self._epoch)
+        self._leave("task_delta", target, container, delta_link)
+        return TaskDeltaResult(changes=tuple(changes), delta_link=link, full=full)
+
+    def _as_change(self, ms_id: str) -> TaskChange:
+        try:
+            return TaskChange(ms_id=ms_id, task=self.task(ms_id))
+        except InvalidRecordError as exc:
+            return TaskChange(ms_id=ms_id, invalid_reason=str(exc))
+
+    def _fault_result(self, key: str) -> TaskWriteResult | None:
+        fault = self._item_fault(key)
+        if fault is None:
+            return None
+        return TaskWriteResult(key, False, status=fault.status, error=fault.error, retry_after=fault.retry_after)
+
+    def create_tasks(self, target: TaskTarget, container: str,
+                     items: Sequence[tuple[str, str, TaskFields]]) -> list[TaskWriteResult]:
+        self._enter("create_tasks", self._batches(len(items)), target, container, items)
+        where = self._where(target, container)
+        if where != CALENDAR and where not in self.lists:
+            raise NotFoundError("the To Do list does not exist")
+        results = []
+        for crm_id, crm_version, fields in items:
+            failed = self._fault_result(crm_id)
+            if failed is not None:
+                results.append(failed)
+                continue
+            try:
+                body = (event_create_body(fields, self.settings, crm_id, crm_version) if target is TaskTarget.CALENDAR
+                        else todo_create_body(fields, self.settings, crm_id))
+            except InvalidRecordError as exc:
+                results.append(TaskWriteResult(crm_id, False, status=400, error=str(exc)))
+                continue
+            problem = self._check(body)
+            if problem:
+                results.append(TaskWriteResult(crm_id, False, status=400, error=problem))
+                continue
+            repeated = [i for i, item in self.items_in(where).items()
+                        if body.get("transactionId") and item.get("transactionId") == body["transactionId"]]
+            if repeated:  # Graph answers the event the first POST made
+                results.append(TaskWriteResult(crm_id, True, task=self.task(repeated[0]), status=201))
+                continue
+            ms_id = self._ids("AAMkT-" if where == CALENDAR else "AQMkT-")
+            self._store(ms_id, body, where)
+            self.items_written += 1
+            results.append(TaskWriteResult(crm_id, True, task=self.task(ms_id), status=201))
+        self._leave("create_tasks", target, container, items)
+        return results
+
+    def update_tasks(self, target: TaskTarget, container: str, items: Sequence[TaskUpdate]) -> list[TaskWriteResult]:
+        self._enter("update_tasks", self._batches(len(items)), target, container, items)
+        where = self._where(target, container)
+        results = []
+        for update in items:
+            failed = self._fault_result(update.ms_id)
+            if failed is not None:
+                results.append(failed)
+                continue
+            current = self.items.get(update.ms_id)
+            if current is None or current["_in"] != where:
+                results.append(TaskWriteResult(update.ms_id, False, status=404, error="ErrorItemNotFound"))
+                continue
+            try:
+                patch = (event_patch_body(update.fields, update.changed, update.all_day_now, self.settings)
+                         if target is TaskTarget.CALENDAR else todo_patch_body(update.fields, update.changed, self.settings))
+            except InvalidRecordError as exc:
+                results.append(TaskWriteResult(update.ms_id, False, status=400, error=str(exc)))
+                continue
+            problem = self._check(patch)
+            if problem:
+                results.append(TaskWriteResult(update.ms_id, False, status=400, error=problem))
+                continue
+            self._store(update.ms_id, {**current, **patch}, where)
+            self.items_written += 1
+            results.append(TaskWriteResult(update.ms_id, True, task=self.task(update.ms_id), status=200))
+        self._leave("update_tasks", target, container, items)
+        return results
+
+    def delete_tasks(self, target: TaskTarget, container: str, ms_ids: Sequence[str]) -> list[TaskWriteResult]:
+        self._enter("delete_tasks", self._batches(len(ms_ids)), target, container, ms_ids)
+        where = self._where(target, container)
+        results = []
+        for ms_id in ms_ids:
+            failed = self._fault_result(ms_id)
+            if failed is not None:
+                results.append(failed)
+            elif ms_id not in self.items or self.items[ms_id]["_in"] != where:
+                results.append(TaskWriteResult(ms_id, True, status=404))  # already gone is what we wanted
+            else:
+                del self.items[ms_id]
+                self._record(ms_id, None)
+                self.items_written += 1
+                results.append(TaskWriteResult(ms_id, True, status=204))
+        self._leave("delete_tasks", target, container, ms_ids)
+        return results
+
+    def get_tasks(self, target: TaskTarget, container: str, ms_ids: Sequence[str]) -> dict[str, MsTask | None]:
+        self._enter("get_tasks", self._batches(len(ms_ids)), target, container, ms_ids)
+        where = self._where(target, container)
+        found: dict[str, MsTask | None] = {}
+        for ms_id in ms_ids:
+            item = self.items.get(ms_id)
+            found[ms_id] = self.task(ms_id) if item is not None and item["_in"] == where else None
+        return found
+
+    def find_task_by_crm_id(self, target: TaskTarget, container: str, crm_id: str) -> MsTask | None:
+        self._enter("find_task_by_crm_id", 1, target, container, crm_id)
+        for ms_id, item in sorted(self.items_in(self._where(target, container)).items()):
+            tags = [t.get("value") for t in item.get("singleValueExtendedProperties") or [] if t.get("id") == TASK_ID_PROPERTY]
+            tags += [link.get("externalId") for link in item.get("linkedResources") or []]
+            if crm_id in tags:
+                return self.task(ms_id)
+        return None
+
+    # -- helpers for tests: the user at work in To Do or Outlook (not our app's traffic: not counted)
+    def user_create(self, where: str, **graph: Any) -> str:
+        ms_id = self._ids("AAMkU-")
+        self._store(ms_id, dict(graph), where)
+        return ms_id
+
+    def user_edit(self, ms_id: str, **graph: Any) -> None:
+        current = self.items[ms_id]
+        self._store(ms_id, {**current, **graph}, current["_in"])
+
+    def user_delete(self, ms_id: str) -> None:
+        del self.items[ms_id]
+        self._record(ms_id, None)

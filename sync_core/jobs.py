@@ -118,7 +118,7 @@ def run_user_sync(services: Services, tenant_id: str, user_id: str) -> RunRecord
     session = services.graph_session_for(tenant_id, user_id)
     try:
         run = sync_user(connection.settings, services.crm, services.contacts_for(session), services.state,
-                        owner=OWNER)
+                        owner=OWNER, tasks=services.tasks_for(session, connection.settings))
     except ReconnectNeededError as exc:
         _record(services, connection, error=f"{exc} — reconnect on this page to resume syncing.",
                 status=ConnectionStatus.RECONNECT_NEEDED)

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 FOLDER_NAME = "Really Simple Systems"
 DEFAULT_IMPORT_ACCOUNT = "From Office 365"
@@ -267,3 +267,80 @@ class Lease(Frozen):
     owner: str
     expires_at: datetime
     etag: str
+
+
+# --- tasks (issue 5) ----------------------------------------------------------------------------------
+
+class TaskStatus(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+
+
+class CrmTask(Frozen):
+    """A CRM task: filed under an account, assigned to a CRM user. Due either on a day (all-day, `due_date`)
+    or at an instant (timed, `due_at`, timezone-aware), or not at all; never both."""
+
+    id: str
+    tenant_id: str
+    account_id: str
+    assigned_to: str
+    subject: str = ""
+    description: str = ""
+    due_date: date | None = None
+    due_at: datetime | None = None
+    status: TaskStatus = TaskStatus.OPEN
+    version: str = ""  # the storage ETag: changes on every write
+    modified_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _one_due(self) -> CrmTask:
+        if self.due_date is not None and self.due_at is not None:
+            raise ValueError("a task is due on a day (all-day) or at a time, not both")
+        if self.due_at is not None and self.due_at.tzinfo is None:
+            raise ValueError("a timed task's due time must carry its time zone")
+        return self
+
+
+class TaskFields(Frozen):
+    """The synced content of a task in one normalised shape, whichever side it came from (task_mapping).
+
+    `due_date` is the day the task is due in the user's time zone (for a timed task: the day of `due_at`
+    there); `due_at` is a timed task's instant in UTC, None for an all-day task. Each target represents
+    only some of these (To Do has no due time, the calendar no completion): see task_mapping.REPRESENTED.
+    """
+
+    subject: str = ""
+    body: str = ""
+    due_date: date | None = None
+    due_at: datetime | None = None
+    done: bool = False
+
+
+class MsTask(Frozen):
+    """A task as read from one target (a To Do task or a calendar event/occurrence), parsed by task_mapping.
+
+    `crm_id` is our own tag when the item shows it (a To Do linkedResource, an event's transactionId):
+    an item we created is recognised even without its link.
+    """
+
+    id: str  # the Graph id
+    version: str  # To Do's @odata.etag, an event's changeKey
+    fields: TaskFields
+    crm_id: str | None = None
+    all_day: bool = False
+    series_master_id: str | None = None
+
+
+class TaskChange(Frozen):
+    """One item of a task delta round: `task` None means removed. Unusable items carry `invalid_reason`."""
+
+    ms_id: str  # the Graph id
+    task: MsTask | None = None
+    removed_reason: str | None = None
+    invalid_reason: str | None = None
+
+
+class TaskDeltaResult(Frozen):
+    changes: tuple[TaskChange, ...]
+    delta_link: str
+    full: bool  # True when the round started without a deltaLink

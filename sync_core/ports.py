@@ -14,14 +14,19 @@ from sync_core.models import (
     Account,
     ContactFields,
     CrmContact,
+    CrmTask,
     Cursor,
     DeltaResult,
     FeedPage,
     Lease,
     Link,
     MsContact,
+    MsTask,
     QuarantineEntry,
     RunRecord,
+    TaskDeltaResult,
+    TaskFields,
+    TaskTarget,
 )
 
 
@@ -83,3 +88,58 @@ class StateStore(Protocol):
     def put_quarantine(self, entry: QuarantineEntry) -> None: ...
     def list_quarantine(self, user_id: str) -> list[QuarantineEntry]: ...
     def clear_quarantine(self, user_id: str, side: str, record_id: str) -> None: ...
+
+
+# --- tasks (issue 5) ----------------------------------------------------------------------------------
+
+class CrmTasksPort(Protocol):
+    """The CRM's tasks of one tenant; their writes feed the same change feed (kind "task")."""
+
+    def read_changes(self, tenant_id: str, after: int, limit: int = 1000) -> FeedPage: ...
+    def feed_position(self, tenant_id: str) -> int: ...  # the position of the newest feed entry (0: none)
+    def get_tasks(self, tenant_id: str, ids: Iterable[str]) -> dict[str, CrmTask]: ...
+    def tasks_assigned_to(self, tenant_id: str, user_id: str) -> list[CrmTask]: ...  # sorted by id
+    def create_task(self, task: CrmTask) -> CrmTask: ...  # AlreadyExistsError when the id is taken
+    def update_task(self, task: CrmTask) -> CrmTask: ...  # task.version is the expected ETag
+    def delete_task(self, tenant_id: str, task_id: str) -> None: ...
+    def find_accounts_by_name(self, tenant_id: str, name: str) -> list[Account]: ...
+    def create_account(self, tenant_id: str, name: str, owner_user_id: str | None) -> Account: ...
+
+
+@dataclass(frozen=True)
+class TaskWriteResult:
+    """Outcome of one item of a batched task write; `key` is the caller's key (CRM id or Graph id)."""
+
+    key: str
+    ok: bool
+    task: MsTask | None = None
+    status: int = 0
+    error: str | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskUpdate:
+    """One task to bring to `fields` in Microsoft: only the `changed` field names are written (what the user
+    keeps in other properties stays), the timing whenever the due day or time changed. `all_day_now` says
+    whether the item is all-day now (None: unknown)."""
+
+    ms_id: str
+    fields: TaskFields
+    changed: frozenset[str]
+    all_day_now: bool | None = None
+
+
+class MicrosoftTasksPort(Protocol):
+    """The user's tasks in Microsoft 365, in either target: a To Do list (`container` is its id) or the
+    primary calendar (`container` is the calendarView window, "start/end" in UTC ISO). Ids are Graph ids.
+    The adapter renders TaskFields with the user's settings (time zone, reminders, event duration)."""
+
+    def ensure_container(self, target: TaskTarget, name: str, known: str | None) -> str: ...
+    def task_delta(self, target: TaskTarget, container: str, delta_link: str | None) -> TaskDeltaResult: ...
+    def create_tasks(self, target: TaskTarget, container: str,
+                     items: Sequence[tuple[str, str, TaskFields]]) -> list[TaskWriteResult]: ...  # (crm id, crm version, fields)
+    def update_tasks(self, target: TaskTarget, container: str, items: Sequence[TaskUpdate]) -> list[TaskWriteResult]: ...
+    def delete_tasks(self, target: TaskTarget, container: str, ms_ids: Sequence[str]) -> list[TaskWriteResult]: ...
+    def get_tasks(self, target: TaskTarget, container: str, ms_ids: Sequence[str]) -> dict[str, MsTask | None]: ...
+    def find_task_by_crm_id(self, target: TaskTarget, container: str, crm_id: str) -> MsTask | None: ...

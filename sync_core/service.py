@@ -42,7 +42,8 @@ from sync_core.models import (
     UserSyncSettings,
 )
 from sync_core.planner import CrmItem, DeleteGuard, GuardLimits, guard_needs_link_count, import_crm_id, mass_delete_guard, plan
-from sync_core.ports import CrmPort, MicrosoftContactsPort, StateStore
+from sync_core.ports import CrmPort, MicrosoftContactsPort, MicrosoftTasksPort, StateStore
+from sync_core.task_service import sync_tasks
 
 # An account change (rename, new owner) is fanned out to its contacts; more than this is not a CRM account.
 ACCOUNT_FANOUT_LIMIT = 1_000_000
@@ -71,8 +72,10 @@ def sync_user(
     owner: str | None = None,
     options: SyncOptions = SyncOptions(),
     sleep: Callable[[float], None] = time.sleep,
+    tasks: MicrosoftTasksPort | None = None,
 ) -> RunRecord:
-    """Run one contact sync for `user`; returns the finished run record (also saved).
+    """Run one contact sync for `user`; returns the finished run record (also saved). With `tasks` and the
+    user's task sync switched on, the task sync (task_service) runs after the contacts in the same run.
 
     LeaseHeldError propagates (another worker is on it). Sync errors end the run as FAILED or
     RECONNECT_NEEDED with the error recorded; anything else is recorded as FAILED and re-raised.
@@ -85,10 +88,14 @@ def sync_user(
         run = state.save_run(RunRecord(user_id=user.user_id, run_id=f"{started:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}",
                                        started_at=started, lease_expires_at=lease.expires_at))
         job = _Run(user, crm, microsoft, state, options, now, sleep, owner, lease)
-        requests_before = _requests(microsoft)
+        requests_before = _requests(microsoft) + _requests(tasks)
         outcome, error, unexpected = RunOutcome.SUCCEEDED, None, None
         try:
             job.execute()
+            if tasks is not None and user.tasks_enabled:
+                # Tasks (issue 5): after the contacts, under the same lease, counted in the same run record.
+                sync_tasks(user, crm, tasks, state, renew_lease=job._renew_lease, now=now,  # type: ignore[arg-type]
+                           sleep=sleep, into=job.tally)
             if job.tally.failures:
                 outcome = RunOutcome.PARTIAL
         except ReconnectNeededError as exc:
@@ -99,7 +106,7 @@ def sync_user(
             outcome, error, unexpected = RunOutcome.FAILED, f"{type(exc).__name__}: {exc}", exc
         finished = job.tally.fold_into(run).model_copy(update={
             "finished_at": now(), "outcome": outcome, "error": error[:500] if error else None,
-            "graph_requests": _requests(microsoft) - requests_before, "lease_expires_at": job.lease.expires_at})
+            "graph_requests": _requests(microsoft) + _requests(tasks) - requests_before, "lease_expires_at": job.lease.expires_at})
         saved = state.save_run(finished)
         if unexpected is not None:
             raise unexpected
@@ -111,7 +118,7 @@ def sync_user(
             pass  # the lease ran out and another worker took it over: it is theirs to release
 
 
-def _requests(microsoft: MicrosoftContactsPort) -> int:
+def _requests(microsoft: object) -> int:
     # Adapters that count their Graph requests expose `request_count`; others report 0.
     return int(getattr(microsoft, "request_count", 0))
 

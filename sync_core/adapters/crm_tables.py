@@ -9,6 +9,8 @@ single entity group transaction together with its change-feed entry:
     acctname_{normalised name}_{account_id}   name index row (find_accounts_by_name is a prefix query)
     contact_{contact_id}                      a contact (its ETag is the contact's `version`)
     email_{account_id}_{email}_{contact_id}   email index row (find_contacts_by_email is a prefix query)
+    task_{task_id}                            a task (its ETag is the task's `version`)
+    taskuser_{assigned_to}_{task_id}          assignee index row (tasks_assigned_to is a prefix query)
 
 A write is [counter If-Match, insert feed row, the record's own operations, its index rows] in
 one transaction. The counter goes first so that a writer who lost the race for a position is told
@@ -23,7 +25,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 from azure.data.tables import TableServiceClient
@@ -50,7 +52,7 @@ from sync_core.errors import (
     InvalidRecordError,
     NotFoundError,
 )
-from sync_core.models import Account, Address, CrmContact, FeedEntry, FeedPage
+from sync_core.models import Account, Address, CrmContact, CrmTask, FeedEntry, FeedPage, TaskStatus
 from sync_core.settings import AppSettings
 
 TABLE = "crmrecords"
@@ -60,6 +62,8 @@ ACCOUNT_PREFIX = "acct_"
 ACCOUNT_NAME_PREFIX = "acctname_"
 CONTACT_PREFIX = "contact_"
 EMAIL_PREFIX = "email_"
+TASK_PREFIX = "task_"
+TASK_USER_PREFIX = "taskuser_"
 # Racing writers each retry after losing a position; bounded so a stuck counter surfaces as an error.
 MAX_FEED_ATTEMPTS = 60
 # Keeps a contact's transaction (3 fixed operations + index rows) well inside the 100 limit.
@@ -402,3 +406,127 @@ class TableCrm:
         ops = [Op("delete", contact_to_entity(current), current.version),
                *self._email_ops(tenant_id, contact_id, email_rows(current), set())]
         self._commit_with_feed(tenant_id, "contact", contact_id, True, ops)
+
+    # ---- tasks (issue 5) --------------------------------------------------------------------
+
+    def feed_position(self, tenant_id: str) -> int:
+        """The position of the newest feed entry (0 before the first write): one point read."""
+        counter = self._table.get(tenant_id, COUNTER_ROW)
+        return as_int(counter["Position"]) if counter is not None else 0
+
+    def get_tasks(self, tenant_id: str, ids: Iterable[str]) -> dict[str, CrmTask]:
+        found = self._table.get_many(tenant_id, (task_row(i) for i in ids))
+        tasks = (task_from_entity(e) for e in found.values())
+        return {t.id: t for t in tasks}
+
+    def tasks_assigned_to(self, tenant_id: str, user_id: str) -> list[CrmTask]:
+        """The user's tasks, sorted by id: one prefix query on the assignee index, then point reads."""
+        rows = self._table.query_prefix(tenant_id, task_user_prefix(user_id))
+        ids = [row["TaskId"] for row in rows]
+        return sorted(self.get_tasks(tenant_id, ids).values(), key=lambda t: t.id)
+
+    def list_tasks(self, tenant_id: str, limit: int = 200) -> list[CrmTask]:
+        """Tasks sorted by id, at most `limit` (for screens)."""
+        rows = self._table.query_prefix(tenant_id, TASK_PREFIX, max_items=limit)
+        return sorted((task_from_entity(row) for row in rows), key=lambda t: t.id)
+
+    def create_task(self, task: CrmTask) -> CrmTask:
+        """Insert `task` (an empty id gets a new one) with its index row and feed entry in one transaction;
+        AlreadyExistsError when the id is taken, NotFoundError when its account does not exist."""
+        stored = task.model_copy(update={"id": task.id or uuid.uuid4().hex, "modified_at": self._clock()})
+        self._require_account(stored.tenant_id, stored.account_id)
+        ops = [Op("create", task_to_entity(stored)), Op("create", task_index_entity(stored))]
+        etags = self._commit_with_feed(stored.tenant_id, "task", stored.id, False, ops)
+        return stored.model_copy(update={"version": etags[0]})
+
+    def import_tasks(self, tasks: Sequence[CrmTask]) -> list[CrmTask]:
+        """Bulk create (seeds, benchmarks): many tasks per transaction, each with its own feed entry."""
+        stored = [t.model_copy(update={"id": t.id or uuid.uuid4().hex, "modified_at": self._clock()}) for t in tasks]
+        versions: dict[str, str] = {}
+        by_tenant: dict[str, list[CrmTask]] = {}
+        for task in stored:
+            by_tenant.setdefault(task.tenant_id, []).append(task)
+        for tenant_id, group in by_tenant.items():
+            account_ids = {t.account_id for t in group}
+            if missing := account_ids - set(self.get_accounts(tenant_id, account_ids)):
+                raise NotFoundError(f"{len(missing)} account(s) of the import do not exist")
+            per_batch = (Table.MAX_BATCH - 1) // 3  # counter + (feed, task, index) per task
+            for start in range(0, len(group), per_batch):
+                chunk = [("task", t.id, False, [Op("create", task_to_entity(t)), Op("create", task_index_entity(t))])
+                         for t in group[start:start + per_batch]]
+                self._import_chunk(tenant_id, chunk, versions)
+        return [t.model_copy(update={"version": versions[t.id]}) for t in stored]
+
+    def update_task(self, task: CrmTask) -> CrmTask:
+        """Replace the task If-Match `task.version` (ConcurrencyError when stale); a new assignee moves its
+        index row in the same transaction."""
+        current_entity = self._table.get(task.tenant_id, task_row(task.id))
+        if current_entity is None:
+            raise NotFoundError("the task does not exist")
+        current = task_from_entity(current_entity)
+        if current.version != task.version:
+            raise ConcurrencyError("the task changed since it was read (stale version)")
+        if current.account_id != task.account_id:
+            self._require_account(task.tenant_id, task.account_id)
+        stored = task.model_copy(update={"modified_at": self._clock()})
+        ops = [Op("replace", task_to_entity(stored), task.version)]
+        if current.assigned_to != stored.assigned_to:
+            ops += [Op("delete", task_index_entity(current)), Op("create", task_index_entity(stored))]
+        etags = self._commit_with_feed(stored.tenant_id, "task", stored.id, False, ops)
+        return stored.model_copy(update={"version": etags[0]})
+
+    def delete_task(self, tenant_id: str, task_id: str) -> None:
+        """Delete the task and its index row with a `deleted` feed entry; NotFoundError if absent."""
+        current_entity = self._table.get(tenant_id, task_row(task_id))
+        if current_entity is None:
+            raise NotFoundError("the task does not exist")
+        current = task_from_entity(current_entity)
+        ops = [Op("delete", task_to_entity(current), current.version), Op("delete", task_index_entity(current))]
+        self._commit_with_feed(tenant_id, "task", task_id, True, ops)
+
+
+# ---- task rows (issue 5) ----------------------------------------------------------------------
+
+def task_row(task_id: str) -> str:
+    return f"{TASK_PREFIX}{key_part(task_id)}"
+
+
+def task_user_prefix(user_id: str) -> str:
+    return f"{TASK_USER_PREFIX}{key_part(user_id)}_"
+
+
+def task_index_entity(task: CrmTask) -> Entity:
+    return _index_entity(task.tenant_id, task_user_prefix(task.assigned_to) + key_part(task.id), TaskId=task.id)
+
+
+def task_to_entity(task: CrmTask) -> Entity:
+    return {
+        "PartitionKey": task.tenant_id,
+        "RowKey": task_row(task.id),
+        "Id": task.id,
+        "AccountId": task.account_id,
+        "AssignedTo": task.assigned_to,
+        "Subject": task.subject,
+        "Description": task.description,
+        "DueDate": task.due_date.isoformat() if task.due_date else "",
+        "DueAt": iso(task.due_at),
+        "Status": task.status.value,
+        "ModifiedAt": iso(task.modified_at),
+    }
+
+
+def task_from_entity(entity: Mapping[str, Any]) -> CrmTask:
+    due_date = entity.get("DueDate") or ""
+    return CrmTask(
+        id=entity["Id"],
+        tenant_id=entity["PartitionKey"],
+        account_id=entity["AccountId"],
+        assigned_to=entity["AssignedTo"],
+        subject=entity.get("Subject", ""),
+        description=entity.get("Description", ""),
+        due_date=date.fromisoformat(due_date) if due_date else None,
+        due_at=from_iso(entity.get("DueAt")),
+        status=TaskStatus(entity.get("Status") or TaskStatus.OPEN.value),
+        version=etag_of(entity),
+        modified_at=from_iso(entity.get("ModifiedAt")),
+    )
