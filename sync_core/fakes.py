@@ -288,6 +288,7 @@ class FakeCrm:
     def contacts_of(self, tenant_id: str) -> list[CrmContact]:
         with self._lock:
             return sorted((c for (t, _), c in self.contacts.items() if t == tenant_id), key=lambda c: c.id)
+
     # -- tasks (issue 5): CrmTasksPort. Their own writes feed the same feed, kind "task".
     @property
     def tasks(self) -> dict[tuple[str, str], CrmTask]:
@@ -378,7 +379,6 @@ class FakeCrm:
     def tasks_of(self, tenant_id: str) -> list[CrmTask]:
         with self._lock:
             return sorted((t for (tn, _), t in self.tasks.items() if tn == tenant_id), key=lambda t: t.id)
-
 
 
 # --- Outlook ------------------------------------------------------------------------------------------
