@@ -185,12 +185,14 @@ class _TaskRun:
     def execute(self) -> None:
         home = self.state.get_cursor(self.partition)
         marker = _Marker.parse(home.folder_id)
-        fresh = home.etag is None or marker is None or marker.mode is not self.user.mode
+        new = self.user.task_target
+        switched = marker is not None and marker.target is not new
+        # A first run, a new sync mode or a new target looks at every task of the user, not just the feed's
+        # (a task the old target could not hold, e.g. one without a day for the calendar, goes to the new one).
+        fresh = home.etag is None or marker is None or marker.mode is not self.user.mode or switched
         self.quarantined = [q for q in self.state.list_quarantine(self.user.user_id) if _is_task_entry(q)]
         position, crm_ids = self._crm_side(home, fresh)
         crm_ids.update(dict.fromkeys(q.record_id[len("task:"):] for q in self.quarantined if q.side == Side.CRM.value))
-        new = self.user.task_target
-        switched = marker is not None and marker.target is not new
         if switched:
             assert marker is not None
             self.tally.log(f"tasks: target switched from {marker.target.value} to {new.value}: moving the synced tasks")

@@ -1,0 +1,180 @@
+"""The task planner's decision table, branch by branch, on plain data (no I/O)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+
+from sync_core.models import (
+    CrmTask,
+    Link,
+    LinkState,
+    MsTask,
+    SyncMode,
+    TaskChange,
+    TaskFields,
+    TaskTarget,
+    UserSyncSettings,
+)
+from sync_core.planner import GuardLimits, Skip
+from sync_core.task_mapping import decode_synced, encode_synced
+from sync_core.task_planner import (
+    CreateTaskInCrm,
+    CreateTaskInMicrosoft,
+    DeleteTaskInMicrosoft,
+    LinkTask,
+    MarkTaskRemoved,
+    RefreshTaskLink,
+    TaskConflict,
+    TaskItem,
+    TaskPlanContext,
+    UnlinkTask,
+    UpdateTaskInCrm,
+    UpdateTaskInMicrosoft,
+    import_task_id,
+    merge_tasks,
+    plan_tasks,
+)
+
+BASE = TaskFields(subject="Call", body="notes", due_date=date(2026, 5, 1))
+USER = "u1"
+
+
+def settings(mode: SyncMode = SyncMode.TWO_WAY) -> UserSyncSettings:
+    return UserSyncSettings(tenant_id="t1", user_id=USER, mode=mode, tasks_enabled=True)
+
+
+def crm(crm_id: str = "c1", *, version: str = "v1", assigned: bool = True, gone: bool = False,
+        **changes: Any) -> TaskItem:
+    if gone:
+        return TaskItem(crm_id, None)
+    fields = BASE.model_copy(update=changes)
+    task = CrmTask(id=crm_id, tenant_id="t1", account_id="a1", assigned_to=USER if assigned else "u2",
+                   subject=fields.subject, description=fields.body, due_date=fields.due_date, due_at=fields.due_at,
+                   version=version)
+    return TaskItem(crm_id, task, fields, assigned)
+
+
+def ms(key: str = "todo:m1", *, version: str = "k1", removed: bool = False, invalid: bool = False,
+       tag: str | None = None, **changes: Any) -> TaskChange:
+    if removed:
+        return TaskChange(ms_id=key, removed_reason="deleted")
+    if invalid:
+        return TaskChange(ms_id=key, invalid_reason="start is not a date and time")
+    task = MsTask(id=key.split(":", 1)[1], version=version, fields=BASE.model_copy(update=changes), crm_id=tag)
+    return TaskChange(ms_id=key, task=task)
+
+
+def link(crm_id: str = "c1", key: str | None = "todo:m1", *, state: LinkState = LinkState.LINKED,
+         crm_version: str = "v1", ms_version: str = "k1", synced: TaskFields = BASE) -> Link:
+    return Link(user_id=f"{USER}|tasks", crm_id=crm_id, ms_id=key, state=state, crm_version=crm_version,
+                ms_version=ms_version, synced_hash=encode_synced(synced), etag="e")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    crm: list[TaskItem]
+    ms: list[TaskChange]
+    links: list[Link]
+    expected: type
+    mode: SyncMode = SyncMode.TWO_WAY
+    target: TaskTarget = TaskTarget.TODO
+
+
+CASES = [
+    # --- no link yet
+    Case("new in the CRM → create", [crm()], [], [], CreateTaskInMicrosoft),
+    Case("someone else's CRM task → skip", [crm(assigned=False)], [], [], Skip),
+    Case("new in the CRM, microsoft_to_crm → skip", [crm()], [], [], Skip, SyncMode.MICROSOFT_TO_CRM),
+    Case("no due date, calendar → skip", [crm(due_date=None)], [], [], Skip, target=TaskTarget.CALENDAR),
+    Case("dated, calendar → create", [crm()], [], [], CreateTaskInMicrosoft, target=TaskTarget.CALENDAR),
+    Case("new in Microsoft → import", [], [ms()], [], CreateTaskInCrm),
+    Case("new in Microsoft, crm_to_microsoft → skip", [], [ms()], [], Skip, SyncMode.CRM_TO_MICROSOFT),
+    Case("our own item found by its tag → link", [crm()], [ms(tag="c1")], [], LinkTask),
+    Case("our own item, CRM task deleted → delete it", [crm(gone=True)], [ms(tag="c1")], [], DeleteTaskInMicrosoft),
+    Case("our own item, given to someone else → delete it", [crm(assigned=False)], [ms(tag="c1")], [],
+         DeleteTaskInMicrosoft),
+    Case("deleted in the CRM before it was synced → skip", [crm(gone=True)], [], [], Skip),
+    Case("removed in Microsoft before it was synced → skip", [], [ms(removed=True)], [], Skip),
+    Case("malformed in Microsoft → skip (quarantined)", [], [ms(invalid=True)], [], Skip),
+    # --- linked
+    Case("unchanged → skip", [crm()], [ms()], [link()], Skip),
+    Case("edited in the CRM → update Microsoft", [crm(version="v2", subject="Call back")], [], [link()],
+         UpdateTaskInMicrosoft),
+    Case("edited in the CRM, microsoft_to_crm → skip", [crm(version="v2", subject="x")], [], [link()], Skip,
+         SyncMode.MICROSOFT_TO_CRM),
+    Case("edited in Microsoft → update the CRM", [], [ms(version="k2", done=True)], [link()], UpdateTaskInCrm),
+    Case("edited in Microsoft, crm_to_microsoft → skip", [], [ms(version="k2", done=True)], [link()], Skip,
+         SyncMode.CRM_TO_MICROSOFT),
+    Case("edited on both sides → conflict merge", [crm(version="v2", subject="CRM")], [ms(version="k2", body="MS")],
+         [link()], TaskConflict),
+    Case("our own write echoed back → refresh versions", [crm(version="v2")], [ms(version="k2")], [link()],
+         RefreshTaskLink),
+    Case("a due time To Do cannot hold never counts as changed",
+         [], [ms(version="k2")], [link(synced=BASE.model_copy(update={"due_at": datetime(2026, 5, 1, 9, tzinfo=UTC)}))],
+         RefreshTaskLink),
+    Case("deleted in the CRM → delete in Microsoft", [crm(gone=True)], [], [link()], DeleteTaskInMicrosoft),
+    Case("given to someone else → delete in Microsoft", [crm(version="v2", assigned=False)], [], [link()],
+         DeleteTaskInMicrosoft),
+    Case("deleted in the CRM, microsoft_to_crm → unlink", [crm(gone=True)], [], [link()], UnlinkTask,
+         SyncMode.MICROSOFT_TO_CRM),
+    Case("gone on both sides → unlink", [crm(gone=True)], [ms(removed=True)], [link()], UnlinkTask),
+    Case("deleted in Microsoft → CRM keeps it, link remembers", [], [ms(removed=True)], [link()], MarkTaskRemoved),
+    Case("deleted in Microsoft, edited in the CRM → re-create", [crm(version="v2", subject="again")],
+         [ms(removed=True)], [link()], CreateTaskInMicrosoft),
+    Case("lost its due date, calendar → delete the event", [crm(version="v2", due_date=None)], [],
+         [link("c1", "calendar:m1")], DeleteTaskInMicrosoft, target=TaskTarget.CALENDAR),
+    Case("linked in the other target → left to the switch", [crm(version="v2", subject="x")], [],
+         [link("c1", "calendar:m1")], Skip),
+    Case("create not confirmed → wait", [crm()], [], [link(key=None, state=LinkState.PENDING_CREATE)], Skip),
+    # --- removed in Microsoft earlier
+    Case("removed earlier, unchanged in the CRM → not pushed back", [crm()], [],
+         [link(state=LinkState.MS_REMOVED)], Skip),
+    Case("removed earlier, edited in the CRM → re-create", [crm(version="v2", subject="x")], [],
+         [link(state=LinkState.MS_REMOVED)], CreateTaskInMicrosoft),
+    Case("removed earlier, deleted in the CRM → unlink", [crm(gone=True)], [], [link(state=LinkState.MS_REMOVED)],
+         UnlinkTask),
+    Case("removed earlier, back in Microsoft → link again", [crm()], [ms(version="k2")],
+         [link(state=LinkState.MS_REMOVED)], LinkTask),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_decision_table(case: Case) -> None:
+    context = TaskPlanContext(settings(case.mode), case.target)
+    actions = plan_tasks(case.crm, case.ms, case.links, context)
+    assert [type(a) for a in actions] == [case.expected], actions
+
+
+def test_an_import_gets_an_id_derived_from_the_item_so_a_replay_finds_it() -> None:
+    context = TaskPlanContext(settings(), TaskTarget.CALENDAR)
+    occurrence = "calendar:AAMkAGOc" + "b2NjdXJyZW5jZQ"
+    (action,) = plan_tasks([], [ms(occurrence)], [], context)
+    assert isinstance(action, CreateTaskInCrm)
+    assert action.crm_id == import_task_id("t1", USER, occurrence)
+    # Our import whose link write was lost comes back as a CRM task with that id: linked, not imported twice.
+    (again,) = plan_tasks([crm(action.crm_id)], [ms(occurrence)], [], context)
+    assert isinstance(again, LinkTask)
+
+
+def test_conflicts_merge_field_by_field_and_the_crm_wins_clashes() -> None:
+    shown = TaskPlanContext(settings(), TaskTarget.TODO).shown
+    synced = decode_synced(encode_synced(BASE))
+    crm_fields = BASE.model_copy(update={"subject": "CRM subject", "body": "CRM body"})
+    ms_fields = BASE.model_copy(update={"body": "MS body", "done": True, "due_date": date(2026, 5, 2)})
+    merged, clashes = merge_tasks(synced, crm_fields, ms_fields, shown)
+    assert merged == TaskFields(subject="CRM subject", body="CRM body", due_date=date(2026, 5, 2), done=True)
+    assert clashes == ("body",)
+
+
+def test_the_mass_delete_guard_holds_back_deletions_beyond_the_limit() -> None:
+    context = TaskPlanContext(settings(), TaskTarget.TODO)
+    links = [link(f"c{i}", f"todo:m{i}") for i in range(40)]
+    gone = [crm(f"c{i}", gone=True) for i in range(30)]
+    actions = plan_tasks(gone, [], links, context, limits=GuardLimits(min_items=5, max_fraction=0.5))
+    assert all(isinstance(a, Skip) and a.held for a in actions)
+    fewer = plan_tasks(gone[:10], [], links, context, limits=GuardLimits(min_items=5, max_fraction=0.5))
+    assert all(isinstance(a, DeleteTaskInMicrosoft) for a in fewer)
