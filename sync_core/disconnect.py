@@ -2,8 +2,9 @@
 keeps about the user here. CRM data is never touched.
 
 In Microsoft: the change subscriptions, the Outlook contact folder "Really Simple Systems" (which
-takes its contacts with it) and the To Do list of that name. Here: the token cache, links, cursor,
-quarantine, subscription rows; the connection returns to "not connected" (keeping the user's
+takes its contacts with it), the To Do list of that name, and the calendar events the task sync created
+(events imported from Outlook are the user's own and stay). Here: the token cache, contact and task
+links, cursors, quarantine, subscription rows; the connection returns to "not connected" (keeping the user's
 settings for a later reconnect). When Microsoft cannot be reached or the sign-in is already dead,
 our side is cleaned all the same and the report names what is left in Microsoft.
 
@@ -23,6 +24,8 @@ from sync_core.connections import Connection, ConnectionStatus
 from sync_core.errors import ConcurrencyError, LeaseHeldError, NotFoundError, ReconnectNeededError, SyncError
 from sync_core.models import FOLDER_NAME, Cursor, Lease, TaskTarget, UserSyncSettings
 from sync_core.subscriptions import find_contact_folder, remove_user_subscriptions
+from sync_core.task_planner import import_task_id, key_target, split_ms_key
+from sync_core.task_service import target_cursor_key, task_partition
 
 log = logging.getLogger("sync_core.disconnect")
 
@@ -33,10 +36,12 @@ LEASE_WAIT_SECONDS = 20.0
 # What may be left behind in Microsoft, by code (the settings page explains each).
 FOLDER = "folder"
 TODO_LIST = "todo"
+EVENTS = "events"
 SUBSCRIPTIONS = "subscriptions"
 LEFT_TEXT = {
     FOLDER: f"the Outlook contact folder “{FOLDER_NAME}” and the contacts in it",
     TODO_LIST: f"the Microsoft To Do list “{FOLDER_NAME}” and the tasks in it",
+    EVENTS: "the calendar events this integration created for your CRM tasks",
     SUBSCRIPTIONS: "change notifications for this app (they expire by themselves within three days)",
 }
 
@@ -101,23 +106,43 @@ def _delete_in_microsoft(services: Services, session: GraphSession, tenant_id: s
         _delete(session, f"/me/contactFolders/{quote(folder_id, safe='')}")
     report.deleted.append(FOLDER)
     lists, _ = session.get_pages("/me/todo/lists")
+    known_list = services.state.get_cursor(target_cursor_key(user_id, TaskTarget.TODO)).folder_id
     for item in lists:
-        if isinstance(item, dict) and item.get("displayName") == FOLDER_NAME and item.get("id"):
+        if isinstance(item, dict) and item.get("id") and (
+                item.get("displayName") == FOLDER_NAME or item.get("id") == known_list):
             _delete(session, f"/me/todo/lists/{quote(str(item['id']), safe='')}")
     report.deleted.append(TODO_LIST)
+    for graph_id in _created_events(services, tenant_id, user_id):
+        _delete(session, f"/me/events/{quote(graph_id, safe='')}")
+    report.deleted.append(EVENTS)
+
+
+def _created_events(services: Services, tenant_id: str, user_id: str) -> list[str]:
+    """Graph ids of the events the task sync created: linked calendar items that were not imported from
+    Outlook (an import's CRM id is derived from its Microsoft key)."""
+    ids: list[str] = []
+    for link in services.state.iter_links(task_partition(user_id)):
+        if not link.ms_id or key_target(link.ms_id) is not TaskTarget.CALENDAR:
+            continue
+        if link.crm_id == import_task_id(tenant_id, user_id, link.ms_id):
+            continue  # the user's own event, copied into the CRM
+        ids.append(split_ms_key(link.ms_id)[1])
+    return ids
 
 
 def _forget_here(services: Services, tenant_id: str, user_id: str) -> None:
     services.tokens.delete(tenant_id, user_id)
     remove_user_subscriptions(services, tenant_id, user_id, None)
-    for link in list(services.state.iter_links(user_id)):
-        try:
-            services.state.delete_link(link)
-        except (ConcurrencyError, NotFoundError):
-            continue  # changed or gone meanwhile; the lease makes this rare
-    cursor = services.state.get_cursor(user_id)
-    if cursor.etag is not None:
-        services.state.save_cursor(Cursor(user_id=user_id, etag=cursor.etag))
+    for partition in (user_id, task_partition(user_id)):
+        for link in list(services.state.iter_links(partition)):
+            try:
+                services.state.delete_link(link)
+            except (ConcurrencyError, NotFoundError):
+                continue  # changed or gone meanwhile; the lease makes this rare
+    for key in (user_id, task_partition(user_id), *(target_cursor_key(user_id, t) for t in TaskTarget)):
+        cursor = services.state.get_cursor(key)
+        if cursor.etag is not None:
+            services.state.save_cursor(Cursor(user_id=key, etag=cursor.etag))
     for entry in services.state.list_quarantine(user_id):
         services.state.clear_quarantine(user_id, entry.side, entry.record_id)
 
@@ -136,7 +161,7 @@ def disconnect_user(services: Services, tenant_id: str, user_id: str) -> Disconn
         except SyncError as exc:
             report.reason = ("Microsoft no longer accepts the saved sign-in" if isinstance(exc, ReconnectNeededError)
                              else f"Microsoft could not be reached ({type(exc).__name__})")
-            report.left = [code for code in (SUBSCRIPTIONS, FOLDER, TODO_LIST) if code not in report.deleted]
+            report.left = [code for code in (SUBSCRIPTIONS, FOLDER, TODO_LIST, EVENTS) if code not in report.deleted]
             log.warning("disconnect of %s left %s in Microsoft (%s)", user_id, ",".join(report.left), type(exc).__name__, extra={"event": "disconnect_partial",
                         "user": user_id, "left": ",".join(report.left), "error": type(exc).__name__})
         finally:

@@ -92,6 +92,10 @@ def _connection(services: Services, caller: Caller) -> Connection | None:
     return services.connections.get(caller.tenant_id, caller.user_id)
 
 
+def _preview(services: Services, settings: UserSyncSettings, *, unsaved: bool = False) -> PreviewView:
+    return build_preview(services.crm, settings, tasks_crm=services.crm, unsaved=unsaved)
+
+
 def _default_settings(caller: Caller) -> UserSyncSettings:
     return UserSyncSettings(tenant_id=caller.tenant_id, user_id=caller.user_id)
 
@@ -127,7 +131,7 @@ def settings_page(services: Services, request: WebRequest) -> WebResponse:
     connection = _connection(services, caller)
     settings = connection.settings if connection else _default_settings(caller)
     return _settings_page(services, caller, connection, FormState(form_values(settings), {}),
-                          build_preview(services.crm, settings), flash_banners(request.params))
+                          _preview(services, settings), flash_banners(request.params))
 
 
 def _save_settings(services: Services, caller: Caller, wanted: UserSyncSettings) -> Connection:
@@ -172,10 +176,10 @@ def save_settings(services: Services, request: WebRequest) -> WebResponse:
         banner = Banner("error", "Nothing was saved. Please correct the highlighted settings:",
                         [f"{LABELS.get(name, name)}: {message}" for name, message in exc.errors.items()])
         return _settings_page(services, caller, connection, FormState(submitted_values(form), exc.errors),
-                              build_preview(services.crm, current), [banner], status=400)
+                              _preview(services, current), [banner], status=400)
     if form.get("action") == "preview":
         return _settings_page(services, caller, connection, FormState(submitted_values(form), {}),
-                              build_preview(services.crm, wanted, unsaved=True), [])
+                              _preview(services, wanted, unsaved=True), [])
     saved = _save_settings(services, caller, wanted)
     _reevaluate(services, caller.user_id, current, wanted)
     if saved.status is ConnectionStatus.CONNECTED:

@@ -7,11 +7,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sync_core import mapping
-from sync_core.models import Account, ContactScope, CrmContact, SyncMode, UserSyncSettings
-from sync_core.ports import CrmPort
+from collections.abc import Mapping
+from typing import Any
+
+from sync_core import mapping, task_mapping
+from sync_core.errors import InvalidRecordError
+from sync_core.models import Account, ContactScope, CrmContact, CrmTask, SyncMode, TaskTarget, UserSyncSettings
+from sync_core.ports import CrmPort, CrmTasksPort
 
 PREVIEW_CONTACTS = 5
+PREVIEW_TASKS = 5
+TODO_COLUMNS = ("title", "status", "dueDateTime", "isReminderOn", "reminderDateTime")
+EVENT_COLUMNS = ("subject", "isAllDay", "start", "end", "isReminderOn", "reminderMinutesBeforeStart")
 _SCAN_LIMIT = 200  # contacts read to find the first few in scope
 _ACCOUNT_LIMIT = 20  # accounts read one by one when the first scan found too few
 
@@ -50,28 +57,74 @@ def contacts_in_scope(crm: CrmPort, settings: UserSyncSettings, limit: int = PRE
     return [found[key] for key in sorted(found)[:limit]]
 
 
-def build_preview(crm: CrmPort, settings: UserSyncSettings, *, unsaved: bool = False) -> PreviewView:
+def _shown(value: Any) -> str:
+    """A Graph JSON value as the preview shows it (dateTimeTimeZone as "when (zone)")."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Mapping) and "dateTime" in value:
+        return f"{value['dateTime']} ({value.get('timeZone', '')})"
+    return str(value)
+
+
+def task_rows(tasks: list[CrmTask], settings: UserSyncSettings) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """The Graph body of each task exactly as task_mapping builds the create request, a column per property."""
+    zone = task_mapping.user_zone(settings)
+    columns = TODO_COLUMNS if settings.task_target is TaskTarget.TODO else EVENT_COLUMNS
+    rows: list[tuple[str, ...]] = []
+    for task in tasks:
+        fields = task_mapping.crm_to_task_fields(task, zone)
+        try:
+            if settings.task_target is TaskTarget.TODO:
+                body = task_mapping.todo_create_body(fields, settings, task.id)
+            else:
+                body = task_mapping.event_create_body(fields, settings, task.id, task.version)
+        except InvalidRecordError as exc:
+            rows.append((fields.subject, f"not sent: {exc}", *("" for _ in columns[2:])))
+            continue
+        rows.append(tuple(_shown(body.get(name)) for name in columns))
+    return columns, rows
+
+
+def _task_preview(crm: CrmTasksPort, settings: UserSyncSettings) -> tuple[tuple[str, ...], list[tuple[str, ...]], str]:
+    where = ("Microsoft To Do (the list “Really Simple Systems”)" if settings.task_target is TaskTarget.TODO
+             else "your Outlook calendar")
+    tasks = crm.tasks_assigned_to(settings.tenant_id, settings.user_id)[:PREVIEW_TASKS]
+    if not tasks:
+        return (), [], f"No CRM tasks are assigned to you yet; they will be sent to {where}."
+    columns, rows = task_rows(tasks, settings)
+    return columns, rows, f"Your first tasks as {where} will receive them:"
+
+
+def build_preview(crm: CrmPort, settings: UserSyncSettings, *, tasks_crm: CrmTasksPort | None = None,
+                  unsaved: bool = False) -> PreviewView:
+    """`tasks_crm`: where the user's CRM tasks are read (the same TableCrm in the app)."""
     tasks_shown = settings.tasks_enabled
-    tasks_note = ("Tasks assigned to you will be sent to Microsoft To Do." if settings.task_target.value == "todo"
-                  else "Tasks assigned to you will be sent to your Outlook calendar.")
+    task_columns: tuple[str, ...] = ()
+    tasks: list[tuple[str, ...]] = []
+    tasks_note = ""
+    if tasks_shown and settings.mode is not SyncMode.MICROSOFT_TO_CRM and tasks_crm is not None:
+        task_columns, tasks, tasks_note = _task_preview(tasks_crm, settings)
+    elif tasks_shown:
+        tasks_note = "Microsoft → CRM: Microsoft receives no tasks; tasks you add there are copied into the CRM."
+    extra = {"tasks_shown": tasks_shown, "task_columns": task_columns, "tasks": tasks, "tasks_note": tasks_note,
+             "unsaved": unsaved}
     if settings.mode is SyncMode.MICROSOFT_TO_CRM:
         return PreviewView(
             summary="Microsoft → CRM: Microsoft receives no contacts from the CRM; contacts you keep in the "
-                    "Outlook folder “Really Simple Systems” are copied into the CRM.",
-            tasks_shown=tasks_shown, tasks_note=tasks_note, unsaved=unsaved)
+                    "Outlook folder “Really Simple Systems” are copied into the CRM.", **extra)
     pairs = contacts_in_scope(crm, settings)
     previews = [mapping.preview_contact(contact, account.name) for contact, account in pairs]
     scope = ("the accounts you own" if settings.contact_scope is ContactScope.OWNED_ACCOUNTS
              else "all accounts of the CRM")
     if not previews:
         return PreviewView(summary=f"No CRM contacts in {scope} yet: Microsoft will receive nothing for now.",
-                           contact_fields=mapping.OWNED_GRAPH_FIELDS,
-                           tasks_shown=tasks_shown, tasks_note=tasks_note, unsaved=unsaved)
+                           contact_fields=mapping.OWNED_GRAPH_FIELDS, **extra)
     columns = tuple(label for label, _ in previews[0].rows)
     rows = [tuple(value for _, value in preview.rows) for preview in previews]
     return PreviewView(
         summary=(f"The first {len(previews)} contacts" if len(previews) > 1 else "The first contact")
         + f" of {scope}, as the Outlook folder “Really Simple Systems” will receive "
         + ("them:" if len(previews) > 1 else "it:"),
-        contact_fields=mapping.OWNED_GRAPH_FIELDS, contact_columns=columns, contacts=rows,
-        tasks_shown=tasks_shown, tasks_note=tasks_note, unsaved=unsaved)
+        contact_fields=mapping.OWNED_GRAPH_FIELDS, contact_columns=columns, contacts=rows, **extra)

@@ -170,8 +170,8 @@ def test_outlook_edits_reach_the_crm_through_the_webhook_within_5_s(stack: Stack
                                                            first_name="Edit", last_name="Me"))
     web.launch(tenant, user)
     connect_with_emulator(web, ms_user)
-    link = wait_for(lambda: stack.services.state.get_links_by_crm(user, [contact.id]).get(contact.id), 60,
-                    "the first sync to link the contact")
+    link = wait_for(lambda: (found := stack.services.state.get_links_by_crm(user, [contact.id]).get(contact.id))
+                    and found.ms_id and found, 60, "the first sync to link the contact")
     wait_subscribed(stack, tenant, user)
     token = stack.control.token(ms_user["id"])
     latencies = []
