@@ -162,8 +162,9 @@ def disconnect_user(services: Services, tenant_id: str, user_id: str) -> Disconn
             report.reason = ("Microsoft no longer accepts the saved sign-in" if isinstance(exc, ReconnectNeededError)
                              else f"Microsoft could not be reached ({type(exc).__name__})")
             report.left = [code for code in (SUBSCRIPTIONS, FOLDER, TODO_LIST, EVENTS) if code not in report.deleted]
-            log.warning("disconnect of %s left %s in Microsoft (%s)", user_id, ",".join(report.left), type(exc).__name__, extra={"event": "disconnect_partial",
-                        "user": user_id, "left": ",".join(report.left), "error": type(exc).__name__})
+            log.warning("disconnect of %s left %s in Microsoft (%s)", user_id, ",".join(report.left),
+                        type(exc).__name__, extra={"event": "disconnect_partial", "user": user_id,
+                                                   "left": ",".join(report.left), "error": type(exc).__name__})
         finally:
             session.close()
         _forget_here(services, tenant_id, user_id)

@@ -42,14 +42,16 @@ def tick(services: Services) -> TickReport:
         report.enqueued = jobs.fan_out(services)
     except SyncError as exc:
         report.failed.append(f"fan-out: {type(exc).__name__}")
-        log.error("timer fan-out failed (%s)", type(exc).__name__, extra={"event": "fan_out_failed", "error": type(exc).__name__})
+        log.error("timer fan-out failed (%s)", type(exc).__name__,
+                  extra={"event": "fan_out_failed", "error": type(exc).__name__})
     try:
         renewed = subscriptions.renew_due(services)
         report.renewed, report.created = renewed.renewed, renewed.created
         report.failed.extend(renewed.failed)
     except SyncError as exc:
         report.failed.append(f"renewals: {type(exc).__name__}")
-        log.error("subscription renewal failed (%s)", type(exc).__name__, extra={"event": "renew_failed", "error": type(exc).__name__})
+        log.error("subscription renewal failed (%s)", type(exc).__name__,
+                  extra={"event": "renew_failed", "error": type(exc).__name__})
     try:
         report.nonces_purged = launch_nonces(services).purge_expired()
     except SyncError as exc:
@@ -111,5 +113,5 @@ def run_job(services: Services, body: bytes | str) -> None:
         settle_subscriptions(services, tenant_id, user_id)
     except SyncError as exc:
         # The sync itself went through; the timer retries the subscriptions.
-        log.warning("subscriptions of %s not settled after sync (%s: %s)", user_id, type(exc).__name__, exc, extra={"event": "settle_failed", "user": user_id,
-                                                                     "error": type(exc).__name__})
+        log.warning("subscriptions of %s not settled after sync (%s: %s)", user_id, type(exc).__name__, exc,
+                    extra={"event": "settle_failed", "user": user_id, "error": type(exc).__name__})

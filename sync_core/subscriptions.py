@@ -233,7 +233,8 @@ def tasks_resource(session: GraphSession, settings: UserSyncSettings) -> str | N
     return f"/me/todo/lists/{ids[0]}/tasks" if ids else None
 
 
-def _create_on_graph(services: Services, session: GraphSession, resource: str, client_state: str) -> tuple[str, datetime]:
+def _create_on_graph(services: Services, session: GraphSession, resource: str,
+                     client_state: str) -> tuple[str, datetime]:
     notification_url, lifecycle_url = notification_urls(services)
     wanted = datetime.now(UTC) + LIFETIME
     body = {"changeType": CHANGE_TYPES, "notificationUrl": notification_url, "lifecycleNotificationUrl": lifecycle_url,
@@ -327,8 +328,9 @@ def subscribe_user(services: Services, session: GraphSession, settings: UserSync
         except ReconnectNeededError:
             raise
         except SyncError as exc:
-            log.warning("%s subscription of %s not created (%s); retried later", kind.value, user_id, type(exc).__name__, extra={"event": "subscribe_failed",
-                        "user": user_id, "kind": kind.value, "error": type(exc).__name__})
+            log.warning("%s subscription of %s not created (%s); retried later", kind.value, user_id,
+                        type(exc).__name__, extra={"event": "subscribe_failed", "user": user_id,
+                                                   "kind": kind.value, "error": type(exc).__name__})
             try:
                 _owe(services, session, current, tenant_id, user_id, kind)
             except ConcurrencyError:
@@ -429,6 +431,7 @@ def renew_due(services: Services, *, within: timedelta = RENEW_WITHIN, limit: in
         finally:
             session.close()
     if by_user:
-        log.info("subscriptions: %d renewed, %d created, %d failed", report.renewed, report.created, len(report.failed), extra={"event": "renew", "renewed": report.renewed,
-                                                  "recreated": report.created, "failed": len(report.failed)})
+        log.info("subscriptions: %d renewed, %d created, %d failed", report.renewed, report.created,
+                 len(report.failed), extra={"event": "renew", "renewed": report.renewed,
+                                            "recreated": report.created, "failed": len(report.failed)})
     return report

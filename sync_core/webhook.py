@@ -117,7 +117,8 @@ def handle_notification(services: Services, request: WebRequest) -> WebResponse:
         return echo
     verified = verify(services, parse_items(request, lifecycle=False))
     users = _enqueue_each(services, verified, "webhook")
-    log.info("notifications accepted: %d item(s) for %d user(s)", len(verified), users, extra={"event": "webhook", "items": len(verified), "users": users})
+    log.info("notifications accepted: %d item(s) for %d user(s)", len(verified), users,
+             extra={"event": "webhook", "items": len(verified), "users": users})
     return WebResponse(202)
 
 
@@ -134,13 +135,15 @@ def _lifecycle(services: Services, item: Item, owner: Owner) -> None:
     session = _quick_session(services, owner.tenant_id, owner.user_id)
     try:
         outcome = subscriptions.refresh(services, session, record, recreate=recreate)
-        log.info("lifecycle event %s for %s: %s", item.lifecycle_event, owner.user_id, outcome, extra={"event": "lifecycle", "lifecycle": item.lifecycle_event,
-                                                     "outcome": outcome, "user": owner.user_id})
+        log.info("lifecycle event %s for %s: %s", item.lifecycle_event, owner.user_id, outcome,
+                 extra={"event": "lifecycle", "lifecycle": item.lifecycle_event, "outcome": outcome,
+                        "user": owner.user_id})
     except SyncError as exc:  # includes ReconnectNeededError
         # Too slow or refused now: the next timer tick renews or recreates it.
         subscriptions.mark_due(services, record)
-        log.warning("lifecycle event %s for %s deferred to the timer (%s)", item.lifecycle_event, owner.user_id, type(exc).__name__, extra={"event": "lifecycle_deferred",
-                    "lifecycle": item.lifecycle_event, "error": type(exc).__name__, "user": owner.user_id})
+        log.warning("lifecycle event %s for %s deferred to the timer (%s)", item.lifecycle_event, owner.user_id,
+                    type(exc).__name__, extra={"event": "lifecycle_deferred", "lifecycle": item.lifecycle_event,
+                                               "error": type(exc).__name__, "user": owner.user_id})
     finally:
         session.close()
 

@@ -7,6 +7,7 @@ from a parameter; every state-changing form is a POST carrying the session's CSR
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from urllib.parse import quote
 
 from sync_core import jobs
@@ -55,15 +56,12 @@ FLASH: dict[str, Banner] = {
 }
 
 
-def flash_banners(params: dict[str, str] | object) -> list[Banner]:
-    get = getattr(params, "get", None)
-    if get is None:
-        return []
-    found = FLASH.get(str(get("flash") or ""))
+def flash_banners(params: Mapping[str, str]) -> list[Banner]:
+    found = FLASH.get(params.get("flash", ""))
     if found is None:
         return []
     banners = [found]
-    left = [LEFT_TEXT[code] for code in str(get("left") or "").split(",") if code in LEFT_TEXT]
+    left = [LEFT_TEXT[code] for code in params.get("left", "").split(",") if code in LEFT_TEXT]
     if found is FLASH["disconnected"] and left:
         banners.append(Banner("warn", "These could not be deleted in Microsoft 365; you can delete them in Outlook:",
                               left))
@@ -218,14 +216,14 @@ def oauth_callback(services: Services, request: WebRequest) -> WebResponse:
     return redirect(f"/api/oauth/finish?state={quote(state, safe='')}")
 
 
-def _resubscribe(services: Services, connection: Connection) -> list[str]:
+def _resubscribe(services: Services, connection: Connection) -> None:
+    """Bring the user's subscriptions in line with their settings; what fails is retried later."""
     session = services.graph_session_for(connection.tenant_id, connection.user_id)
     try:
-        return subscribe_user(services, session, connection.settings).failed
+        subscribe_user(services, session, connection.settings)
     except SyncError as exc:
-        log.warning("subscriptions of %s not set up (%s)", connection.user_id, type(exc).__name__, extra={"event": "subscribe_failed", "user": connection.user_id,
-                                                         "error": type(exc).__name__})
-        return [type(exc).__name__]
+        log.warning("subscriptions of %s not set up (%s)", connection.user_id, type(exc).__name__,
+                    extra={"event": "subscribe_failed", "user": connection.user_id, "error": type(exc).__name__})
     finally:
         session.close()
 
@@ -237,7 +235,8 @@ def oauth_finish(services: Services, request: WebRequest) -> WebResponse:
     except AuthError as exc:
         raise HttpError(400, str(exc), "The Microsoft sign-in could not be completed") from None
     except OAuthError as exc:
-        return message_page(400, "Not connected", str(exc), link=Link(SETTINGS_PATH, "Back to the integration settings"))
+        return message_page(400, "Not connected", str(exc),
+                            link=Link(SETTINGS_PATH, "Back to the integration settings"))
     # Webhooks make edits in Outlook reach the CRM within seconds; a failure here is retried by the timer.
     _resubscribe(services, finished.connection)
     jobs.enqueue_sync(services, caller.tenant_id, caller.user_id, "connected")

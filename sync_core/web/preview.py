@@ -36,7 +36,8 @@ class PreviewView:
     unsaved: bool = False
 
 
-def contacts_in_scope(crm: CrmPort, settings: UserSyncSettings, limit: int = PREVIEW_CONTACTS) -> list[tuple[CrmContact, Account]]:
+def contacts_in_scope(crm: CrmPort, settings: UserSyncSettings,
+                      limit: int = PREVIEW_CONTACTS) -> list[tuple[CrmContact, Account]]:
     """The first `limit` contacts (by id) the sync would send, with their accounts."""
     accounts = {account.id: account for account in crm.list_accounts(settings.tenant_id)}
     if settings.contact_scope is ContactScope.OWNED_ACCOUNTS:
