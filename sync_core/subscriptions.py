@@ -37,6 +37,7 @@ from sync_core.errors import (
     SyncError,
 )
 from sync_core.models import FOLDER_NAME, TaskTarget, UserSyncSettings
+from sync_core.task_service import target_cursor_key
 
 log = logging.getLogger("sync_core.subscriptions")
 
@@ -223,14 +224,18 @@ def contacts_resource(services: Services, session: GraphSession, user_id: str) -
     return contacts_path(folder_id) if folder_id else None
 
 
-def tasks_resource(session: GraphSession, settings: UserSyncSettings) -> str | None:
-    """The task target to watch; None while the To Do list does not exist yet (the task sync creates it)."""
+def tasks_resource(services: Services, session: GraphSession, settings: UserSyncSettings) -> str | None:
+    """The task target to watch: the calendar, or the To Do list the task sync uses (its cursor's, else the
+    lowest id of that name, as the sync picks); None while that list does not exist (the sync creates it)."""
     if settings.task_target is TaskTarget.CALENDAR:
         return "/me/events"
+    known = services.state.get_cursor(target_cursor_key(settings.user_id, TaskTarget.TODO)).folder_id
     lists, _ = session.get_pages("/me/todo/lists")
-    ids = sorted(str(item["id"]) for item in lists
-                 if isinstance(item, dict) and item.get("displayName") == FOLDER_NAME and item.get("id"))
-    return f"/me/todo/lists/{ids[0]}/tasks" if ids else None
+    ids = {str(item["id"]): item.get("displayName") for item in lists if isinstance(item, dict) and item.get("id")}
+    if known and known in ids:
+        return f"/me/todo/lists/{known}/tasks"
+    named = sorted(list_id for list_id, name in ids.items() if name == FOLDER_NAME)
+    return f"/me/todo/lists/{named[0]}/tasks" if named else None
 
 
 def _create_on_graph(services: Services, session: GraphSession, resource: str,
@@ -291,7 +296,7 @@ def _owe(services: Services, session: GraphSession | None, current: Subscription
 def _wanted_resource(services: Services, session: GraphSession, kind: Kind, settings: UserSyncSettings) -> str | None:
     if kind is Kind.CONTACTS:
         return contacts_resource(services, session, settings.user_id)
-    return tasks_resource(session, settings) if settings.tasks_enabled else None
+    return tasks_resource(services, session, settings) if settings.tasks_enabled else None
 
 
 @dataclass
