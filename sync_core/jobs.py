@@ -81,7 +81,16 @@ def enqueue_sync(services: Services, tenant_id: str, user_id: str, reason: str) 
 def fan_out(services: Services) -> int:
     """Timer: one job per connected user (batched sends); makes no Graph call."""
     now = time.time()
-    jobs = [SyncJob(tenant_id=t, user_id=u, reason="timer") for t, u in services.connections.iter_connected()]
+    allowed: dict[str, bool] = {}
+
+    def paid(tenant_id: str) -> bool:
+        if tenant_id not in allowed:
+            from sync_core.tenants import tenant_store
+
+            allowed[tenant_id] = tenant_store(services).get(tenant_id).integration_allowed
+        return allowed[tenant_id]
+
+    jobs = [SyncJob(tenant_id=t, user_id=u, reason="timer") for t, u in services.connections.iter_connected() if paid(t)]
     sent = services.queue.enqueue_many(jobs)
     log.info("fan-out", extra={"event": "fan_out", "users": len(jobs), "seconds": round(time.time() - now, 3)})
     return sent
@@ -112,9 +121,13 @@ def handle_sync_message(services: Services, body: dict[str, Any] | str) -> RunRe
 
 def run_user_sync(services: Services, tenant_id: str, user_id: str) -> RunRecord | None:
     """One sync of one user, recording its outcome on the connection. None when not connected."""
+    from sync_core.tenants import tenant_store
+
     connection = services.connections.get(tenant_id, user_id)
     if connection is None or connection.status is not ConnectionStatus.CONNECTED:
         return None
+    if not tenant_store(services).get(tenant_id).integration_allowed:
+        return None  # the tenant moved to the free plan: no Microsoft call
     session = services.graph_session_for(tenant_id, user_id)
     try:
         run = sync_user(connection.settings, services.crm, services.contacts_for(session), services.state,
@@ -126,8 +139,16 @@ def run_user_sync(services: Services, tenant_id: str, user_id: str) -> RunRecord
         return None
     finally:
         session.close()
+    if run.outcome is RunOutcome.RECONNECT_NEEDED:
+        reason = run.error or "Microsoft no longer accepts the saved sign-in"
+        _record(services, connection, run=run, error=f"{reason} — reconnect on this page to resume syncing.",
+                status=ConnectionStatus.RECONNECT_NEEDED)
+        log.warning("reconnect needed", extra={"event": "reconnect_needed", "user": user_id, "run_id": run.run_id})
+        return run
     ok = run.outcome in (RunOutcome.SUCCEEDED, RunOutcome.PARTIAL)
     _record(services, connection, run=run, error=None if ok else (run.error or "the last sync failed; it will retry"))
+    log.info("sync finished", extra={"event": "run", "user": user_id, "run_id": run.run_id,
+                                     "outcome": run.outcome.value})
     return run
 
 

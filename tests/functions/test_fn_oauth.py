@@ -107,3 +107,27 @@ def _keys(tenant: str, user: str) -> tuple[str, str]:
     from sync_core.adapters.tables import key_part
     return key_part(tenant), key_part(user)
 
+
+def test_a_dead_sign_in_shows_reconnect_and_reconnecting_resumes(stack: Stack, web: WebClient,
+                                                                 ms_user: dict[str, Any]) -> None:
+    tenant, user = stack.new_tenant(), _user()
+    web.launch(tenant, user)
+    connect_with_emulator(web, ms_user)
+    wait_for(lambda: (c := stack.services.connections.get(tenant, user)) and c.last_success_at, 60, "the first sync")
+    stack.control.revoke(ms_user["id"])
+    cache = json.loads(stack.services.tokens.load(tenant, user) or "{}")
+    cache["AccessToken"] = {}  # the next Graph call must refresh, and the revoke makes that fail
+    stack.services.tokens.save(tenant, user, json.dumps(cache))
+    web.post_form("/api/sync-now", {"csrf": web.csrf()})
+    wait_for(lambda: (c := stack.services.connections.get(tenant, user))
+             and c.status is ConnectionStatus.RECONNECT_NEEDED, 60, "the worker to find the sign-in dead")
+    page = web.get("/api/settings").text
+    assert 'data-state="reconnect_needed"' in page and "has stopped" in page
+    assert 'id="status-problem"' in page and "invalid_grant" in page
+    assert "Reconnect to Microsoft" in page and 'id="sync-now"' not in page
+
+    again = connect_with_emulator(web, ms_user)
+    assert "Connected to Microsoft 365" in again.text
+    connection = stack.services.connections.get(tenant, user)
+    assert connection is not None and connection.status is ConnectionStatus.CONNECTED
+    assert connection.last_error is None
