@@ -58,6 +58,7 @@ from sync_core.planner import (
     Skip,
     Unlink,
     crm_version,
+    import_crm_ids,
     merge_two,
 )
 from sync_core.ports import CrmPort, MicrosoftContactsPort, StateStore, WriteResult
@@ -212,9 +213,19 @@ class Engine:
                 self._fail(Side.MICROSOFT, Side.CRM, crm_id, f"pending create not resolved ({type(exc).__name__})",
                            retry=True)
                 continue
+            if found is not None and self._linked_elsewhere(found.id, crm_id):
+                # The newest item with our tag belongs to another contact (a copy the user kept of an earlier
+                # item and that was imported on its own): our create never got that far.
+                found = None
             if found is None:
-                self._drop_link(link)
-                del settled[crm_id]
+                # Never created: the contact is still owed to Outlook. Kept as a link (so it stays synced even
+                # outside the user's accounts) that is not in Outlook and counts as edited: the planner
+                # creates it again.
+                owed = self._save_link(link.model_copy(update={
+                    "state": LinkState.MS_REMOVED, "ms_id": None, "crm_version": "", "synced": None,
+                    "synced_hash": ""}))
+                if owed is not None:
+                    settled[crm_id] = owed
                 self.tally.log(f"pending create crm:{crm_id} not found in Outlook: created again")
                 continue
             # Unknown whether the user edited it since: an unknown version lets the next delta decide by content.
@@ -228,6 +239,10 @@ class Engine:
                 self._succeeded(crm_id, None)
                 self.tally.log(f"pending create crm:{crm_id} found in Outlook: linked, not created twice")
         return settled
+
+    def _linked_elsewhere(self, ms_id: str, crm_id: str) -> bool:
+        link = self.state.get_links_by_ms(self.user_id, [ms_id]).get(ms_id)
+        return link is not None and link.crm_id != crm_id
 
     def quarantine_malformed(self, change: MsChange) -> None:
         self._fail(Side.CRM, Side.MICROSOFT, change.ms_id, f"malformed Outlook item: {change.invalid_reason}",
@@ -287,17 +302,21 @@ class Engine:
         created: CrmContact | None = None
         if match is None:
             record = fields_to_crm(action.fields, None, account.id, tenant_id=self.tenant_id, contact_id=action.crm_id)
-            try:
-                created = self.crm.create_contact(record)
-            except AlreadyExistsError:
-                # Our own import of this item whose link write was lost: link it rather than duplicate it.
-                match = self._read_contact(action.crm_id)
-                if match is None:  # the id is held by a deleted record's remains: let the CRM pick one
-                    created = self._try_create(record.model_copy(update={"id": ""}), action.ms_id)
-            except (InvalidRecordError, NotFoundError) as exc:
-                self._fail(Side.CRM, Side.MICROSOFT, action.ms_id, "CRM refused the import", retry=False,
-                           detail=str(exc))
-                return
+            for crm_id in import_crm_ids(self.tenant_id, self.user_id, action.ms_id):
+                try:
+                    created = self.crm.create_contact(record.model_copy(update={"id": crm_id}))
+                    break
+                except AlreadyExistsError:
+                    # Our own import of this item whose link write was lost: link it rather than duplicate it.
+                    match = self._lost_import(crm_id)
+                    if match is not None:
+                        break
+                except (InvalidRecordError, NotFoundError) as exc:
+                    self._fail(Side.CRM, Side.MICROSOFT, action.ms_id, "CRM refused the import", retry=False,
+                               detail=str(exc))
+                    return
+            else:  # every derived id taken by other contacts: let the CRM pick one
+                created = self._try_create(record.model_copy(update={"id": ""}), action.ms_id)
         if match is not None:
             self._claimed.add(match.id)
             link = self.state.get_links_by_crm(self.user_id, [match.id]).get(match.id)
@@ -314,6 +333,19 @@ class Engine:
         self._settle(created.id, action.ms_id, action.ms_version, action.fields, final,
                      crm_version(created.version, account.version), None,
                      write_ms=action.sync_back)
+
+    def _lost_import(self, crm_id: str) -> CrmContact | None:
+        """The record an earlier import of this item created, if its link was never saved. A record of that id
+        linked to another Outlook item is no lost import: the user brought back an old copy of the item
+        (moved out, re-created by us after a CRM edit, moved in again), which is imported as a contact
+        of its own."""
+        contact = self._read_contact(crm_id)
+        if contact is None or crm_id in self._claimed:
+            return None
+        link = self.state.get_links_by_crm(self.user_id, [crm_id]).get(crm_id)
+        if link is not None and link.state is not LinkState.MS_REMOVED:
+            return None
+        return contact
 
     def _try_create(self, record: CrmContact, ms_id: str) -> CrmContact | None:
         try:
@@ -374,6 +406,15 @@ class Engine:
         """Outlook follows the CRM's content (e.g. the account's exact name) when it may be written; then the
         pair's link is saved with what both sides hold."""
         if write_ms and final != ms_fields:
+            known = self._fresh(prior) if prior is not None else None
+            if (known is None or known.state is not LinkState.LINKED or known.synced != ms_fields
+                    or known.ms_version != ms_version):
+                # Record the pair as Outlook holds it now before writing to Outlook, so a failing write neither
+                # orphans a new pair nor loses an Outlook change already taken into the CRM. The unknown CRM
+                # version makes the next run compare content and send the CRM's again.
+                prior = self._link(crm_id, ms_id, "", ms_version, ms_fields, prior)
+                if prior is None:
+                    return
             self._ms_updates.append(_MsWrite(crm_id, ms_id, final, crm_version, prior))
             return
         # microsoft_to_crm never writes Outlook: the merge base is what Outlook holds.

@@ -18,6 +18,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -141,14 +142,27 @@ class FakeCrm:
         self.feed: dict[str, list[FeedEntry]] = {}
         self.calls: Counter[str] = Counter()
         self.faults = Faults()
+        self._as_user = False
 
     # -- plumbing
     def _enter(self, method: str, *args: Any) -> None:
         self.calls[method] += 1
-        self.faults.check(method, False, *args)
+        if not self._as_user:
+            self.faults.check(method, False, *args)
 
     def _leave(self, method: str, *args: Any) -> None:
-        self.faults.check(method, True, *args)
+        if not self._as_user:
+            self.faults.check(method, True, *args)
+
+    @contextmanager
+    def _user(self) -> Iterator[None]:
+        """The CRM's own user at work: injected faults are meant for the sync, not for test setup."""
+        with self._lock:
+            self._as_user = True
+            try:
+                yield
+            finally:
+                self._as_user = False
 
     def _append(self, tenant_id: str, kind: str, record_id: str, deleted: bool = False) -> None:
         entries = self.feed.setdefault(tenant_id, [])
@@ -259,18 +273,21 @@ class FakeCrm:
 
     # -- helpers for tests: a CRM user at work
     def add_account(self, tenant_id: str, name: str, owner_user_id: str | None) -> Account:
-        return self.create_account(tenant_id, name, owner_user_id)
+        with self._user():
+            return self.create_account(tenant_id, name, owner_user_id)
 
     def add_contact(self, tenant_id: str, account_id: str, **values: Any) -> CrmContact:
-        return self.create_contact(CrmContact(id="", tenant_id=tenant_id, account_id=account_id, **values))
+        with self._user():
+            return self.create_contact(CrmContact(id="", tenant_id=tenant_id, account_id=account_id, **values))
 
     def edit_contact(self, tenant_id: str, contact_id: str, **changes: Any) -> CrmContact:
-        with self._lock:
+        with self._user():
             current = self.contacts[(tenant_id, contact_id)]
             return self.update_contact(current.model_copy(update=changes))
 
     def remove_contact(self, tenant_id: str, contact_id: str) -> None:
-        self.delete_contact(tenant_id, contact_id)
+        with self._user():
+            self.delete_contact(tenant_id, contact_id)
 
     def _write_account(self, tenant_id: str, account_id: str, **changes: Any) -> Account:
         with self._lock:
@@ -500,6 +517,10 @@ class FakeMicrosoft:
     def expire_delta(self) -> None:
         self._epoch += 1
 
+    def clear_faults(self) -> None:
+        self.faults.clear()
+        self._item_faults.clear()
+
     # -- MicrosoftContactsPort
     def ensure_folder(self, display_name: str, known_id: str | None) -> str:
         self.calls["ensure_folder"] += 1
@@ -638,12 +659,14 @@ class FakeMicrosoft:
         return results
 
     def find_contact_by_crm_id(self, folder_id: str, crm_id: str) -> MsContact | None:
+        """The newest item of the folder tagged with `crm_id` (an older one is a copy the user kept)."""
         self._enter("find_contact_by_crm_id", 1, folder_id, crm_id)
-        for ms_id, item in sorted(self.folder_items(folder_id).items()):
-            tags = item.get("singleValueExtendedProperties") or []
-            if any(t.get("id") == mapping.CRM_ID_PROPERTY and t.get("value") == crm_id for t in tags):
-                return self.contact(ms_id)
-        return None
+        tagged = [ms_id for ms_id, item in self.folder_items(folder_id).items()
+                  if any(t.get("id") == mapping.CRM_ID_PROPERTY and t.get("value") == crm_id
+                         for t in item.get("singleValueExtendedProperties") or [])]
+        if not tagged:
+            return None
+        return self.contact(max(tagged, key=lambda ms_id: self._history[ms_id][0].seq))
 
     # -- helpers for tests: an Outlook user at work (no request counted: not our app's traffic)
     def user_create(self, folder_id: str, **graph: Any) -> str:
@@ -870,6 +893,7 @@ class FakeMicrosoftTasks:
         self.calls: Counter[str] = Counter()
         self.request_count = 0
         self.items_written = 0
+        self.attendee_notices = 0  # changes or deletes of meetings: Outlook would have told their attendees
 
     # -- plumbing
     @property
@@ -1092,6 +1116,8 @@ class FakeMicrosoftTasks:
             if problem:
                 results.append(TaskWriteResult(update.ms_id, False, status=400, error=problem))
                 continue
+            if current.get("attendees"):
+                self.attendee_notices += 1
             self._store(update.ms_id, {**current, **patch}, where)
             self.items_written += 1
             results.append(TaskWriteResult(update.ms_id, True, task=self.task(update.ms_id), status=200))
@@ -1109,6 +1135,8 @@ class FakeMicrosoftTasks:
             elif ms_id not in self.items or self.items[ms_id]["_in"] != where:
                 results.append(TaskWriteResult(ms_id, True, status=404))  # already gone is what we wanted
             else:
+                if self.items[ms_id].get("attendees"):
+                    self.attendee_notices += 1
                 del self.items[ms_id]
                 self._record(ms_id, None)
                 self.items_written += 1

@@ -329,6 +329,7 @@ class MsTask(Frozen):
     crm_id: str | None = None
     all_day: bool = False
     series_master_id: str | None = None
+    meeting: bool = False  # an event with attendees: never changed or deleted by the sync (they would be told)
 
 
 class TaskChange(Frozen):

@@ -34,10 +34,20 @@ class Side(StrEnum):
 _IMPORT_NAMESPACE = uuid.UUID("5b0f3d2e-8c1a-4e7b-9f64-2a7d1c3e5b90")
 
 
+IMPORT_ID_CHOICES = 3
+
+
 def import_crm_id(tenant_id: str, user_id: str, ms_id: str) -> str:
     """The id a contact imported from Outlook gets in the CRM: derived from the Outlook item, so an import
     repeated after a crash between the CRM write and the link write finds the same record (no duplicate)."""
     return str(uuid.uuid5(_IMPORT_NAMESPACE, f"{tenant_id}\n{user_id}\n{ms_id}"))
+
+
+def import_crm_ids(tenant_id: str, user_id: str, ms_id: str) -> tuple[str, ...]:
+    """The ids an import of this item may use, in order. The first is taken by another contact when the user
+    brings back an old copy of an item we imported; the next ones keep such an import repeatable too."""
+    first = import_crm_id(tenant_id, user_id, ms_id)
+    return (first, *(import_crm_id(tenant_id, user_id, f"{ms_id}#{n}") for n in range(1, IMPORT_ID_CHOICES)))
 
 
 # --- inputs -------------------------------------------------------------------------------------------
@@ -348,9 +358,10 @@ def _pair(crm: Sequence[CrmItem], ms: Sequence[MsChange], links: list[Link], set
         if link is not None:
             ms_for_crm[link.crm_id] = change
             continue
-        derived = import_crm_id(settings.tenant_id, settings.user_id, change.ms_id)
-        if derived in crm_by_id and derived not in link_by_crm:
-            ms_for_crm[derived] = change
+        for derived in import_crm_ids(settings.tenant_id, settings.user_id, change.ms_id):
+            if derived in crm_by_id and derived not in link_by_crm and derived not in ms_for_crm:
+                ms_for_crm[derived] = change
+                break
         else:
             lone_ms[change.ms_id] = change
     units = [_Unit(item, ms_for_crm.pop(item.crm_id, None), link_by_crm.get(item.crm_id)) for item in crm_by_id.values()]
@@ -391,6 +402,12 @@ def _decide(unit: _Unit, settings: UserSyncSettings) -> list[Action]:
             contact, fields = _current(crm)
             target = merge_two(fields, item.fields) if pull else fields
             return [LinkExisting(key, item.id, item.change_key, item.fields, target, contact, None, write_ms=push)]
+        if c is Status.NEW and ms is not None:
+            # our own import found again (link write lost), since removed in Outlook → remember the removal
+            contact, fields = _current(crm)
+            removed = Link(user_id=settings.user_id, crm_id=key, ms_id=ms.ms_id, state=LinkState.MS_REMOVED,
+                           crm_version=crm.version, synced=fields, synced_hash=fields.content_hash())  # type: ignore[union-attr]
+            return [MarkMsRemoved(key, removed)]
         if c is Status.GONE and item is not None:
             if push:
                 # our own import, deleted in the CRM before its link was saved → the CRM delete wins
@@ -428,6 +445,9 @@ def _decide(unit: _Unit, settings: UserSyncSettings) -> list[Action]:
 
     # --- the link remembers a removal in Outlook
     if link.state is LinkState.MS_REMOVED:
+        if c is Status.GONE and item is not None and push:
+            # deleted in the CRM while it was out of the folder, now moved back in → delete in Outlook
+            return [DeleteInMicrosoft(key, item.id, link, "deleted in the CRM")]
         if c is Status.GONE:
             # deleted in the CRM after it left Outlook → forget the link
             return [Unlink(key, link, Side.CRM, "deleted in the CRM after it left Outlook")]
@@ -483,7 +503,7 @@ def _decide(unit: _Unit, settings: UserSyncSettings) -> list[Action]:
         # edited in Outlook only → update the CRM (merged against the base, so CRM-only differences stay)
         target = merge_three(base, crm_fields, ms_fields)[0]
         return [UpdateCrm(key, ms_id, ms_version, ms_fields, target, crm_contact, link, write_ms=push)]
-    if m is Status.CHANGED:
+    if m is Status.CHANGED and c is not Status.TOUCHED:
         # edited in Outlook, crm_to_microsoft → ignored
         return [Skip(key, "crm_to_microsoft: Outlook edits are ignored", Side.MICROSOFT)]
     if c is Status.TOUCHED or m is Status.TOUCHED:

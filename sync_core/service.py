@@ -41,7 +41,7 @@ from sync_core.models import (
     RunRecord,
     UserSyncSettings,
 )
-from sync_core.planner import CrmItem, DeleteGuard, GuardLimits, guard_needs_link_count, import_crm_id, mass_delete_guard, plan
+from sync_core.planner import CrmItem, DeleteGuard, GuardLimits, guard_needs_link_count, import_crm_ids, mass_delete_guard, plan
 from sync_core.ports import CrmPort, MicrosoftContactsPort, MicrosoftTasksPort, StateStore
 from sync_core.task_service import sync_tasks
 
@@ -180,14 +180,20 @@ class _Run:
         lone: dict[str, MsChange] = {}  # Outlook changes without a link (new, moved in)
         for ms_id, change in ms_changes.items():
             link = links_by_ms.get(ms_id)
-            derived = import_crm_id(self.tenant_id, self.user_id, ms_id)
             if link is not None:
                 crm_ids.setdefault(link.crm_id, None)
                 attached[link.crm_id] = change
-            elif derived in crm_ids:  # our own import whose link was lost: the planner pairs them
-                attached[derived] = change
+        unlinked = {ms_id: import_crm_ids(self.tenant_id, self.user_id, ms_id)
+                    for ms_id in ms_changes if ms_id not in links_by_ms}
+        # Our own import whose link was lost is a CRM record with a derived id and no link.
+        present = [i for ids in unlinked.values() for i in ids if i in crm_ids]
+        taken = self.state.get_links_by_crm(self.user_id, present) if present else {}
+        for ms_id, derived_ids in unlinked.items():
+            free = [i for i in derived_ids if i in crm_ids and i not in taken and i not in attached]
+            if free:
+                attached[free[0]] = ms_changes[ms_id]
             else:
-                lone[ms_id] = change
+                lone[ms_id] = ms_changes[ms_id]
 
         guard = self._guard(feed, crm_ids, ms_changes, links_by_ms, link_count)
         ids = list(crm_ids)
@@ -313,7 +319,10 @@ class _Run:
         links = engine.resolve_pending(self.state.get_links_by_crm(self.user_id, ids))
         for crm_id, link in links.items():  # a create found again may also be in this round as a "new" item
             if link.ms_id is not None and link.ms_id in lone:
+                paired = attached.get(crm_id)
                 attached[crm_id] = lone.pop(link.ms_id)
+                if paired is not None:  # paired by our import id: the user's own copy, now a contact of its own
+                    lone[paired.ms_id] = paired
         ms = [attached.pop(crm_id) for crm_id in ids if crm_id in attached]
         engine.apply(plan(self._crm_items(engine, ids, contacts), ms, links.values(), self.user, guard=guard))
 

@@ -272,8 +272,14 @@ class TaskEngine:
                 self._fail(Side.CRM, Side.MICROSOFT, action.ms_key, "CRM refused the import (id held)", retry=True)
                 return
             self.tally.log(f"tasks: {action.ms_key} linked to existing crm:{existing.id} instead of importing it")
+            current = self.state.get_links_by_crm(self.partition, [existing.id]).get(existing.id)
+            if current is not None and current.ms_id not in (None, action.ms_key):
+                # That task is already synced with another item: this one is left alone, never a duplicate.
+                self.tally.log(f"tasks: {action.ms_key} not imported: crm:{existing.id} is synced with another item")
+                return
+            self.tally.log(f"tasks: {action.ms_key} linked to existing crm:{existing.id} instead of importing it")
             self._converge(LinkTask(existing.id, action.ms_key, action.ms_version, None, action.fields, existing,
-                                    None, write_ms=self.context.push))
+                                    current, write_ms=action.sync_back))
             return
         except (InvalidRecordError, NotFoundError) as exc:
             self._fail(Side.CRM, Side.MICROSOFT, action.ms_key, "CRM refused the import", retry=False, detail=str(exc))
@@ -281,7 +287,7 @@ class TaskEngine:
         self.tally.crm["created"] += 1
         final = crm_to_task_fields(created, self.zone)
         self._settle(created.id, action.ms_key, action.ms_version, None, final, created.version, None,
-                     write_ms=self.context.push, ms_fields=action.fields)
+                     write_ms=action.sync_back, ms_fields=action.fields, meeting=action.meeting)
 
     def _converge(self, action: ConvergeTask) -> None:
         task = action.task or self._read_task(action.crm_id)
@@ -306,11 +312,14 @@ class TaskEngine:
             self.tally.log(f"tasks: conflict crm:{action.crm_id} edited on both sides; fields changed on both: "
                            f"{clashes}; CRM wins those")
         ms_fields = action.ms_task.fields if action.ms_task is not None else None
+        base = synced_of(action.link)
+        meeting = (action.ms_task.meeting if action.ms_task is not None else False) or bool(base and base.meeting)
         self._settle(task.id, action.ms_key, action.ms_version, action.ms_task, final, task.version, action.link,
-                     write_ms=action.write_ms, ms_fields=ms_fields)
+                     write_ms=action.write_ms, ms_fields=ms_fields, meeting=meeting)
 
     def _settle(self, crm_id: str, key: str, ms_version: str, ms_task: MsTask | None, final: TaskFields,
-                crm_version: str, prior: Link | None, *, write_ms: bool, ms_fields: TaskFields | None) -> None:
+                crm_version: str, prior: Link | None, *, write_ms: bool, ms_fields: TaskFields | None,
+                meeting: bool = False) -> None:
         """Microsoft follows the CRM's content where it may be written and differs; then the pair's link is
         saved with what both sides hold."""
         shown = self.context.shown
@@ -330,11 +339,11 @@ class TaskEngine:
             update = TaskUpdate(split_ms_key(key)[1], final, changed, all_day)
             self._ms_updates.append(_MsWrite(crm_id, update, final, crm_version, prior))
             return
-        # microsoft_to_crm never writes Microsoft: the merge base of the fields it holds is Microsoft's.
+        # Microsoft not written (microsoft_to_crm, a meeting): the merge base of the fields it holds is its own.
         synced = final
-        if self.settings.mode is SyncMode.MICROSOFT_TO_CRM and ms_fields is not None:
+        if (self.settings.mode is SyncMode.MICROSOFT_TO_CRM or meeting) and ms_fields is not None:
             synced = combine(ms_fields, final, shown)
-        if self._link(crm_id, key, crm_version, ms_version, synced, prior) is not None:
+        if self._link(crm_id, key, crm_version, ms_version, synced, prior, meeting=meeting) is not None:
             self._succeeded(crm_id, key)
 
     def _update_crm(self, record: CrmTask, read: CrmTask, key: str) -> CrmTask | None:
@@ -523,11 +532,12 @@ class TaskEngine:
         return self._saved.get(link.crm_id, link)
 
     def _link(self, crm_id: str, key: str, crm_version: str, ms_version: str, synced: TaskFields,
-              prior: Link | None) -> Link | None:
+              prior: Link | None, *, meeting: bool = False) -> Link | None:
         current = self._saved.get(crm_id) or prior
         return self._save_link(Link(
             user_id=self.partition, crm_id=crm_id, ms_id=key, state=LinkState.LINKED, crm_version=crm_version,
-            ms_version=ms_version, synced_hash=encode_synced(synced), etag=current.etag if current else None))
+            ms_version=ms_version, synced_hash=encode_synced(synced, meeting),
+            etag=current.etag if current else None))
 
     def _save_link(self, link: Link) -> Link | None:
         try:

@@ -196,11 +196,13 @@ def field_hashes(fields: TaskFields) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class SyncedTask:
-    """What a task link remembers of the content both sides agreed on: a hash per field and the due day
-    (the calendar target decides with it whether an item reported gone may just have left the window)."""
+    """What a task link remembers of the content both sides agreed on: a hash per field, the due day (the
+    calendar target decides with it whether an item reported gone may just have left the window), and whether
+    the item is a meeting (which the sync never changes or deletes)."""
 
     hashes: dict[str, str]
     due_date: date | None
+    meeting: bool = False
 
     def same(self, fields: TaskFields, names: frozenset[str] | tuple[str, ...] = FIELD_NAMES) -> bool:
         current = field_hashes(fields)
@@ -214,15 +216,16 @@ class SyncedTask:
 _SYNCED_TAG = "t1"
 
 
-def encode_synced(fields: TaskFields) -> str:
+def encode_synced(fields: TaskFields, meeting: bool = False) -> str:
     hashes = field_hashes(fields)
     day = fields.due_date.isoformat() if fields.due_date else ""
-    return "|".join([_SYNCED_TAG, day, ".".join(hashes[name] for name in FIELD_NAMES)])
+    parts = [_SYNCED_TAG, day, ".".join(hashes[name] for name in FIELD_NAMES)]
+    return "|".join(parts + (["meeting"] if meeting else []))
 
 
 def decode_synced(text: str) -> SyncedTask | None:
     parts = text.split("|")
-    if len(parts) != 3 or parts[0] != _SYNCED_TAG:
+    if len(parts) not in (3, 4) or parts[0] != _SYNCED_TAG:
         return None
     hashes = parts[2].split(".")
     if len(hashes) != len(FIELD_NAMES):
@@ -231,7 +234,7 @@ def decode_synced(text: str) -> SyncedTask | None:
         day = date.fromisoformat(parts[1]) if parts[1] else None
     except ValueError:
         return None
-    return SyncedTask(dict(zip(FIELD_NAMES, hashes)), day)
+    return SyncedTask(dict(zip(FIELD_NAMES, hashes)), day, meeting=len(parts) == 4 and parts[3] == "meeting")
 
 
 # --- CRM ⇄ fields -------------------------------------------------------------------------------------
@@ -517,10 +520,12 @@ def graph_to_event_task(item: object, tz: ZoneInfo) -> MsTask:
         if isinstance(prop, Mapping) and str(prop.get("id", "")).lower() == TASK_ID_PROPERTY.lower():
             crm_id = str(prop.get("value") or "") or crm_id
     master = item.get("seriesMasterId")
+    attendees = item.get("attendees")
     fields = normalise_task(TaskFields(subject=_text(item, "subject"), body=_body_text(item), due_date=due_date,
                                        due_at=due_at), tz)
     return MsTask(id=ms_id, version=version, fields=fields, crm_id=crm_id, all_day=bool(all_day),
-                  series_master_id=master if isinstance(master, str) and master else None)
+                  series_master_id=master if isinstance(master, str) and master else None,
+                  meeting=isinstance(attendees, list) and len(attendees) > 0)
 
 
 def graph_to_task(target: TaskTarget, item: object, tz: ZoneInfo) -> MsTask:

@@ -11,6 +11,10 @@ What differs for tasks:
   hash moved. A field the target cannot hold (a due time in To Do, completion in the calendar) never counts as
   changed on the Microsoft side, so a three-way merge keeps the CRM's value for it.
 - A calendar event needs a day: a CRM task without a due date is not shown in the calendar.
+- A meeting (an event with attendees) is imported and followed, but never changed or deleted by the sync:
+  Outlook would tell its attendees (lessons.md #7). It stays in the calendar when the target switches.
+- A link in the other target (a target switch, or an interrupted one) is moved: created here, then deleted
+  there by the engine once the new item exists.
 
 Replication rules (the product's table): Microsoft → CRM create/update yes, delete NO; CRM → Microsoft
 create/update/delete yes. The sync mode gates directions exactly as for contacts.
@@ -127,6 +131,8 @@ class CreateTaskInCrm:
     ms_version: str
     fields: TaskFields
     crm_id: str  # import_task_id(...)
+    sync_back: bool  # Microsoft may be written (not in microsoft_to_crm, never a meeting)
+    meeting: bool = False
 
 
 @dataclass(frozen=True)
@@ -341,6 +347,9 @@ def _decide(unit: _Unit, context: TaskPlanContext) -> list[TaskAction]:
         return [Skip(ms.ms_id, f"malformed Microsoft item: {ms.invalid_reason}", Side.MICROSOFT)]
     c, m = crm_status(crm, link), ms_status(ms, link, shown)
     item = ms.task if ms is not None else None
+    synced = synced_of(link)
+    meeting = (item.meeting if item is not None else False) or (synced.meeting if synced is not None else False)
+    write_ms = push and not meeting
 
     # --- a create whose outcome is still unknown: never act on it twice
     if link is not None and link.state is LinkState.PENDING_CREATE:
@@ -355,7 +364,7 @@ def _decide(unit: _Unit, context: TaskPlanContext) -> list[TaskAction]:
             # the CRM wins, Microsoft fills its blanks
             task, fields = _current(crm)
             target = merge_tasks(None, fields, item.fields, shown)[0] if pull else fields
-            return [LinkTask(key, ms_key_, item.version, item, target, task, None, write_ms=push)]
+            return [LinkTask(key, ms_key_, item.version, item, target, task, None, write_ms=write_ms)]
         if (c is Status.GONE or (c is Status.NEW and crm is not None and not crm.assigned)) and item is not None:
             if push:
                 # our own item whose CRM task was deleted (or given to someone else) before the link was saved
@@ -387,9 +396,9 @@ def _decide(unit: _Unit, context: TaskPlanContext) -> list[TaskAction]:
         # new in Microsoft (an occurrence of a series too, keyed by its stable id) → import into the CRM
         ms_key_ = ms.ms_id if ms is not None else ""
         return [CreateTaskInCrm(ms_key_, item.version, item.fields,
-                                import_task_id(context.settings.tenant_id, context.settings.user_id, ms_key_))]
+                                import_task_id(context.settings.tenant_id, context.settings.user_id, ms_key_),
+                                sync_back=write_ms, meeting=meeting)]
 
-    synced = synced_of(link)
     crm_task = crm.task if crm is not None else None
     crm_fields = crm.fields if crm is not None and crm.fields is not None else None
     in_target = key_target(link.ms_id) is context.target
@@ -406,7 +415,7 @@ def _decide(unit: _Unit, context: TaskPlanContext) -> list[TaskAction]:
                 target = item.fields
             else:
                 target = merge_tasks(synced, crm_fields, item.fields, shown)[0] if pull else crm_fields
-            return [LinkTask(key, link.ms_id or "", item.version, item, target, crm_task, link, write_ms=push)]
+            return [LinkTask(key, link.ms_id or "", item.version, item, target, crm_task, link, write_ms=write_ms)]
         if c is Status.CHANGED and push:
             _, fields = _current(crm)
             if not context.placeable(fields):
@@ -423,12 +432,14 @@ def _decide(unit: _Unit, context: TaskPlanContext) -> list[TaskAction]:
     # --- linked
     ms_id = link.ms_id or ""
     if not in_target:
-        # linked in the other target: the engine moves it (create here, delete there) during a target switch
-        return [Skip(key, "in the other target; moved by the target switch")]
+        return _move(key, crm, link, c, meeting, context)
     if c is Status.GONE and m is Status.GONE:
         # deleted in the CRM and in Microsoft → just forget the link
         return [UnlinkTask(key, link, Side.CRM, "gone on both sides")]
     if c is Status.GONE:
+        if meeting:
+            # deleted in the CRM, but a meeting → left in Outlook (deleting it would notify its attendees)
+            return [UnlinkTask(key, link, Side.CRM, "deleted in the CRM; a meeting is left in Outlook")]
         if push:
             # deleted in the CRM or reassigned (even if edited in Microsoft meanwhile: the CRM wins) → delete
             return [DeleteTaskInMicrosoft(key, ms_id, link, "deleted in the CRM or assigned to someone else")]
@@ -444,14 +455,18 @@ def _decide(unit: _Unit, context: TaskPlanContext) -> list[TaskAction]:
     ms_version = item.version if item is not None else link.ms_version
     crm_changed = c is Status.CHANGED
     ms_changed = m is Status.CHANGED and pull
-    if crm_changed and crm_fields is not None and not context.placeable(crm_fields) and push:
+    if crm_changed and crm_fields is not None and not context.placeable(crm_fields) and write_ms:
         # the CRM task lost its due date, calendar target → no day for an event: delete it (sent again with one)
         return [DeleteTaskInMicrosoft(key, ms_id, link, "no due date any more: removed from the calendar")]
     if crm_changed and ms_changed:
         # edited on both sides → three-way merge; the CRM wins fields both changed; recorded as a conflict
         assert crm_fields is not None and item is not None
         merged, clashes = merge_tasks(synced, crm_fields, item.fields, shown)
-        return [TaskConflict(key, ms_id, ms_version, item, merged, crm_task, link, write_ms=push, clashes=clashes)]
+        return [TaskConflict(key, ms_id, ms_version, item, merged, crm_task, link, write_ms=write_ms,
+                             clashes=clashes)]
+    if crm_changed and meeting:
+        # edited in the CRM, but a meeting → not sent (Outlook would send the update to its attendees)
+        return [Skip(key, "a meeting is not changed by the sync (its attendees would be told)", Side.CRM)]
     if crm_changed and push:
         # edited in the CRM only (Microsoft edits are ignored in crm_to_microsoft) → update Microsoft
         assert crm_fields is not None
@@ -462,7 +477,7 @@ def _decide(unit: _Unit, context: TaskPlanContext) -> list[TaskAction]:
     if ms_changed:
         # edited in Microsoft only → update the CRM (merged against the base: fields Microsoft cannot hold stay)
         assert item is not None
-        return [UpdateTaskInCrm(key, ms_id, ms_version, item, item.fields, crm_task, link, write_ms=push)]
+        return [UpdateTaskInCrm(key, ms_id, ms_version, item, item.fields, crm_task, link, write_ms=write_ms)]
     if m is Status.CHANGED:
         # edited in Microsoft, crm_to_microsoft → ignored
         return [Skip(key, "crm_to_microsoft: Microsoft edits are ignored", Side.MICROSOFT)]
@@ -472,6 +487,33 @@ def _decide(unit: _Unit, context: TaskPlanContext) -> list[TaskAction]:
         return [RefreshTaskLink(link, version, ms_version if m is Status.TOUCHED else link.ms_version)]
     # nothing changed on either side
     return [Skip(key, "unchanged")]
+
+
+def _move(key: str, crm: TaskItem | None, link: Link, c: Status, meeting: bool,
+          context: TaskPlanContext) -> list[TaskAction]:
+    """A task linked in the other target (after a switch): the decision table of a move."""
+    ms_id = link.ms_id or ""
+    if crm is None:
+        # its CRM task is not part of this run → moved when it is
+        return [Skip(key, "in the other target; moved when its task is next read")]
+    if meeting:
+        if c is Status.GONE:
+            # a meeting of a deleted task → forget it, leave it in Outlook
+            return [UnlinkTask(key, link, Side.CRM, "deleted in the CRM; a meeting is left in Outlook")]
+        # a meeting stays in the calendar, linked there (moving it would mean deleting it)
+        return [Skip(key, "a meeting stays in the calendar")]
+    if not context.push:
+        # microsoft_to_crm never writes Microsoft → the old item is no longer synced
+        return [UnlinkTask(key, link, Side.CRM, "target switched; microsoft_to_crm does not move items")]
+    if c is Status.GONE:
+        # deleted in the CRM or given to someone else → only removed from the old target
+        return [DeleteTaskInMicrosoft(key, ms_id, link, "deleted in the CRM or assigned to someone else")]
+    _, fields = _current(crm)
+    if not context.placeable(fields):
+        # no day for the calendar → only removed from To Do (sent to the calendar once it has one)
+        return [DeleteTaskInMicrosoft(key, ms_id, link, "no due date: not shown in the calendar")]
+    # → created in this target, then deleted in the old one (the engine does both, in that order)
+    return [CreateTaskInMicrosoft(key, fields, crm.version, link, f"moved to {context.target.value}")]
 
 
 def deletion_origin(action: TaskAction) -> Side | None:

@@ -44,9 +44,6 @@ from sync_core.ports import CrmTasksPort, MicrosoftTasksPort, StateStore
 from sync_core.task_engine import TaskEngine, crm_record_id
 from sync_core.task_mapping import at_local, crm_to_task_fields, user_zone
 from sync_core.task_planner import (
-    CreateTaskInMicrosoft,
-    DeleteTaskInMicrosoft,
-    TaskAction,
     TaskItem,
     TaskPlanContext,
     import_task_id,
@@ -200,7 +197,10 @@ class _TaskRun:
             if old_cursor.folder_id:
                 # What changed in the old target since the last run reaches the CRM before the tasks move.
                 self._pass(marker.target, {}, full=False, container=old_cursor.folder_id)
-            self._migrate(marker.target, new)
+            # Every task linked in the old target (or with a create pending) is planned in the new target's
+            # pass, where the planner moves it: created there, then deleted in the old target.
+            crm_ids.update(dict.fromkeys(link.crm_id for link in self.state.iter_links(self.partition)
+                                         if link.state is LinkState.PENDING_CREATE or key_target(link.ms_id) is not new))
         self._pass(new, crm_ids, full=fresh or switched)
         if switched:
             assert marker is not None
@@ -266,6 +266,7 @@ class _TaskRun:
         link = cursor.delta_link if not full and cursor.folder_id == container else None
         delta, container, replay = self._delta(target, container, link)
         self.containers[target] = container
+        self._know_other_container(target)
         engine = self._engine(target)
         held_before, self.tally.hold_delta = self.tally.hold_delta, False
 
@@ -298,14 +299,18 @@ class _TaskRun:
                 tagged[change.task.crm_id] = change
             else:
                 lone[key] = change
-        if tagged:  # items we created whose link is gone: paired with their CRM task, never imported again
+        if tagged:  # items we created that no link names: paired with their CRM task, never imported
             linked = self.state.get_links_by_crm(self.partition, list(tagged))
             for crm_id, change in tagged.items():
-                if crm_id in linked:
-                    lone[change.ms_id] = change
-                else:
+                found = linked.get(crm_id)
+                if found is None or found.state is LinkState.PENDING_CREATE:
+                    # its link is lost, or its create not yet confirmed (settled when the task is read)
                     crm_ids.setdefault(crm_id, None)
-                    attached[crm_id] = change
+                    if crm_id not in attached:
+                        attached[crm_id] = change
+                else:
+                    # the task is synced with another item: this copy of ours is left alone, never imported
+                    self.tally.log(f"tasks: {change.ms_id} carries crm:{crm_id}, which is synced with another item")
 
         guard = self._guard(crm_ids, changes, links_by_ms, link_count)
         ids = list(crm_ids)
@@ -319,6 +324,18 @@ class _TaskRun:
         new_link = replay if self.tally.hold_delta else delta.delta_link
         self.tally.hold_delta = held_before or self.tally.hold_delta
         self._save_target_cursor(cursor_key, container, new_link)
+
+    def _know_other_container(self, target: TaskTarget) -> None:
+        """Where the other target's items are, for moving or deleting what is still linked there."""
+        other = TaskTarget.CALENDAR if target is TaskTarget.TODO else TaskTarget.TODO
+        if other in self.containers:
+            return
+        if other is TaskTarget.CALENDAR:
+            self.containers[other] = calendar_window(self.now(), self.user)  # events are reached by id alone
+            return
+        known = self.state.get_cursor(target_cursor_key(self.user.user_id, other)).folder_id
+        if known:
+            self.containers[other] = known
 
     def _delta(self, target: TaskTarget, container: str, link: str | None) -> tuple[TaskDeltaResult, str, str | None]:
         """The changes since `link`: (result, container, the link that replays this round)."""
@@ -418,46 +435,7 @@ class _TaskRun:
         engine.apply(plan_tasks(self._items(crm_ids, tasks), changes, links.values(), context, guard=guard,
                                 limits=self.options.limits))
 
-    # --- a target switch --------------------------------------------------------------------------
-
-    def _migrate(self, old: TaskTarget, new: TaskTarget) -> None:
-        """Move every task linked in the old target: created in the new one (idempotently), then deleted in
-        the old, then linked; tasks gone from the CRM or without a day for the calendar are only deleted.
-        Interrupted, the next run carries on (its links still name the old target, or are pending)."""
-        old_cursor = self.state.get_cursor(target_cursor_key(self.user.user_id, old))
-        if old is TaskTarget.TODO:
-            self.containers[old] = old_cursor.folder_id or self._container(old, None)
-        else:
-            self.containers[old] = old_cursor.folder_id or calendar_window(self.now(), self.user)
-        new_cursor = self.state.get_cursor(target_cursor_key(self.user.user_id, new))
-        self.containers[new] = self._container(new, new_cursor.folder_id if new is TaskTarget.TODO else None)
-        moving = [link.crm_id for link in self.state.iter_links(self.partition)
-                  if link.state is LinkState.PENDING_CREATE
-                  or (link.state is LinkState.LINKED and key_target(link.ms_id) is old)]
-        engine = self._engine(new)
-        context = TaskPlanContext(self.user, new)
-        zone = user_zone(self.user)
-        size = self.options.chunk_size
-        for start in range(0, len(moving), size):
-            self.renew()
-            ids = moving[start:start + size]
-            tasks = self.crm.get_tasks(self.tenant_id, ids)
-            links = engine.resolve_pending(self.state.get_links_by_crm(self.partition, ids))
-            actions: list[TaskAction] = []
-            for crm_id in ids:
-                link = links.get(crm_id)
-                if link is None or link.state is not LinkState.LINKED or key_target(link.ms_id) is not old:
-                    continue
-                task = tasks.get(crm_id)
-                fields = crm_to_task_fields(task, zone) if task is not None else None
-                if task is None or task.assigned_to != self.user.user_id:
-                    actions.append(DeleteTaskInMicrosoft(crm_id, link.ms_id or "", link, "not the user's task any more"))
-                elif fields is None or not context.placeable(fields):
-                    actions.append(DeleteTaskInMicrosoft(crm_id, link.ms_id or "", link, "no due date: not in the calendar"))
-                else:
-                    actions.append(CreateTaskInMicrosoft(crm_id, fields, task.version, link,
-                                                         f"moved from {old.value} to {new.value}"))
-            engine.apply(actions)
+    # --- a target switch ---------------------------------------------------------------------------
 
     def _forget_target(self, target: TaskTarget) -> None:
         """The old target's deltaLink is of no use once its items are gone (a switch back starts afresh)."""

@@ -101,6 +101,8 @@ ROWS = [
     Row("removed in Outlook before ever synced", None, ms(removed=True), None, every(Skip)),
     Row("our own import found again (lost link write)", crm(crm_id=IMPORTED), ms(ms_id="m9", fields=MS_EDIT), None,
         every(LinkExisting)),
+    Row("our own import found again, since removed in Outlook", crm(crm_id=IMPORTED), ms(ms_id="m9", removed=True),
+        None, every(MarkMsRemoved)),
     Row("our own import deleted in CRM before its link was saved", crm(crm_id=IMPORTED, deleted=True),
         ms(ms_id="m9"), None, {TWO: DeleteInMicrosoft, C2M: DeleteInMicrosoft, M2C: Skip}),
     # --- linked
@@ -119,6 +121,8 @@ ROWS = [
     Row("edited in Outlook only", None, ms("k2", MS_EDIT), link(), {TWO: UpdateCrm, C2M: Skip, M2C: UpdateCrm}),
     Row("Outlook changeKey moved, content the same", None, ms("k2"), link(), every(RefreshLinkVersions),
         {"crm_version": "v1", "ms_version": "k2"}),
+    Row("CRM version moved (same content), Outlook edited", crm("v2"), ms("k2", MS_EDIT), link(),
+        {TWO: UpdateCrm, C2M: RefreshLinkVersions, M2C: UpdateCrm}),
     Row("Outlook without a changeKey, content the same", None, ms(""), link(), every(RefreshLinkVersions)),
     Row("edited on both sides, different fields", crm("v2", CRM_EDIT), ms("k2", MS_EDIT), link(),
         {TWO: ConflictMerge, C2M: UpdateMicrosoft, M2C: ConflictMerge}),
@@ -139,6 +143,8 @@ ROWS = [
     Row("left Outlook, CRM version moved only", crm("v2"), None, link(REMOVED), every(RefreshLinkVersions)),
     Row("left Outlook, then deleted in CRM", crm(deleted=True), None, link(REMOVED), every(Unlink)),
     Row("moved back into the folder", None, ms("k2", MS_EDIT), link(REMOVED), every(LinkExisting)),
+    Row("moved back into the folder after its CRM record was deleted", crm(deleted=True), ms("k2"), link(REMOVED),
+        {TWO: DeleteInMicrosoft, C2M: DeleteInMicrosoft, M2C: Unlink}),
     Row("removed again", None, ms(removed=True), link(REMOVED), every(Skip)),
     # --- an Outlook create whose outcome is unknown
     Row("pending create", crm("v2", CRM_EDIT), None, link(PENDING, ms_id=None), every(Skip)),
