@@ -65,6 +65,20 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"pacing: {json.dumps(result)} -> {write('pacing', result)}")
                 if not result["ok"]:
                     failures.append("pacing")
+            if "webhook" in wanted:
+                from bench import freshness
+
+                result = freshness.webhook_latency(azurite, emulator, edits=10 if ns.quick else 50)
+                print(f"webhook: {json.dumps(result)} -> {write('webhook', result)}")
+                if not result["ok"]:
+                    failures.append("webhook")
+            if "fanout" in wanted:
+                from bench import freshness
+
+                result = freshness.timer_fan_out(azurite, users=1000 if ns.quick else 10_000)
+                print(f"fanout: {json.dumps(result)} -> {write('fanout', result)}")
+                if not result["ok"]:
+                    failures.append("fanout")
     finally:
         azurite.stop()
     if failures:
