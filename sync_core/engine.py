@@ -164,7 +164,7 @@ class Engine:
         self._quarantined = {(q.side, q.record_id) for q in quarantined}
         self._accounts: dict[str, Account] = {}
         self._resolved: dict[str, Account] = {}  # resolve_account's cache: company key → account
-        self._saved: dict[str, Link] = {}  # links saved in this run, by CRM id (their newest ETag)
+        self._saved: dict[str, Link] = {}  # links saved while applying this chunk, by CRM id (newest ETag)
         self._claimed: set[str] = set()  # CRM ids linked in this run: never matched by e-mail again
         self._ms_updates: list[_MsWrite] = []
 
@@ -202,7 +202,7 @@ class Engine:
 
     def resolve_pending(self, links: dict[str, Link]) -> dict[str, Link]:
         """Settle creates whose outcome was lost: found by our CRM id → linked; not found → the create never
-        happened, the intent is dropped (the planner then creates again); lookup failed → left pending."""
+        happened and is still owed (the planner creates again); lookup failed → left pending."""
         settled = dict(links)
         for crm_id, link in links.items():
             if link.state is not LinkState.PENDING_CREATE:
@@ -278,6 +278,8 @@ class Engine:
         updates, self._ms_updates = self._ms_updates, []
         self._run_updates(updates)
         self._run_deletes(deletes)
+        # Later chunks read their links afresh; keeping these would grow with the size of a first sync.
+        self._saved.clear()
 
     def _skip(self, action: Skip, guard_reasons: set[str]) -> None:
         if not action.held:

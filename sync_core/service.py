@@ -195,7 +195,8 @@ class _Run:
             else:
                 lone[ms_id] = ms_changes[ms_id]
 
-        guard = self._guard(feed, crm_ids, ms_changes, links_by_ms, link_count)
+        guard = self._guard(feed, [q.record_id for q in quarantined if q.side == "crm"], ms_changes, links_by_ms,
+                            link_count)
         ids = list(crm_ids)
         size = self.options.chunk_size
         for start in range(0, len(ids), size):
@@ -270,11 +271,11 @@ class _Run:
                 ms_changes[link.ms_id] = MsChange(ms_id=link.ms_id, removed_reason="missing after a full resync")
         return count
 
-    def _guard(self, feed: _Feed, crm_ids: dict[str, None], ms_changes: dict[str, MsChange],
+    def _guard(self, feed: _Feed, retried: list[str], ms_changes: dict[str, MsChange],
                links_by_ms: dict[str, Link], link_count: int | None) -> DeleteGuard:
         """The run's mass-delete verdict, from the deletions it is about to apply (read by the changed ids)."""
         candidates = [i for i, deleted in feed.contacts.items() if deleted]
-        candidates += [i for i in crm_ids if i not in feed.contacts]  # retried and linked records: may be gone
+        candidates += [i for i in retried if i not in feed.contacts]  # e.g. deletions held back last time
         crm_deletes = 0
         if candidates:
             links = self.state.get_links_by_crm(self.user_id, candidates)

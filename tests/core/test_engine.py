@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from core_world import TENANT, USER, World
 
-from sync_core.errors import LeaseHeldError, ThrottledError, TransientError
+from sync_core.errors import LeaseHeldError, NotFoundError, ThrottledError, TransientError
 from sync_core.fakes import DEFAULT_CONTACTS_FOLDER, FakeMicrosoft, SimulatedCrash
 from sync_core.models import (
     DEFAULT_IMPORT_ACCOUNT,
@@ -473,7 +473,7 @@ def test_an_outlook_change_that_cannot_reach_the_crm_is_replayed(world: World) -
     ids = populate(world, 2)
     world.sync()
     world.ms.user_edit(world.pairs()[ids[0]], jobTitle="From Outlook")
-    world.crm.faults.inject("update_contact", __import__("sync_core.errors", fromlist=["x"]).NotFoundError("gone?"))
+    world.crm.faults.inject("update_contact", NotFoundError("the account is being moved"))
     run = world.sync()
     assert run.outcome is RunOutcome.PARTIAL and run.crm.errors == 1
     run = world.sync()  # the old deltaLink brings the edit again
