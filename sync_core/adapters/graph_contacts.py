@@ -32,7 +32,11 @@ class GraphContacts:
     def __init__(self, session: GraphSession, mailbox: str = "/me") -> None:
         self.session = session
         self.mailbox = mailbox
-        self.quarantined: list[tuple[str, str]] = []  # (graph id, reason) of unusable delta items
+        self.quarantined: list[tuple[str, str]] = []  # delta items without even an id
+
+    @property
+    def request_count(self) -> int:
+        return self.session.requests_sent
 
     # -- folder ----------------------------------------------------------------------------
     def ensure_folder(self, display_name: str, known_id: str | None) -> str:
@@ -77,7 +81,8 @@ class GraphContacts:
             try:
                 changes[ms_id] = MsChange(ms_id=ms_id, contact=mapping.graph_to_contact(item))
             except InvalidRecordError as exc:
-                self.quarantined.append((ms_id, str(exc)))
+                # Quarantined by the engine with this reason; never mistaken for a removal.
+                changes[ms_id] = MsChange(ms_id=ms_id, invalid_reason=str(exc))
         # The same item can appear twice in a round; the last state wins (dict keeps the latest).
         return DeltaResult(changes=tuple(changes.values()), delta_link=new_link, full=full)
 
@@ -86,10 +91,12 @@ class GraphContacts:
         url = (f"{self.mailbox}/contactFolders/{quote(folder_id, safe='')}/contacts"
                f"?$filter=singleValueExtendedProperties/Any(ep: ep/id eq '{prop}' and ep/value eq '{_odata_quote(crm_id)}')"
                f"&$select={CONTACT_SELECT}")
-        items, _ = self.session.get_pages(url)
+        items, _ = self.session.get_pages(url + ",createdDateTime")
         if not items:
             return None
-        return mapping.graph_to_contact(sorted(items, key=lambda i: str(i.get("id")))[0])
+        # The newest copy is the one our create made; an older one is a card the user moved back in.
+        newest = sorted(items, key=lambda i: (str(i.get("createdDateTime") or ""), str(i.get("id"))))[-1]
+        return mapping.graph_to_contact(newest)
 
     # -- writing ---------------------------------------------------------------------------
     def create_contacts(self, folder_id: str, items: Sequence[tuple[str, ContactFields]]) -> list[WriteResult]:
