@@ -450,24 +450,26 @@ class Engine:
     # --- Outlook writes ---------------------------------------------------------------------------
 
     def _run_creates(self, creates: list[CreateInMicrosoft]) -> None:
+        # Intent first, for a whole chunk in few storage transactions: if we die after Graph created
+        # the items, the next run finds each by our CRM id.
         intents: list[tuple[CreateInMicrosoft, Link]] = []
-        for action in creates:
-            # Intent first: if we die after Graph created the item, the next run finds it by our CRM id.
-            intent = self._save_link(Link(
-                user_id=self.user_id, crm_id=action.crm_id, ms_id=None, state=LinkState.PENDING_CREATE,
-                crm_version=action.crm_version, synced=action.fields, synced_hash=action.fields.content_hash(),
-                etag=self._fresh(action.link).etag if action.link else None))
+        planned = [Link(user_id=self.user_id, crm_id=action.crm_id, ms_id=None, state=LinkState.PENDING_CREATE,
+                        crm_version=action.crm_version, synced=action.fields, synced_hash=action.fields.content_hash(),
+                        etag=self._fresh(action.link).etag if action.link else None) for action in creates]
+        for action, intent in zip(creates, self._save_links(planned)):
             if intent is not None:
                 intents.append((action, intent))
         call: Callable[[list[tuple[CreateInMicrosoft, Link]]], list[WriteResult]] = (
             lambda chunk: self.microsoft.create_contacts(self.folder_id, [(a.crm_id, a.fields) for a, _ in chunk]))
+        created: list[tuple[CreateInMicrosoft, Link, WriteResult]] = []
         for (action, intent), result in self._batched(call, intents, key=lambda pair: pair[0].crm_id):
             kind = _kind(result)
             if kind == "ok" and result.contact is not None:
                 self.tally.microsoft["created"] += 1
-                if self._link(action.crm_id, result.contact.id, action.crm_version, result.contact.change_key,
-                              action.fields, intent) is not None:
-                    self._succeeded(action.crm_id, None)
+                created.append((action, intent, result))
+                if len(created) >= self.config.write_chunk:
+                    self._link_created(created)
+                    created = []
             elif kind in ("ok", "unknown"):
                 # May exist in Outlook: the intent stays; the next run looks it up by our CRM id.
                 self._fail(Side.MICROSOFT, Side.CRM, action.crm_id, f"create outcome unknown (HTTP {result.status})",
@@ -477,6 +479,21 @@ class Engine:
                 self._undo_intent(intent, action.link)
                 self._fail(Side.MICROSOFT, Side.CRM, action.crm_id, self._reason("create", result),
                            retry=kind != "rejected", detail=result.error or "")
+        self._link_created(created)
+
+    def _link_created(self, created: list[tuple[CreateInMicrosoft, Link, WriteResult]]) -> None:
+        """Links of a chunk of confirmed creates, saved together."""
+        links = []
+        for action, intent, result in created:
+            assert result.contact is not None
+            current = self._saved.get(action.crm_id) or intent
+            links.append(Link(user_id=self.user_id, crm_id=action.crm_id, ms_id=result.contact.id,
+                              state=LinkState.LINKED, crm_version=action.crm_version,
+                              ms_version=result.contact.change_key, synced=action.fields,
+                              synced_hash=action.fields.content_hash(), etag=current.etag))
+        for (action, _, _), saved in zip(created, self._save_links(links)):
+            if saved is not None:
+                self._succeeded(action.crm_id, None)
 
     def _undo_intent(self, intent: Link, prior: Link | None) -> None:
         if prior is None:
@@ -579,6 +596,21 @@ class Engine:
         return self._save_link(Link(
             user_id=self.user_id, crm_id=crm_id, ms_id=ms_id, state=LinkState.LINKED, crm_version=crm_version,
             ms_version=ms_version, synced=synced, synced_hash=synced.content_hash(), etag=etag))
+
+    def _save_links(self, links: list[Link]) -> list[Link | None]:
+        """Many links in few storage transactions; a link that met a race goes the one-by-one way."""
+        if not links:
+            return []
+        out: list[Link | None] = []
+        for link, saved in zip(links, self.state.save_links(links)):
+            if isinstance(saved, Link):
+                self._saved[saved.crm_id] = saved
+                out.append(saved)
+            elif isinstance(saved, (ConcurrencyError, AlreadyExistsError)):
+                out.append(self._save_link(link))
+            else:
+                raise saved
+        return out
 
     def _save_link(self, link: Link) -> Link | None:
         try:

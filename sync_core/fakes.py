@@ -33,6 +33,7 @@ from sync_core.errors import (
     InvalidRecordError,
     LeaseHeldError,
     NotFoundError,
+    SyncError,
 )
 from sync_core.models import (
     Account,
@@ -755,6 +756,15 @@ class FakeStateStore:
                 self._by_ms[(link.user_id, saved.ms_id)] = saved.crm_id
             self._leave("save_link", link)
             return saved
+
+    def save_links(self, links: Sequence[Link]) -> list[Link | SyncError]:
+        results: list[Link | SyncError] = []
+        for link in links:
+            try:
+                results.append(self.save_link(link))
+            except (AlreadyExistsError, ConcurrencyError) as exc:
+                results.append(exc)
+        return results
 
     def delete_link(self, link: Link) -> None:
         with self._lock:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -45,6 +45,7 @@ from sync_core.errors import (
     LeaseHeldError,
     NotFoundError,
     StorageError,
+    SyncError,
 )
 from sync_core.models import (
     ContactFields,
@@ -332,33 +333,73 @@ class TableStateStore:
     def save_link(self, link: Link) -> Link:
         """Insert when `link.etag` is None (AlreadyExistsError if the CRM id or the ms id is already
         linked), else replace If-Match (ConcurrencyError when stale or deleted meanwhile)."""
+        ops = self._link_ops(link)
+        try:
+            etags = self._links.transact(ops)
+        except NotFoundError as exc:
+            raise ConcurrencyError("the link was deleted since it was read") from exc
+        return self._saved(link, etags[0])
+
+    def save_links(self, links: Sequence[Link]) -> list[Link | SyncError]:
+        """Save many links of one user in as few transactions as possible (≤ 100 rows each): the
+        saved link, or the error that link alone met (a failed transaction is retried link by link,
+        so one stale link never costs the others)."""
+        results: list[Link | SyncError] = []
+        group: list[tuple[Link, list[Op]]] = []
+        size = 0
+
+        def flush() -> None:
+            nonlocal group, size
+            if not group:
+                return
+            try:
+                etags = self._links.transact([op for _, ops in group for op in ops])
+                offset = 0
+                for link, ops in group:
+                    results.append(self._saved(link, etags[offset]))
+                    offset += len(ops)
+            except SyncError:
+                for link, _ in group:
+                    try:
+                        results.append(self.save_link(link))
+                    except SyncError as exc:
+                        results.append(exc)
+            group, size = [], 0
+
+        for link in links:
+            ops = self._link_ops(link)
+            if size + len(ops) > Table.MAX_BATCH or any(l.user_id != link.user_id for l, _ in group[:1]):
+                flush()
+            group.append((link, ops))
+            size += len(ops)
+        flush()
+        return results
+
+    def _link_ops(self, link: Link) -> list[Op]:
         crm_entity = link_to_entity(link, crm_row(link.crm_id))
         new_ms = link.ms_id
-        ops: list[Op]
         if link.etag is None:
             ops = [Op("create", crm_entity)]
             if new_ms is not None:
                 ops.append(Op("create", link_to_entity(link, ms_row(new_ms))))
-            etags = self._links.transact(ops)
-        else:
-            token = LinkToken.decode(link.etag)
-            old_ms = token.ms_id
-            # The row the caller read carries the If-Match; the other row only has to exist.
-            ops = [Op("replace", crm_entity, token.etag if token.row == "crm" else None)]
-            if old_ms is not None and old_ms != new_ms:
-                ops.append(Op("delete", link_to_entity(link, ms_row(old_ms)), token.etag if token.row == "ms" else None))
-            if new_ms is not None and new_ms == old_ms:
-                ops.append(Op("replace", link_to_entity(link, ms_row(new_ms)), token.etag if token.row == "ms" else None))
-            elif new_ms is not None:
-                ops.append(Op("create", link_to_entity(link, ms_row(new_ms))))
-            try:
-                etags = self._links.transact(ops)
-            except NotFoundError as exc:
-                raise ConcurrencyError("the link was deleted since it was read") from exc
-        crm_etag = etags[0]
+            return ops
+        token = LinkToken.decode(link.etag)
+        old_ms = token.ms_id
+        # The row the caller read carries the If-Match; the other row only has to exist.
+        ops = [Op("replace", crm_entity, token.etag if token.row == "crm" else None)]
+        if old_ms is not None and old_ms != new_ms:
+            ops.append(Op("delete", link_to_entity(link, ms_row(old_ms)), token.etag if token.row == "ms" else None))
+        if new_ms is not None and new_ms == old_ms:
+            ops.append(Op("replace", link_to_entity(link, ms_row(new_ms)), token.etag if token.row == "ms" else None))
+        elif new_ms is not None:
+            ops.append(Op("create", link_to_entity(link, ms_row(new_ms))))
+        return ops
+
+    @staticmethod
+    def _saved(link: Link, crm_etag: str | None) -> Link:
         if crm_etag is None:
             raise StorageError("storage did not return the link's new ETag")
-        return link.model_copy(update={"etag": LinkToken(row="crm", etag=crm_etag, ms_id=new_ms).encode()})
+        return link.model_copy(update={"etag": LinkToken(row="crm", etag=crm_etag, ms_id=link.ms_id).encode()})
 
     def delete_link(self, link: Link) -> None:
         """Delete both rows; If-Match when `link.etag` is set (ConcurrencyError when stale)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from bench.harness import ContactRig
 from sync_core.models import FOLDER_NAME, RunOutcome
@@ -181,25 +182,22 @@ def test_crash_between_graph_write_and_link_write_leaves_no_duplicate(rig: Conta
     acme = rig.account("Acme Ltd")
     for i in range(25):
         rig.contact(acme, f"P{i}", "Person", f"p{i}@example.com")
-    real_save = rig.state.save_link
+    real_save_links = rig.state.save_links
     saved_linked = 0
 
-    def dying_save(link):  # type: ignore[no-untyped-def]
+    def dying_save_links(links):  # type: ignore[no-untyped-def]
         nonlocal saved_linked
-        if link.state is LinkState.LINKED:
+        if any(link.state is LinkState.LINKED for link in links):
             saved_linked += 1
-            if saved_linked > 3:
-                raise CrashAfterGraphWrite()
-        return real_save(link)
+            raise CrashAfterGraphWrite()  # Graph created them; the process dies before linking
+        return real_save_links(links)
 
-    rig.state.save_link = dying_save  # type: ignore[method-assign]
-    try:
-        rig.sync()
-    except CrashAfterGraphWrite:
-        pass  # the worker died; its lease expires
-    finally:
-        rig.state.save_link = real_save  # type: ignore[method-assign]
-    assert 0 < len(folder_contacts(rig)) <= 25
+    rig.state.save_links = dying_save_links  # type: ignore[method-assign]
+    with pytest.raises(CrashAfterGraphWrite):
+        rig.sync()  # the worker dies; its lease expires
+    rig.state.save_links = real_save_links  # type: ignore[method-assign]
+    assert saved_linked == 1
+    assert len(folder_contacts(rig)) == 25  # all created in Outlook, none linked
     from datetime import UTC, datetime, timedelta
 
     run = rig.sync(now=lambda: datetime.now(UTC) + timedelta(hours=1))  # after the dead worker's lease
