@@ -1,0 +1,134 @@
+"""Operator commands: `python -m sync_core <command>`.
+
+    sync --user U [--tenant T]          run one user's sync now, here, and print its run record
+    status [--user U] [--json]          every user's connection state, last success, last error,
+                                        quarantined records, subscription expiry; the poison queue
+    launch-link --tenant T --user U     a fresh signed launch link into the settings page
+
+Settings come from the environment (the app settings); when AzureWebJobsStorage is not set and
+./local.settings.json exists (what `make run` writes), its Values are used. Exit codes: 0 done,
+1 nothing to do / not found, 2 a configuration error (one line on stderr).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from sync_core.errors import SettingsError, StorageError
+
+LOCAL_SETTINGS = Path("local.settings.json")
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m sync_core", description="Operator commands of crm365sync.")
+    parser.add_argument("--settings", type=Path, default=None,
+                        help="a local.settings.json whose Values fill in missing app settings")
+    commands = parser.add_subparsers(dest="command", required=True)
+    sync = commands.add_parser("sync", help="run one user's sync now and print the run record")
+    sync.add_argument("--user", required=True)
+    sync.add_argument("--tenant", default=None, help="needed only when the user id exists in several tenants")
+    status = commands.add_parser("status", help="sync health of every user, and the poison queue")
+    status.add_argument("--user", default=None, help="one user in detail: latest run record, quarantine")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    link = commands.add_parser("launch-link", help="print a fresh launch link into the settings page")
+    link.add_argument("--tenant", required=True)
+    link.add_argument("--user", required=True)
+    link.add_argument("--lifetime", type=int, default=600, help="seconds the link stays valid")
+    return parser.parse_args(argv)
+
+
+def _load_settings_file(path: Path | None) -> None:
+    candidate = path if path is not None else (LOCAL_SETTINGS if "AzureWebJobsStorage" not in os.environ else None)
+    if candidate is None or not candidate.is_file():
+        if path is not None:
+            raise SettingsError(f"Settings file {path} does not exist.")
+        return
+    from devhost.settings_file import SettingsFileError, apply_to_environ, load_local_settings
+
+    try:
+        apply_to_environ(load_local_settings(candidate).values)
+    except SettingsFileError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _find_tenant(services: object, user_id: str) -> list[str]:
+    from sync_core.adapters.tables import key_part
+
+    table = services.connections.table  # type: ignore[attr-defined]
+    return sorted(str(e["tenant_id"]) for e in table.query("RowKey eq @rk", {"rk": key_part(user_id)},
+                                                           select=["tenant_id"]))
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from sync_core import jobs
+    from sync_core.bootstrap import build_services
+    from sync_core.logs import configure_logging
+
+    configure_logging()  # the run's own log lines go to stderr, the run record to stdout
+    services = build_services()
+    tenants = [args.tenant] if args.tenant else _find_tenant(services, args.user)
+    if not tenants:
+        print(f"no connection for user {args.user}", file=sys.stderr)
+        return 1
+    if len(tenants) > 1:
+        print(f"user {args.user} exists in several tenants ({', '.join(tenants)}): pass --tenant", file=sys.stderr)
+        return 1
+    run = jobs.run_user_sync(services, tenants[0], args.user)
+    if run is None:
+        connection = services.connections.get(tenants[0], args.user)
+        state = connection.status.value if connection else "no connection"
+        reason = connection.last_error if connection and connection.last_error else "not connected or free plan"
+        print(f"no sync ran for {tenants[0]}/{args.user}: {state} ({reason})", file=sys.stderr)
+        return 1
+    print(json.dumps(run.model_dump(mode="json", exclude={"etag"}), indent=2))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from sync_core import ops
+    from sync_core.bootstrap import build_services
+
+    services = build_services()
+    statuses = ops.user_statuses(services, args.user)
+    poison = ops.poison_report(services)
+    if args.json:
+        print(json.dumps(ops.status_json(statuses, poison), indent=2))
+    elif args.user:
+        if not statuses:
+            print(f"no connection for user {args.user}", file=sys.stderr)
+            return 1
+        for status in statuses:
+            print(ops.render_user(status))
+    else:
+        print(ops.render_table(statuses, poison))
+    return 0 if statuses or not args.user else 1
+
+
+def _launch_link(args: argparse.Namespace) -> int:
+    from sync_core.settings import get_settings
+    from sync_core.web_auth import launch_url
+
+    settings = get_settings()
+    print(launch_url(settings.public_base_url, settings.crm_launch_secret, args.tenant, args.user, args.lifetime))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    try:
+        _load_settings_file(args.settings)
+        command = {"sync": _sync, "status": _status, "launch-link": _launch_link}[args.command]
+        return command(args)
+    except SettingsError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except StorageError as exc:
+        print(f"storage is not reachable: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
