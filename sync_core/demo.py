@@ -51,5 +51,7 @@ def seed_demo(settings: AppSettings, emulator: dict[str, Any] | None) -> list[st
         lines.append(f"Demo Microsoft 365 sign-in: {upn} / {password}  (Outlook side: {emulator.get('ui', '')})")
     link = launch_url(settings.public_base_url, settings.crm_launch_secret, DEMO_TENANT, DEMO_USER, lifetime=240)
     lines.append(f"Open the settings page as the demo CRM user (link valid 4 minutes): {link}")
+    lines.append("A fresh link any time: .venv/bin/python -m sync_core launch-link "
+                 f"--tenant {DEMO_TENANT} --user {DEMO_USER}")
     lines.append(f"The demo CRM screen: {settings.public_base_url}/api/crm/contacts (after opening the link)")
     return lines
