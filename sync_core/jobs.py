@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +20,13 @@ from sync_core.adapters.queues import SyncJob
 from sync_core.adapters.tables import Table, etag_of, key_part
 from sync_core.bootstrap import Services
 from sync_core.connections import Connection, ConnectionStatus
-from sync_core.errors import AlreadyExistsError, ConcurrencyError, LeaseHeldError, ReconnectNeededError
+from sync_core.errors import (
+    AlreadyExistsError,
+    ConcurrencyError,
+    LeaseHeldError,
+    ReconnectNeededError,
+    StorageError,
+)
 from sync_core.models import RunOutcome, RunRecord
 from sync_core.service import sync_user
 
@@ -28,6 +35,7 @@ log = logging.getLogger("sync_core.jobs")
 QUEUED_FRESH_SECONDS = 600  # a "queued" mark older than this is stale (message lost): send again
 MAX_PASSES = 3
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
+ABANDONED = "abandoned: the worker running it stopped before it finished; a later run took over"
 
 
 def _flags(services: Services) -> Table:
@@ -130,8 +138,10 @@ def run_user_sync(services: Services, tenant_id: str, user_id: str) -> RunRecord
         return None  # the tenant moved to the free plan: no Microsoft call
     session = services.graph_session_for(tenant_id, user_id)
     try:
+        # One owner per run, not per process: a worker runs several queue messages at once, and two
+        # runs of one user under the same owner would both "hold" the lease.
         run = sync_user(connection.settings, services.crm, services.contacts_for(session), services.state,
-                        owner=OWNER, tasks=services.tasks_for(session, connection.settings))
+                        owner=f"{OWNER}:{uuid.uuid4().hex[:8]}", tasks=services.tasks_for(session, connection.settings))
     except ReconnectNeededError as exc:
         _record(services, connection, error=f"{exc} — reconnect on this page to resume syncing.",
                 status=ConnectionStatus.RECONNECT_NEEDED)
@@ -139,6 +149,11 @@ def run_user_sync(services: Services, tenant_id: str, user_id: str) -> RunRecord
         return None
     finally:
         session.close()
+    try:
+        close_abandoned_runs(services, user_id, run)
+    except StorageError as exc:  # housekeeping only: the next run closes them
+        log.warning("abandoned runs not closed (%s)", type(exc).__name__,
+                    extra={"event": "run_abandoned_failed", "user": user_id, "run_id": run.run_id})
     if run.outcome is RunOutcome.RECONNECT_NEEDED:
         reason = run.error or "Microsoft no longer accepts the saved sign-in"
         _record(services, connection, run=run, error=f"{reason} — reconnect on this page to resume syncing.",
@@ -150,6 +165,24 @@ def run_user_sync(services: Services, tenant_id: str, user_id: str) -> RunRecord
     log.info("sync finished", extra={"event": "run", "user": user_id, "run_id": run.run_id,
                                      "outcome": run.outcome.value})
     return run
+
+
+def close_abandoned_runs(services: Services, user_id: str, current: RunRecord) -> int:
+    """Runs left "running" by a worker that died (killed, storage gone mid-run). `current` held the user's
+    lease, so nobody was running the older ones any more: they are closed as failed, never left running."""
+    closed = 0
+    for run in services.state.latest_runs(user_id, 20):
+        if run.outcome is not RunOutcome.RUNNING or run.run_id == current.run_id or run.started_at >= current.started_at:
+            continue
+        try:
+            services.state.save_run(run.model_copy(update={"outcome": RunOutcome.FAILED, "error": ABANDONED,
+                                                           "finished_at": current.started_at}))
+        except ConcurrencyError:
+            continue  # it finished after all, just now
+        closed += 1
+        log.warning("abandoned run closed", extra={"event": "run_abandoned", "user": user_id, "run_id": run.run_id,
+                                                   "by_run_id": current.run_id})
+    return closed
 
 
 def _record(services: Services, connection: Connection, *, run: RunRecord | None = None, error: str | None = None,
