@@ -83,6 +83,7 @@ def enqueue_sync(services: Services, tenant_id: str, user_id: str, reason: str) 
         log.info("sync enqueued", extra={"event": "enqueue", "user": user_id, "reason": reason})
         return True
     _update_flags(services, tenant_id, user_id, {"dirty": True})
+    log.info("sync already queued", extra={"event": "enqueue_coalesced", "user": user_id, "reason": reason})
     return False
 
 
@@ -110,6 +111,7 @@ def handle_sync_message(services: Services, body: dict[str, Any] | str) -> RunRe
     job = SyncJob.from_message(body if isinstance(body, str) else SyncJob.model_validate(body).to_message())
     _update_flags(services, job.tenant_id, job.user_id, {"queued": False})
     run: RunRecord | None = None
+    passes = 0
     for _ in range(MAX_PASSES):
         _update_flags(services, job.tenant_id, job.user_id, {"dirty": False})
         try:
@@ -117,13 +119,17 @@ def handle_sync_message(services: Services, body: dict[str, Any] | str) -> RunRe
         except LeaseHeldError:
             # Someone is syncing this user now: make them do one more pass instead of waiting here.
             _update_flags(services, job.tenant_id, job.user_id, {"dirty": True})
-            log.info("sync coalesced", extra={"event": "coalesced", "user": job.user_id})
+            log.info("sync coalesced", extra={"event": "coalesced", "user": job.user_id, "reason": job.reason})
             return None
+        passes += 1
         if run is None or run.outcome in (RunOutcome.RECONNECT_NEEDED, RunOutcome.FAILED):
             break
         row = _flags(services).get(key_part(job.tenant_id), key_part(job.user_id))
         if not (row and row.get("dirty")):
             break
+    log.info("sync job done", extra={"event": "job", "user": job.user_id, "reason": job.reason, "passes": passes,
+                                     "run_id": run.run_id if run else None,
+                                     "outcome": run.outcome.value if run else "not_run"})
     return run
 
 
@@ -163,8 +169,18 @@ def run_user_sync(services: Services, tenant_id: str, user_id: str) -> RunRecord
     ok = run.outcome in (RunOutcome.SUCCEEDED, RunOutcome.PARTIAL)
     _record(services, connection, run=run, error=None if ok else (run.error or "the last sync failed; it will retry"))
     log.info("sync finished", extra={"event": "run", "user": user_id, "run_id": run.run_id,
-                                     "outcome": run.outcome.value})
+                                     "outcome": run.outcome.value, **run_figures(run)})
     return run
+
+
+def run_figures(run: RunRecord) -> dict[str, Any]:
+    """A run's counts for its log line: numbers only, never a record's content."""
+    seconds = (run.finished_at - run.started_at).total_seconds() if run.finished_at else None
+    return {"ms_created": run.microsoft.created, "ms_updated": run.microsoft.updated,
+            "ms_deleted": run.microsoft.deleted, "crm_created": run.crm.created, "crm_updated": run.crm.updated,
+            "errors": run.microsoft.errors + run.crm.errors, "conflicts": run.conflicts,
+            "quarantined": run.quarantined, "graph_requests": run.graph_requests,
+            "seconds": round(seconds, 3) if seconds is not None else None}
 
 
 def close_abandoned_runs(services: Services, user_id: str, current: RunRecord) -> int:

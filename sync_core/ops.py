@@ -138,7 +138,7 @@ def _mode(settings: UserSyncSettings) -> str:
 
 
 def _when(moment: datetime | None) -> str:
-    return _aware(moment).strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"
+    return _aware(moment).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "-"
 
 
 def _one_line(text: str | None, width: int) -> str:
