@@ -32,6 +32,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -146,33 +147,14 @@ def setup(stack: ChaosStack, profile: Profile, seed: int) -> Run:
     rng = random.Random(seed)
     tags = TagMaker()
     run = Run(profile, seed, stack, [], {}, {}, tags, rng)
-    crm = stack.services.crm
-    for index, plan in enumerate(profile.users):
-        tenant = stack.stack.new_tenant()
-        user_id = f"{plan.key}-{uuid.UUID(int=rng.getrandbits(128)).hex[:8]}"
-        settings = UserSyncSettings(tenant_id=tenant, user_id=user_id, mode=plan.mode, tasks_enabled=plan.tasks,
-                                    task_target=plan.target, time_zone=plan.time_zone)
-        user = SimUser(plan.key, tenant, user_id, stack.control.create_user(), settings,
-                       random.Random(seed * 1000 + index))
-        user.owned_accounts = [crm.create_account(tenant, name, user_id).id
-                               for name in ("Acme Ltd", "Globex Corporation", "Initech")]
-        user.foreign_account = crm.create_account(tenant, "Umbrella plc", "someone-else").id
-        person = GraphPerson(stack.emulator.graph, stack.control, user.ms)
-        people = People(user, crm, person, tags)
-        for _ in range(profile.initial_contacts):
-            people.crm_create()
-        if plan.tasks:
-            for _ in range(profile.initial_tasks):
-                people.crm_task_create()
-        user.web = stack.browser()
-        user.web.launch(tenant, user_id)
-        _save_settings(run, user, settings)  # before connecting: the first sync already uses them
-        page = connect_with_emulator(user.web, user.ms)
-        if "Connected to Microsoft 365" not in page.text:
-            raise RuntimeError(f"{plan.key} did not connect: {page.status_code} {page.text[:300]}")
+    ids = [f"{plan.key}-{uuid.UUID(int=rng.getrandbits(128)).hex[:8]}" for plan in profile.users]
+    # Users are independent: set up side by side (each from its own seeded generator).
+    with ThreadPoolExecutor(max_workers=len(profile.users)) as pool:
+        made = list(pool.map(lambda args: _set_up_user(run, *args), enumerate(zip(profile.users, ids))))
+    for user, people, person in made:
         run.users.append(user)
-        run.people[plan.key] = people
-        run.persons[plan.key] = person
+        run.people[user.key] = people
+        run.persons[user.key] = person
     deadline = time.monotonic() + 120
     for user in run.users:  # the first sync makes the folder the Outlook person works in
         while True:
@@ -183,6 +165,33 @@ def setup(stack: ChaosStack, profile: Profile, seed: int) -> Run:
                 raise RuntimeError(f"the first sync of {user.key} did not succeed: {connection}")
             time.sleep(0.2)
     return run
+
+
+def _set_up_user(run: Run, index: int, planned: tuple[UserPlan, str]) -> tuple[SimUser, People, GraphPerson]:
+    plan, user_id = planned
+    stack, profile, crm = run.stack, run.profile, run.stack.services.crm
+    tenant = stack.stack.new_tenant()
+    settings = UserSyncSettings(tenant_id=tenant, user_id=user_id, mode=plan.mode, tasks_enabled=plan.tasks,
+                                task_target=plan.target, time_zone=plan.time_zone)
+    user = SimUser(plan.key, tenant, user_id, stack.control.create_user(), settings,
+                   random.Random(run.seed * 1000 + index))
+    user.owned_accounts = [crm.create_account(tenant, name, user_id).id
+                           for name in ("Acme Ltd", "Globex Corporation", "Initech")]
+    user.foreign_account = crm.create_account(tenant, "Umbrella plc", "someone-else").id
+    person = GraphPerson(stack.emulator.graph, stack.control, user.ms)
+    people = People(user, crm, person, run.tags)
+    for _ in range(profile.initial_contacts):
+        people.crm_create()
+    if plan.tasks:
+        for _ in range(profile.initial_tasks):
+            people.crm_task_create()
+    user.web = stack.browser()
+    user.web.launch(tenant, user_id)
+    _save_settings(run, user, settings)  # before connecting: the first sync already uses them
+    page = connect_with_emulator(user.web, user.ms)
+    if "Connected to Microsoft 365" not in page.text:
+        raise RuntimeError(f"{plan.key} did not connect: {page.status_code} {page.text[:300]}")
+    return user, people, person
 
 
 # -- the chaos phase ------------------------------------------------------------------------------------

@@ -345,6 +345,12 @@ class _Run:
         try:
             self.state.save_cursor(cursor)
         except ConcurrencyError:
-            # We hold the lease, so what we applied stands: write over the other copy, once.
+            # We hold the lease, so what we applied stands: write over the other copy, once. That copy is the
+            # settings page asking for a re-evaluation (scope or mode changed while this run used the old ones):
+            # keep its request, i.e. the earlier feed position and no deltaLink. Replaying is always safe.
             current = self.state.get_cursor(self.user_id)
-            self.state.save_cursor(cursor.model_copy(update={"etag": current.etag}))
+            update: dict[str, object] = {"etag": current.etag,
+                                         "crm_position": min(cursor.crm_position, current.crm_position)}
+            if current.delta_link is None:
+                update["delta_link"] = None
+            self.state.save_cursor(cursor.model_copy(update=update))
