@@ -22,8 +22,9 @@ from sync_core.mapping import (
     preview_contact,
 )
 from sync_core.models import DEFAULT_IMPORT_ACCOUNT, Address, ContactFields, CrmContact
+from tests.graph_docs import GRAPH_DOCS
 
-FIXTURES = Path("/work/shared/fixtures/graph-docs")
+FIXTURES = GRAPH_DOCS
 CONTACT_FIXTURES = sorted([*FIXTURES.glob("contact-*.json"), FIXTURES / "contact.resource.json",
                            *FIXTURES.glob("user-*contacts*.json")])
 

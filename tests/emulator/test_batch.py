@@ -10,8 +10,9 @@ import pytest
 
 from m365_emulator.server import ControlClient
 from tests.emulator.conftest import GraphHttp, Isolated, new_folder
+from tests.graph_docs import GRAPH_DOCS
 
-FIXTURES = Path("/work/shared/fixtures/graph-docs")
+FIXTURES = GRAPH_DOCS
 
 
 def step(sid: str, method: str, url: str, body: Any = None) -> dict[str, Any]:

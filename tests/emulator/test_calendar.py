@@ -10,8 +10,9 @@ from urllib.parse import quote
 import pytest
 
 from tests.emulator.conftest import GraphHttp
+from tests.graph_docs import GRAPH_DOCS
 
-FIXTURES = Path("/work/shared/fixtures/graph-docs")
+FIXTURES = GRAPH_DOCS
 PST = {"Prefer": 'outlook.timezone="Pacific Standard Time"'}
 
 

@@ -11,8 +11,9 @@ import pytest
 
 from m365_emulator.server import ControlClient
 from tests.emulator.conftest import IMMUTABLE, GraphHttp, new_folder
+from tests.graph_docs import GRAPH_DOCS
 
-FIXTURES = Path("/work/shared/fixtures/graph-docs")
+FIXTURES = GRAPH_DOCS
 CRM_PROP = "String {66f5a359-4659-4830-9070-00047ec6ac6e} Name CrmId"
 
 

@@ -21,8 +21,9 @@ import pytest
 
 from m365_emulator.server import ControlClient, EmulatorProcess
 from tests.emulator.conftest import GraphHttp, StaticCredential
+from tests.graph_docs import GRAPH_DOCS
 
-FIXTURES = Path("/work/shared/fixtures/graph-docs")
+FIXTURES = GRAPH_DOCS
 
 
 # ------------------------------------------------------------------------------------------- receiver

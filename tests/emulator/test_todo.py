@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tests.emulator.conftest import GraphHttp
+from tests.graph_docs import GRAPH_DOCS
 
-FIXTURES = Path("/work/shared/fixtures/graph-docs")
+FIXTURES = GRAPH_DOCS
 
 
 def load(name: str) -> Any:
