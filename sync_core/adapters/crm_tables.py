@@ -20,6 +20,7 @@ the process dies between two writes, because there is no "between": it is one wr
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
@@ -92,8 +93,24 @@ def account_row(account_id: str) -> str:
     return f"{ACCOUNT_PREFIX}{key_part(account_id)}"
 
 
+# A RowKey holds at most 512 characters and key_part escapes every non-ASCII byte to three: the longest
+# escaped name (or address) an index row can carry beside its prefix and a 32-character id, with room left.
+NAME_KEY_MAX = 470
+EMAIL_KEY_MAX = 430
+
+
+def bounded_key(value: str, limit: int) -> str:
+    """key_part(value), or when that is longer than `limit`, its start and a digest of the whole value (a form
+    key_part never produces: "~~" cannot occur in it). Values that always fitted keep their key."""
+    escaped = key_part(value)
+    if len(escaped) <= limit:
+        return escaped
+    digest = hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
+    return f"{escaped[:limit - 34]}~~{digest}"
+
+
 def account_name_prefix(name: str) -> str:
-    return f"{ACCOUNT_NAME_PREFIX}{key_part(normalise_company(name))}_"
+    return f"{ACCOUNT_NAME_PREFIX}{bounded_key(normalise_company(name), NAME_KEY_MAX)}_"
 
 
 def account_name_row(name: str, account_id: str) -> str:
@@ -105,7 +122,7 @@ def contact_row(contact_id: str) -> str:
 
 
 def email_prefix(account_id: str, email: str) -> str:
-    return f"{EMAIL_PREFIX}{key_part(account_id)}_{key_part(normalise_email(email))}_"
+    return f"{EMAIL_PREFIX}{key_part(account_id)}_{bounded_key(normalise_email(email), EMAIL_KEY_MAX)}_"
 
 
 def email_rows(contact: CrmContact) -> set[str]:
