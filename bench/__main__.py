@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run, not the issue's figures)")
     parser.add_argument("--only", action="append", default=[], help="run only these benchmarks")
+    parser.add_argument("--sizes", default="", help="linked-contact sizes, e.g. 1000,10000,50000 (default)")
     ns = parser.parse_args(argv)
     wanted = set(ns.only) or {"contacts", "pacing", "tasks", "webhook", "fanout"}
     failures: list[str] = []
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
             if "contacts" in wanted:
                 push = contacts.initial_push(azurite, emulator, 500 if ns.quick else 5000)
-                sizes = [200, 1000] if ns.quick else [1000, 10_000, 50_000]
+                sizes = ([int(x) for x in ns.sizes.split(",")] if ns.sizes
+                         else [200, 1000] if ns.quick else [1000, 10_000, 50_000])
                 linked = contacts.linked_scenarios(azurite, emulator, sizes)
                 biggest = linked[str(sizes[-1])]
                 reads = {size: linked[size]["no_change"]["storage_reads"] for size in linked}
