@@ -166,6 +166,9 @@ class Engine:
         self._resolved: dict[str, Account] = {}  # resolve_account's cache: company key → account
         self._saved: dict[str, Link] = {}  # links saved while applying this chunk, by CRM id (newest ETag)
         self._claimed: set[str] = set()  # CRM ids linked in this run: never matched by e-mail again
+        # A create of ours whose outcome could not be learnt: any new Outlook item may be it, so none is imported
+        # this run (the Outlook round is replayed next run, when the lookup can tell ours from the user's).
+        self._unresolved_creates = False
         self._ms_updates: list[_MsWrite] = []
 
     @property
@@ -212,6 +215,8 @@ class Engine:
             except MicrosoftError as exc:
                 self._fail(Side.MICROSOFT, Side.CRM, crm_id, f"pending create not resolved ({type(exc).__name__})",
                            retry=True)
+                self._unresolved_creates = True
+                self.tally.hold_delta = True
                 continue
             if found is not None and self._linked_elsewhere(found.id, crm_id):
                 # The newest item with our tag belongs to another contact (a copy the user kept of an earlier
@@ -298,6 +303,9 @@ class Engine:
     # --- CRM writes -------------------------------------------------------------------------------
 
     def _create_in_crm(self, action: CreateInCrm) -> None:
+        if self._unresolved_creates:
+            self.tally.log(f"microsoft:{action.ms_id} not imported yet: a create of ours is unresolved")
+            return
         account = self._remember(resolve_account(self.crm, self.tenant_id, action.fields.company, self.user_id,
                                                  self._resolved))
         match = self._match_by_email(account.id, action.fields.emails) if action.match_by_email else None

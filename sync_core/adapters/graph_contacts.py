@@ -75,7 +75,8 @@ class GraphContacts:
                 self.quarantined.append(("?", "delta item without an id"))
                 continue
             if "@removed" in item:
-                reason = (item.get("@removed") or {}).get("reason", "deleted")
+                removed = item.get("@removed")
+                reason = removed.get("reason", "deleted") if isinstance(removed, dict) else "deleted"
                 changes[ms_id] = MsChange(ms_id=ms_id, removed_reason=str(reason))
                 continue
             try:
@@ -92,6 +93,7 @@ class GraphContacts:
                f"?$filter=singleValueExtendedProperties/Any(ep: ep/id eq '{prop}' and ep/value eq '{_odata_quote(crm_id)}')"
                f"&$select={CONTACT_SELECT}")
         items, _ = self.session.get_pages(url + ",createdDateTime")
+        items = [item for item in items if isinstance(item, dict)]  # anything else is no contact of ours
         if not items:
             return None
         # The newest copy is the one our create made; an older one is a card the user moved back in.

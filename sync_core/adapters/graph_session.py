@@ -294,9 +294,18 @@ class GraphSession:
         out: dict[str, SubResponse] = {}
         for item in responses:
             if isinstance(item, dict) and "id" in item:
-                out[str(item["id"])] = SubResponse(str(item["id"]), int(item.get("status", 0)),
-                                                   dict(item.get("headers") or {}), item.get("body"))
+                headers = item.get("headers")
+                out[str(item["id"])] = SubResponse(str(item["id"]), _status_of(item.get("status")),
+                                                   dict(headers) if isinstance(headers, dict) else {}, item.get("body"))
         return out
+
+
+def _status_of(value: object) -> int:
+    """A batch item's status; 0 (outcome unknown) when Graph did not say it as a number."""
+    try:
+        return int(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else 0
+    except ValueError:
+        return 0
 
 
 def translate_error(status: int, headers: dict[str, str], code: str | None, message: str | None) -> Exception:

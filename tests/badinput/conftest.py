@@ -42,8 +42,9 @@ class Rig:
 
 
 def make_bad_input_rig(azurite: Azurite, emulator: EmulatorProcess, control: ControlClient, prefix: str,  # noqa: F811
-         **settings: Any) -> Iterator[Rig]:
-    base = make_rig(azurite.connection_string, prefix, emulator.graph, control, **settings)
+                       graph_url: str | None = None, **settings: Any) -> Iterator[Rig]:
+    """The rig's sync talks to `graph_url` (default: the emulator); its Outlook person always to the emulator."""
+    base = make_rig(azurite.connection_string, prefix, graph_url or emulator.graph, control, **settings)
     outlook = GraphPerson(emulator.graph, control, base.mailbox)
     account = base.account("Contoso Ltd")
     rig = Rig(base, outlook, account.id)
