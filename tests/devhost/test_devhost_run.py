@@ -40,6 +40,8 @@ def _run_once(tmp_path: Path, env: dict[str, str], name: str) -> tuple[dict[str,
         children = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
         assert len(children) >= 2, children  # at least Azurite and the development host
         marker = _touch_storage(stack["azurite"]["connection_string"], name)
+        # Seeding the demo data comes after the host answers: let it finish before Ctrl-C.
+        wait_until(lambda: "Press Ctrl-C" in out.read_text(errors="replace"), START_BUDGET, "the demo seed", proc)
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
@@ -62,8 +64,9 @@ def test_make_run_serves_health_stops_everything_and_reuses_its_data(tmp_path: P
 
     _, first_out, first_queues = _run_once(tmp_path, env, "first")
     assert "created with generated secrets" in first_out
-    assert "/api/health" in first_out.split("Open ")[1].splitlines()[0]
-    emulator_lines = [line for line in first_out.splitlines() if "emulator" in line.lower()]
+    assert any(line.startswith("Open http") and "/api/health" in line for line in first_out.splitlines())
+    assert "demo-password" in first_out and "/api/launch?" in first_out  # the demo sign-in and launch link
+    emulator_lines = [line for line in first_out.splitlines() if line.startswith("Microsoft 365 emulator")]
     assert len(emulator_lines) == 1, emulator_lines
     assert "Stopped." in first_out
     # The generated settings satisfy every function of the real app (e.g. %SYNC_QUEUE_NAME% resolves).
