@@ -131,7 +131,10 @@ def check_contacts(user: SimUser, settings: UserSyncSettings, crm: TableCrm, per
             }[mode]
             differs = _differences(crm_fields, ms_fields, company_loose=mode is SyncMode.MICROSOFT_TO_CRM)
             if must_agree and differs:
-                verdict.fail(f"disagree: {tag} differs in {', '.join(differs)} ({mode.value})")
+                # Made-up test data only: the values help tell which rule broke.
+                shown = "; ".join(f"{n}: CRM {getattr(crm_fields, n)!r:.60} / Outlook {getattr(ms_fields, n)!r:.60}"
+                                  for n in differs)
+                verdict.fail(f"disagree: {tag} differs in {', '.join(differs)} ({mode.value}) [{shown}]")
             if mode is SyncMode.MICROSOFT_TO_CRM and history.origin == "crm":
                 verdict.fail(f"pushed: CRM contact {tag} is in Outlook although the mode is microsoft_to_crm")
             continue

@@ -85,6 +85,7 @@ class History:
     last_ms_edit: int = 0
     last_ms_removal: int = 0  # deleted in Microsoft, or moved out of the synced folder
     outside: dict[str, int] = field(default_factory=dict)  # items moved out of the folder → when
+    last_in_folder: int = 0  # when the Outlook person last saw this tag in the folder
 
 
 @dataclass
@@ -406,10 +407,12 @@ class People:
         if folder is None:
             return []
         tagged = []
+        seen = stamp()
         for item in self.person.folder_contacts(folder):
             tag = tag_of(str(item.get("surname") or ""))
             if tag is not None:
                 tagged.append((tag, item))
+                self._history(tag, "crm" if tag.startswith("c") else "ms").last_in_folder = seen
         return tagged
 
     def _companies(self) -> list[str]:
@@ -476,8 +479,9 @@ class People:
 
     def ms_move_in(self) -> bool:
         """Drag a contact moved out earlier back into the folder, when that cannot make a second copy: the tag
-        is not in the folder now, and the CRM neither deleted it nor changed it since (a CRM edit of a moved-out
-        contact re-creates it in the folder; a rename changes every contact of an account)."""
+        is not in the folder now and was not since it moved out (the sync may have made a new one meanwhile, after
+        a CRM edit, a rename of its account, or a create whose outcome it could not learn), and the CRM did not
+        delete it."""
         folder = self._folder()
         if folder is None:
             return False
@@ -486,7 +490,7 @@ class People:
         with user.lock:
             candidates = [(h, item_id) for h in user.contacts.values() for item_id, moved in h.outside.items()
                           if h.tag not in present and not h.crm_deleted and moved > h.last_crm_edit
-                          and moved > user.last_rename]
+                          and moved > user.last_rename and moved > h.last_in_folder]
         if not candidates:
             return False
         history, item_id = user.rng.choice(sorted(candidates, key=lambda c: (c[0].tag, c[1])))
