@@ -60,7 +60,7 @@ def parse_items(request: WebRequest, *, lifecycle: bool) -> list[Item]:
         raise HttpError(413, "The notification body is too large.")
     try:
         document = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested deeper than any notification
         raise HttpError(400, "The notification body is not JSON.") from None
     values = document.get("value") if isinstance(document, dict) else None
     if not isinstance(values, list) or not values or len(values) > MAX_ITEMS:
