@@ -66,6 +66,7 @@ from sync_core.task_planner import (
     LinkTask,
     MarkTaskRemoved,
     RefreshTaskLink,
+    RememberMeeting,
     TaskAction,
     TaskConflict,
     TaskPlanContext,
@@ -127,11 +128,13 @@ class TaskEngine:
     quarantined: Iterable[QuarantineEntry] = ()
     config: EngineConfig = field(default_factory=EngineConfig)
     sleep: Callable[[float], None] = time.sleep
+    locate: Callable[[TaskTarget], str | None] = lambda target: None  # finds a container not known yet
     _accounts: dict[str, Account] = field(default_factory=dict)
     _saved: dict[str, Link] = field(default_factory=dict)
     _listed: set[tuple[str, str]] = field(default_factory=set)
     _ms_updates: list[_MsWrite] = field(default_factory=list)
     _ms_deletes: list[DeleteTaskInMicrosoft] = field(default_factory=list)
+    found: dict[str, TaskChange] = field(default_factory=dict)  # items resolve_pending found, by CRM id
     zone: ZoneInfo = field(init=False)
 
     def __post_init__(self) -> None:
@@ -150,6 +153,13 @@ class TaskEngine:
     def container(self) -> str:
         return self.containers[self.target]
 
+    def container_of(self, target: TaskTarget) -> str | None:
+        if target not in self.containers:
+            found = self.locate(target)
+            if found is not None:
+                self.containers[target] = found
+        return self.containers.get(target)
+
     # --- before planning --------------------------------------------------------------------------
 
     def resolve_pending(self, links: dict[str, Link]) -> dict[str, Link]:
@@ -161,7 +171,7 @@ class TaskEngine:
             if link.state is not LinkState.PENDING_CREATE:
                 continue
             target = _intent_target(link, self.target)
-            container = self.containers.get(target)
+            container = self.container_of(target)
             if container is None:
                 continue  # a create into a target this run does not reach: settled when it does
             try:
@@ -180,6 +190,9 @@ class TaskEngine:
                 continue
             if link.ms_id and not self._delete_old(link.ms_id, crm_id):
                 continue
+            # What the item holds now takes part in this run: the user may have edited it meanwhile, and the
+            # round that reported that edit may be gone.
+            self.found[crm_id] = TaskChange(ms_id=ms_key(target, found.id), task=found)
             synced = synced_of(link)
             # Unknown whether the user edited it since: an unknown version lets the next delta decide by content.
             same = synced is not None and synced.same(found.fields, self.context.shown)
@@ -194,10 +207,18 @@ class TaskEngine:
 
     def _restore(self, intent: Link) -> Link | None:
         """A create that never happened: the intent goes; a target switch's old item is linked again (with no
-        versions or hashes, so the next run compares by content and pushes the CRM's)."""
+        versions or hashes, so the next run compares by content and the CRM wins), or, when the user deleted
+        it meanwhile, remembered as removed (pushed again only when edited in the CRM)."""
         if not intent.ms_id:
             self._drop_link(intent)
             return None
+        target, graph_id = split_ms_key(intent.ms_id)
+        try:
+            still = self.microsoft.get_tasks(target, self.container_of(target) or "", [graph_id])
+        except MicrosoftError:
+            still = {}
+        if graph_id in still and still[graph_id] is None:
+            return self._save_link(intent.model_copy(update={"state": LinkState.MS_REMOVED, "ms_version": ""}))
         return self._save_link(intent.model_copy(update={
             "state": LinkState.LINKED, "crm_version": "", "ms_version": "", "synced_hash": ""}))
 
@@ -227,6 +248,8 @@ class TaskEngine:
             elif isinstance(action, UnlinkTask):
                 self._drop_link(action.link)
                 self._succeeded(action.crm_id, action.link.ms_id)
+            elif isinstance(action, RememberMeeting):
+                self._link(action.crm_id, action.ms_key, "", action.ms_version, action.fields, None, meeting=True)
             elif isinstance(action, RefreshTaskLink):
                 self._save_link(self._fresh(action.link).model_copy(update={
                     "crm_version": action.crm_version, "ms_version": action.ms_version}))
@@ -273,12 +296,28 @@ class TaskEngine:
                 return
             self.tally.log(f"tasks: {action.ms_key} linked to existing crm:{existing.id} instead of importing it")
             current = self.state.get_links_by_crm(self.partition, [existing.id]).get(existing.id)
-            if current is not None and current.ms_id not in (None, action.ms_key):
-                # That task is already synced with another item: this one is left alone, never a duplicate.
+            if existing.assigned_to != self.settings.user_id:
+                # Our import of this item (its link write was lost), since given to someone else: as with a
+                # link, it leaves this user's Microsoft 365 (a meeting stays: its attendees would be told).
+                if action.meeting and current is None:
+                    # remembered, so it is never imported again
+                    self._link(existing.id, action.ms_key, "", action.ms_version, action.fields, None, meeting=True)
+                elif action.sync_back:
+                    self._ms_deletes.append(DeleteTaskInMicrosoft(existing.id, action.ms_key, None,
+                                                                  "assigned to someone else"))
+                else:
+                    self.tally.log(f"tasks: {action.ms_key} not imported: crm:{existing.id} is someone else's")
+                return
+            if current is not None and (current.state is LinkState.PENDING_CREATE
+                                        or current.ms_id not in (None, action.ms_key)):
+                # That task is synced with another item (or its create is being confirmed): this one is left
+                # alone, never a duplicate.
                 self.tally.log(f"tasks: {action.ms_key} not imported: crm:{existing.id} is synced with another item")
                 return
             self.tally.log(f"tasks: {action.ms_key} linked to existing crm:{existing.id} instead of importing it")
-            self._converge(LinkTask(existing.id, action.ms_key, action.ms_version, None, action.fields, existing,
+            item = MsTask(id=split_ms_key(action.ms_key)[1], version=action.ms_version, fields=action.fields,
+                          meeting=action.meeting, all_day=action.fields.due_at is None)
+            self._converge(LinkTask(existing.id, action.ms_key, action.ms_version, item, action.fields, existing,
                                     current, write_ms=action.sync_back))
             return
         except (InvalidRecordError, NotFoundError) as exc:
@@ -289,7 +328,7 @@ class TaskEngine:
         self._settle(created.id, action.ms_key, action.ms_version, None, final, created.version, None,
                      write_ms=action.sync_back, ms_fields=action.fields, meeting=action.meeting)
 
-    def _converge(self, action: ConvergeTask) -> None:
+    def _converge(self, action: ConvergeTask, *, meeting: bool = False) -> None:
         task = action.task or self._read_task(action.crm_id)
         if task is None:
             # Deleted in the CRM meanwhile: the feed brings the delete next run; replay the Microsoft side with it.
@@ -313,7 +352,8 @@ class TaskEngine:
                            f"{clashes}; CRM wins those")
         ms_fields = action.ms_task.fields if action.ms_task is not None else None
         base = synced_of(action.link)
-        meeting = (action.ms_task.meeting if action.ms_task is not None else False) or bool(base and base.meeting)
+        meeting = meeting or (action.ms_task.meeting if action.ms_task is not None else False) or bool(
+            base and base.meeting)
         self._settle(task.id, action.ms_key, action.ms_version, action.ms_task, final, task.version, action.link,
                      write_ms=action.write_ms, ms_fields=ms_fields, meeting=meeting)
 
@@ -409,7 +449,7 @@ class TaskEngine:
     def _delete_old(self, key: str, crm_id: str) -> bool:
         """Delete a target switch's old item (already gone is fine); False when that failed."""
         target, graph_id = split_ms_key(key)
-        container = self.containers.get(target, "")
+        container = self.container_of(target) or ""
         try:
             (result,) = self.microsoft.delete_tasks(target, container, [graph_id])
         except MicrosoftError as exc:
@@ -428,7 +468,7 @@ class TaskEngine:
         if prior is None:
             self._drop_link(intent)
         elif prior.state is LinkState.LINKED and key_target(prior.ms_id) not in (None, self.target):
-            self._save_link(self._fresh(prior).model_copy(update={"etag": intent.etag}))  # still in the old target
+            self._save_link(prior.model_copy(update={"etag": intent.etag}))  # still in the old target, as it was
         else:
             # The earlier item is gone either way: remembered as removed, pushed again when edited.
             self._save_link(prior.model_copy(update={"state": LinkState.MS_REMOVED, "etag": intent.etag}))
@@ -453,6 +493,9 @@ class TaskEngine:
                     self._save_link(self._fresh(write.prior).model_copy(update={"state": LinkState.MS_REMOVED}))
                 self._fail(Side.MICROSOFT, Side.CRM, write.crm_id, "Microsoft item gone during the run", retry=True)
             else:
+                if write.prior is None or write.prior.state is not LinkState.LINKED:
+                    # A pair found in this round and not linked yet: the round must come again to pair them.
+                    self.tally.hold_delta = True
                 self._fail(Side.MICROSOFT, Side.CRM, write.crm_id, self._reason("update", result),
                            retry=kind != "rejected", detail=result.error or "")
 
@@ -461,7 +504,7 @@ class TaskEngine:
         for action in deletes:
             by_target.setdefault(split_ms_key(action.ms_key)[0], []).append(action)
         for target, group in by_target.items():
-            container = self.containers.get(target, "")
+            container = self.container_of(target) or ""
 
             def call(chunk: list[DeleteTaskInMicrosoft], target: TaskTarget = target,
                      container: str = container) -> list[TaskWriteResult]:

@@ -189,6 +189,16 @@ class UnlinkTask:
 
 
 @dataclass(frozen=True)
+class RememberMeeting:
+    """A meeting whose CRM task is gone: linked all the same, so it is never imported (resurrected) again."""
+
+    crm_id: str
+    ms_key: str
+    ms_version: str
+    fields: TaskFields
+
+
+@dataclass(frozen=True)
 class RefreshTaskLink:
     """Versions moved, content did not (our own write echoed back): remember the new versions."""
 
@@ -199,7 +209,7 @@ class RefreshTaskLink:
 
 TaskAction = (
     CreateTaskInMicrosoft | DeleteTaskInMicrosoft | CreateTaskInCrm | UpdateTaskInMicrosoft | UpdateTaskInCrm
-    | LinkTask | TaskConflict | MarkTaskRemoved | UnlinkTask | RefreshTaskLink | Skip
+    | LinkTask | TaskConflict | MarkTaskRemoved | UnlinkTask | RefreshTaskLink | RememberMeeting | Skip
 )
 
 
@@ -289,7 +299,11 @@ def plan_tasks(
     """The actions for one batch. `ms` changes carry link keys (ms_key) as their ms_id; `links` are the links
     of the records given. `guard` is the run's mass-delete verdict (None: computed from this plan alone)."""
     links = list(links)
-    actions = [a for unit in _pair(crm, ms, links, context) for a in _decide(unit, context)]
+    units, strays = _pair(crm, ms, links, context)
+    # ours (tagged with a CRM id) while that task's link names another item or a create being confirmed:
+    # never imported as a new task, never touched
+    actions: list[TaskAction] = [Skip(c.ms_id, "an item of ours whose task is synced with another item") for c in strays]
+    actions += [a for unit in units for a in _decide(unit, context)]
     if guard is None:
         crm_deletes = sum(1 for a in actions if deletion_origin(a) is Side.CRM)
         ms_removals = sum(1 for a in actions if deletion_origin(a) is Side.MICROSOFT)
@@ -307,16 +321,20 @@ def paired_crm_id(change: TaskChange, context: TaskPlanContext) -> list[str]:
 
 
 def _pair(crm: Sequence[TaskItem], ms: Sequence[TaskChange], links: list[Link],
-          context: TaskPlanContext) -> list[_Unit]:
+          context: TaskPlanContext) -> tuple[list[_Unit], list[TaskChange]]:
     crm_by_id = {item.crm_id: item for item in crm}
     link_by_crm = {link.crm_id: link for link in links}
     link_by_ms = {link.ms_id: link for link in links if link.ms_id}
     ms_for_crm: dict[str, TaskChange] = {}
     lone: list[TaskChange] = []
+    strays: list[TaskChange] = []
     for change in ms:
         link = link_by_ms.get(change.ms_id)
         if link is not None:
             ms_for_crm[link.crm_id] = change
+            continue
+        if change.task is not None and change.task.crm_id in link_by_crm:
+            strays.append(change)
             continue
         mate = next((i for i in paired_crm_id(change, context)
                      if i in crm_by_id and i not in link_by_crm and i not in ms_for_crm), None)
@@ -329,7 +347,7 @@ def _pair(crm: Sequence[TaskItem], ms: Sequence[TaskChange], links: list[Link],
     units += [_Unit(None, change, link_by_crm.get(crm_id) or link_by_ms.get(change.ms_id))
               for crm_id, change in ms_for_crm.items()]
     units += [_Unit(None, change, None) for change in lone]
-    return units
+    return units, strays
 
 
 def _current(item: TaskItem | None) -> tuple[CrmTask, TaskFields]:
@@ -366,6 +384,10 @@ def _decide(unit: _Unit, context: TaskPlanContext) -> list[TaskAction]:
             target = merge_tasks(None, fields, item.fields, shown)[0] if pull else fields
             return [LinkTask(key, ms_key_, item.version, item, target, task, None, write_ms=write_ms)]
         if (c is Status.GONE or (c is Status.NEW and crm is not None and not crm.assigned)) and item is not None:
+            if meeting:
+                # our import of a meeting whose CRM task went before its link was saved → remembered, never
+                # deleted (its attendees would be told) and never imported again
+                return [RememberMeeting(key, ms_key_, item.version, item.fields)]
             if push:
                 # our own item whose CRM task was deleted (or given to someone else) before the link was saved
                 return [DeleteTaskInMicrosoft(key, ms_key_, None, "deleted in the CRM or assigned to someone else")]
@@ -438,8 +460,9 @@ def _decide(unit: _Unit, context: TaskPlanContext) -> list[TaskAction]:
         return [UnlinkTask(key, link, Side.CRM, "gone on both sides")]
     if c is Status.GONE:
         if meeting:
-            # deleted in the CRM, but a meeting → left in Outlook (deleting it would notify its attendees)
-            return [UnlinkTask(key, link, Side.CRM, "deleted in the CRM; a meeting is left in Outlook")]
+            # deleted in the CRM, but a meeting → left in Outlook (deleting it would notify its attendees); the
+            # link stays, so the meeting is never imported again
+            return [Skip(key, "deleted in the CRM; a meeting is left in Outlook")]
         if push:
             # deleted in the CRM or reassigned (even if edited in Microsoft meanwhile: the CRM wins) → delete
             return [DeleteTaskInMicrosoft(key, ms_id, link, "deleted in the CRM or assigned to someone else")]
@@ -497,9 +520,6 @@ def _move(key: str, crm: TaskItem | None, link: Link, c: Status, meeting: bool,
         # its CRM task is not part of this run → moved when it is
         return [Skip(key, "in the other target; moved when its task is next read")]
     if meeting:
-        if c is Status.GONE:
-            # a meeting of a deleted task → forget it, leave it in Outlook
-            return [UnlinkTask(key, link, Side.CRM, "deleted in the CRM; a meeting is left in Outlook")]
         # a meeting stays in the calendar, linked there (moving it would mean deleting it)
         return [Skip(key, "a meeting stays in the calendar")]
     if not context.push:

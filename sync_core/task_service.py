@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time as wall_time, timedelta
 
 from sync_core.engine import EngineConfig, Tally
@@ -94,13 +94,15 @@ class TaskSyncOptions:
 
 @dataclass(frozen=True)
 class _Marker:
-    """What the task links were made for: the target and the sync mode (a change means a full look)."""
+    """What the task links were made for: the target and the sync mode of the last finished run (a change
+    means a full look), and whether a full look was started but not finished (a run died during it)."""
 
     target: TaskTarget
     mode: SyncMode
+    full_owed: bool = False
 
     def encode(self) -> str:
-        return f"tasks;target={self.target.value};mode={self.mode.value}"
+        return f"tasks;target={self.target.value};mode={self.mode.value}" + (";full=owed" if self.full_owed else "")
 
     @classmethod
     def parse(cls, text: str | None) -> _Marker | None:
@@ -108,7 +110,8 @@ class _Marker:
             return None
         parts = dict(part.split("=", 1) for part in text.split(";")[1:] if "=" in part)
         try:
-            return cls(TaskTarget(parts.get("target", "")), SyncMode(parts.get("mode", "")))
+            return cls(TaskTarget(parts.get("target", "")), SyncMode(parts.get("mode", "")),
+                       parts.get("full") == "owed")
         except ValueError:
             return None
 
@@ -186,7 +189,12 @@ class _TaskRun:
         switched = marker is not None and marker.target is not new
         # A first run, a new sync mode or a new target looks at every task of the user, not just the feed's
         # (a task the old target could not hold, e.g. one without a day for the calendar, goes to the new one).
-        fresh = home.etag is None or marker is None or marker.mode is not self.user.mode or switched
+        fresh = (home.etag is None or marker is None or marker.mode is not self.user.mode or switched
+                 or marker.full_owed)
+        if fresh and (marker is None or not marker.full_owed):
+            # Should this run die, the next one still owes the full look, and sees which target it was in.
+            owed = replace(marker, full_owed=True) if marker is not None else _Marker(new, self.user.mode, True)
+            home = self._save_any(home.model_copy(update={"folder_id": owed.encode()}))
         self.quarantined = [q for q in self.state.list_quarantine(self.user.user_id) if _is_task_entry(q)]
         position, crm_ids = self._crm_side(home, fresh)
         crm_ids.update(dict.fromkeys(q.record_id[len("task:"):] for q in self.quarantined if q.side == Side.CRM.value))
@@ -194,9 +202,9 @@ class _TaskRun:
             assert marker is not None
             self.tally.log(f"tasks: target switched from {marker.target.value} to {new.value}: moving the synced tasks")
             old_cursor = self.state.get_cursor(target_cursor_key(self.user.user_id, marker.target))
-            if old_cursor.folder_id:
-                # What changed in the old target since the last run reaches the CRM before the tasks move.
-                self._pass(marker.target, {}, full=False, container=old_cursor.folder_id)
+            # What changed in the old target since the last run reaches the CRM before the tasks move (a full
+            # round when the last run there never finished).
+            self._pass(marker.target, {}, full=old_cursor.folder_id is None, container=old_cursor.folder_id)
             # Every task linked in the old target (or with a create pending) is planned in the new target's
             # pass, where the planner moves it: created there, then deleted in the old target.
             crm_ids.update(dict.fromkeys(link.crm_id for link in self.state.iter_links(self.partition)
@@ -256,7 +264,13 @@ class _TaskRun:
     def _engine(self, target: TaskTarget) -> TaskEngine:
         return TaskEngine(TaskPlanContext(self.user, target), self.crm, self.microsoft, self.state, self.partition,
                           self.containers, self.tally, self.now, quarantined=self.quarantined,
-                          config=self.options.engine, sleep=self.sleep)
+                          config=self.options.engine, sleep=self.sleep, locate=self._locate)
+
+    def _locate(self, target: TaskTarget) -> str | None:
+        """A container no cursor knows (an item of a run that died before saving one): looked up."""
+        if target is TaskTarget.CALENDAR:
+            return calendar_window(self.now(), self.user)
+        return self._container(TaskTarget.TODO, None)
 
     def _pass(self, target: TaskTarget, crm_ids: dict[str, None], *, full: bool, container: str | None = None) -> None:
         """One sync of `target` (in `container`: default, the To Do list or the current window)."""
@@ -418,10 +432,20 @@ class _TaskRun:
                    attached: dict[str, TaskChange], lone: dict[str, TaskChange], guard: DeleteGuard) -> None:
         self.renew()
         tasks = self.crm.get_tasks(self.tenant_id, ids)
-        links = engine.resolve_pending(self.state.get_links_by_crm(self.partition, ids))
+        read = self.state.get_links_by_crm(self.partition, ids)
+        links = engine.resolve_pending(read)
         for crm_id, link in links.items():  # a create found again may also be in this round as a "new" item
             if link.ms_id is not None and link.ms_id in lone:
                 attached[crm_id] = lone.pop(link.ms_id)
+        for crm_id, before in read.items():
+            change = attached.get(crm_id)
+            after = links.get(crm_id)
+            if change is not None and before.ms_id == change.ms_id and (after is None or after.ms_id != change.ms_id):
+                # the old item of a move, deleted once its new one was found: what it reported is void
+                del attached[crm_id]
+            if crm_id in engine.found and (after is not None and after.ms_id == engine.found[crm_id].ms_id):
+                lone.pop(engine.found[crm_id].ms_id, None)
+                attached[crm_id] = engine.found.pop(crm_id)  # the found item as it is now
         ms = [attached.pop(crm_id) for crm_id in ids if crm_id in attached]
         engine.apply(plan_tasks(self._items(ids, tasks), ms, links.values(), context, guard=guard,
                                 limits=self.options.limits))
@@ -453,13 +477,13 @@ class _TaskRun:
     def _save_cursor(self, cursor: Cursor) -> None:
         self._save_any(cursor)
 
-    def _save_any(self, cursor: Cursor) -> None:
+    def _save_any(self, cursor: Cursor) -> Cursor:
         try:
-            self.state.save_cursor(cursor)
+            return self.state.save_cursor(cursor)
         except ConcurrencyError:
             # We hold the lease, so what we applied stands: write over the other copy, once.
             current = self.state.get_cursor(cursor.user_id)
-            self.state.save_cursor(cursor.model_copy(update={"etag": current.etag}))
+            return self.state.save_cursor(cursor.model_copy(update={"etag": current.etag}))
 
 
 def forget_task_state(state: StateStore, user_id: str) -> None:

@@ -27,6 +27,7 @@ from sync_core.task_planner import (
     LinkTask,
     MarkTaskRemoved,
     RefreshTaskLink,
+    RememberMeeting,
     TaskConflict,
     TaskItem,
     TaskPlanContext,
@@ -58,19 +59,21 @@ def crm(crm_id: str = "c1", *, version: str = "v1", assigned: bool = True, gone:
 
 
 def ms(key: str = "todo:m1", *, version: str = "k1", removed: bool = False, invalid: bool = False,
-       tag: str | None = None, **changes: Any) -> TaskChange:
+       tag: str | None = None, meeting: bool = False, **changes: Any) -> TaskChange:
     if removed:
         return TaskChange(ms_id=key, removed_reason="deleted")
     if invalid:
         return TaskChange(ms_id=key, invalid_reason="start is not a date and time")
-    task = MsTask(id=key.split(":", 1)[1], version=version, fields=BASE.model_copy(update=changes), crm_id=tag)
+    task = MsTask(id=key.split(":", 1)[1], version=version, fields=BASE.model_copy(update=changes), crm_id=tag,
+                  meeting=meeting)
     return TaskChange(ms_id=key, task=task)
 
 
 def link(crm_id: str = "c1", key: str | None = "todo:m1", *, state: LinkState = LinkState.LINKED,
-         crm_version: str = "v1", ms_version: str = "k1", synced: TaskFields = BASE) -> Link:
+         crm_version: str = "v1", ms_version: str = "k1", synced: TaskFields = BASE,
+         synced_meeting: bool = False) -> Link:
     return Link(user_id=f"{USER}|tasks", crm_id=crm_id, ms_id=key, state=state, crm_version=crm_version,
-                ms_version=ms_version, synced_hash=encode_synced(synced), etag="e")
+                ms_version=ms_version, synced_hash=encode_synced(synced, synced_meeting), etag="e")
 
 
 @dataclass(frozen=True)
@@ -127,8 +130,27 @@ CASES = [
          [ms(removed=True)], [link()], CreateTaskInMicrosoft),
     Case("lost its due date, calendar → delete the event", [crm(version="v2", due_date=None)], [],
          [link("c1", "calendar:m1")], DeleteTaskInMicrosoft, target=TaskTarget.CALENDAR),
-    Case("linked in the other target → left to the switch", [crm(version="v2", subject="x")], [],
-         [link("c1", "calendar:m1")], Skip),
+    # --- linked in the other target: a target switch moves it
+    Case("in the other target → created here (the old one deleted after)", [crm()], [], [link("c1", "calendar:m1")],
+         CreateTaskInMicrosoft),
+    Case("in the other target, deleted in the CRM → deleted there", [crm(gone=True)], [], [link("c1", "calendar:m1")],
+         DeleteTaskInMicrosoft),
+    Case("in To Do without a day, calendar now → deleted there", [crm(due_date=None)], [], [link()],
+         DeleteTaskInMicrosoft, target=TaskTarget.CALENDAR),
+    Case("in the other target, microsoft_to_crm → unlinked", [crm()], [], [link("c1", "calendar:m1")], UnlinkTask,
+         SyncMode.MICROSOFT_TO_CRM),
+    Case("a meeting in the calendar, To Do now → stays there", [crm()], [],
+         [link("c1", "calendar:m1", synced_meeting=True)], Skip),
+    # --- meetings (events with attendees) are followed but never written
+    Case("a meeting edited in Outlook → CRM updated, Outlook not written", [],
+         [ms("calendar:m1", version="k2", meeting=True, subject="Moved")], [link("c1", "calendar:m1")],
+         UpdateTaskInCrm, target=TaskTarget.CALENDAR),
+    Case("a meeting edited in the CRM → not sent", [crm(version="v2", subject="x")], [],
+         [link("c1", "calendar:m1", synced_meeting=True)], Skip, target=TaskTarget.CALENDAR),
+    Case("a meeting deleted in the CRM → left in Outlook, still linked (never imported again)", [crm(gone=True)], [],
+         [link("c1", "calendar:m1", synced_meeting=True)], Skip, target=TaskTarget.CALENDAR),
+    Case("our import of a meeting, task deleted before its link → remembered", [crm("c9", gone=True)],
+         [ms("calendar:m9", meeting=True, tag="c9")], [], RememberMeeting, target=TaskTarget.CALENDAR),
     Case("create not confirmed → wait", [crm()], [], [link(key=None, state=LinkState.PENDING_CREATE)], Skip),
     # --- removed in Microsoft earlier
     Case("removed earlier, unchanged in the CRM → not pushed back", [crm()], [],
@@ -147,6 +169,9 @@ def test_decision_table(case: Case) -> None:
     context = TaskPlanContext(settings(case.mode), case.target)
     actions = plan_tasks(case.crm, case.ms, case.links, context)
     assert [type(a) for a in actions] == [case.expected], actions
+    for action in actions:
+        if getattr(action, "ms_task", None) is not None and action.ms_task.meeting:  # type: ignore[union-attr]
+            assert not action.write_ms, "a meeting is never written"  # type: ignore[union-attr]
 
 
 def test_an_import_gets_an_id_derived_from_the_item_so_a_replay_finds_it() -> None:
