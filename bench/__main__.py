@@ -67,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"pacing: {json.dumps(result)} -> {write('pacing', result)}")
                 if not result["ok"]:
                     failures.append("pacing")
+            if "tasks" in wanted:
+                from bench import tasks
+
+                figures = tasks.run_all(azurite, emulator, quick=ns.quick)
+                print(f"tasks: {json.dumps(figures['checks'])} -> {write('tasks', figures)}")
+                failures += [f"tasks:{k}" for k, ok in figures["checks"].items() if not ok]
             if "webhook" in wanted:
                 from bench import freshness
 
