@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -49,10 +50,12 @@ class TaskRig:
     def configure(self, **changes: Any) -> None:
         self.base.settings = self.base.settings.model_copy(update=changes)
 
-    def sync(self, now: datetime | None = None) -> RunRecord:
+    def sync(self, now: Callable[[], datetime] | None = None) -> RunRecord:
+        """One run as the worker runs it (contacts, then tasks); `now` is the run's clock (the calendar window
+        is computed from it)."""
         session = self.base.session()
         try:
-            kwargs: dict[str, Any] = {"now": (lambda: now)} if now is not None else {}
+            kwargs: dict[str, Any] = {"now": now} if now is not None else {}
             return sync_user(self.settings, self.base.crm, GraphContacts(session), self.base.state,
                              tasks=GraphTasks(session, self.settings), **kwargs)
         finally:
