@@ -212,3 +212,23 @@ def test_the_import_account_setting_and_its_rename(rig: TaskRig) -> None:
     accounts = {a.id: a.name for a in rig.base.crm.list_accounts(rig.settings.tenant_id)}
     assert {t.subject: accounts[t.account_id] for t in rig.crm_tasks()} == {"First": "Tasks from Outlook",
                                                                             "Second": "Inbox tasks"}
+
+
+@pytest.mark.parametrize("target", [TaskTarget.TODO, TaskTarget.CALENDAR])
+def test_a_create_whose_answer_is_lost_is_found_again_not_repeated(rig: TaskRig, target: TaskTarget) -> None:
+    rig.configure(task_target=target)
+    now = clock()
+    task = rig.task(subject="Exactly once", due_date=date(2026, 12, 3))
+    path = r"/todo/lists/[^/]+/tasks$" if target is TaskTarget.TODO else r"/calendar/events$"
+    # The create happens in Microsoft, but its answer inside the $batch is a gateway timeout.
+    rig.control.add_fault(path_regex=path, method="POST", in_batch=True, status=504, after=True, times=1)
+    try:
+        first = rig.sync(now)
+    finally:
+        rig.control.clear_faults()
+    assert first.outcome is RunOutcome.PARTIAL, first
+    second = rig.sync(now)
+    assert second.outcome is RunOutcome.SUCCEEDED, second
+    assert any("found in" in line and "not created twice" in line for line in second.log), second.log
+    shown = rig.todo_items() if target is TaskTarget.TODO else rig.events()
+    assert len(shown) == 1 and rig.crm_tasks() == [rig.base.crm.get_tasks(rig.settings.tenant_id, [task.id])[task.id]]
