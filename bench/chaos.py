@@ -512,6 +512,7 @@ def run_chaos(profile: Profile, seed: int, workdir: Path | None = None, *, keep:
         checked = check(run)
         run.phases["check"] = round(time.monotonic() - mark, 1)
         summary = _summary(run, hits, settled, checked, time.monotonic() - begun)
+        summary["evidence"] = _keep_evidence(run, workdir)
     finally:
         for person in (run.persons.values() if run else []):
             person.close()
@@ -523,6 +524,24 @@ def run_chaos(profile: Profile, seed: int, workdir: Path | None = None, *, keep:
     path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     summary["result_file"] = str(path)
     return summary
+
+
+def _keep_evidence(run: Run, workdir: Path) -> dict[str, str]:
+    """What a failed check is diagnosed from, beside the worker's log: every action of the people (in order,
+    with the tags and ids they touched) and every Graph request of the app (status, fault)."""
+    actions = workdir / "actions.jsonl"
+    with actions.open("w", encoding="utf-8") as out:
+        for entry in sorted((dict(e, user=u.key) for u in run.users for e in u.journal), key=lambda e: e["seq"]):
+            out.write(json.dumps(entry, default=str) + "\n")
+    requests = workdir / "graph-requests.jsonl"
+    app_client = run.stack.settings.client_id
+    with requests.open("w", encoding="utf-8") as out:
+        for entry in run.stack.control.requests(since=0):
+            if entry.get("client_id") == app_client:
+                out.write(json.dumps({k: entry.get(k) for k in ("seq", "time", "method", "path", "status", "user_id",
+                                                                 "in_batch", "batch_id", "fault_id", "dropped")})
+                          + "\n")
+    return {"actions": str(actions), "graph_requests": str(requests), "worker_log": str(run.stack.devhost.log_path)}
 
 
 def _summary(run: Run, hits: dict[str, int], settled: dict[str, Any], checked: dict[str, Any],

@@ -105,6 +105,7 @@ class SimUser:
     last_rename: int = 0
     ops: Counter[str] = field(default_factory=Counter)
     missed: Counter[str] = field(default_factory=Counter)  # actions that found nothing to act on, or failed
+    journal: list[dict[str, Any]] = field(default_factory=list)  # every action done, for diagnosing a failed check
     # Held for a whole action: a settings switch or reconnect never lands in the middle of one.
     lock: Any = field(default_factory=threading.RLock)
 
@@ -306,6 +307,12 @@ class People:
             user.missed[name] += 1
         return name
 
+    def _did(self, action: str, tag: str, **detail: Any) -> int:
+        """Stamp an action on a tag and write it to the user's journal; returns the stamp."""
+        seq = stamp()
+        self.user.journal.append({"seq": seq, "time": round(time.time(), 3), "action": action, "tag": tag, **detail})
+        return seq
+
     def _history(self, tag: str, origin: str, tasks: bool = False) -> History:
         book = self.user.tasks if tasks else self.user.contacts
         with self.user.lock:
@@ -335,14 +342,16 @@ class People:
         tag = self.tags.new("c")
         created = self.crm.create_contact(new_crm_contact(user, tag, account_id))
         history = self._history(tag, "crm")
-        history.crm_id, history.crm_seen, history.last_crm_edit = created.id, True, stamp()
+        history.crm_id, history.crm_seen = created.id, True
+        history.last_crm_edit = self._did("crm_create", tag, crm_id=created.id, account=account_id)
         return True
 
     def _update(self, tag: str, contact: CrmContact, change: Any) -> bool:
         for _ in range(4):
             try:
-                self.crm.update_contact(change(contact))
-                self._history(tag, "crm").last_crm_edit = stamp()
+                written = self.crm.update_contact(change(contact))
+                self._history(tag, "crm").last_crm_edit = self._did("crm_update", tag, crm_id=contact.id,
+                                                                     account=written.account_id)
                 return True
             except ConcurrencyError:
                 fresh = self.crm.get_contacts(self.user.tenant_id, [contact.id]).get(contact.id)
@@ -380,7 +389,7 @@ class People:
         for _ in range(4):
             try:
                 self.crm.delete_contact(self.user.tenant_id, contact.id)
-                self._history(tag, "crm").crm_deleted = stamp()
+                self._history(tag, "crm").crm_deleted = self._did("crm_delete", tag, crm_id=contact.id)
                 return True
             except ConcurrencyError:
                 continue  # the sync wrote it meanwhile: delete the fresh version
@@ -394,8 +403,8 @@ class People:
         if not accounts:
             return False
         account = user.rng.choice(accounts)
-        self.crm.rename_account(user.tenant_id, account.id, f"Renamed {user.rng.randint(1, 99999)} Ltd")
-        user.last_rename = stamp()
+        renamed = self.crm.rename_account(user.tenant_id, account.id, f"Renamed {user.rng.randint(1, 99999)} Ltd")
+        user.last_rename = self._did("crm_rename", "-", account=account.id, name=renamed.name)
         return True
 
     # -- the Outlook person: contacts ----------------------------------------------------------------
@@ -427,14 +436,16 @@ class People:
                                      new_graph_contact(self.user.rng, tag, self._companies()))
         if answer.status_code != 201:
             return False
-        self._history(tag, "ms").last_ms_edit = stamp()
+        self._history(tag, "ms").last_ms_edit = self._did("ms_create", tag, ms_id=answer.json().get("id"),
+                                                          company=answer.json().get("companyName"))
         return True
 
     def _patch_contact(self, tag: str, item: dict[str, Any], body: dict[str, Any]) -> bool:
         answer = self.person.request("PATCH", f"/contacts/{item['id']}", body)
         if answer.status_code != 200:
             return False
-        self._history(tag, "crm" if tag.startswith("c") else "ms").last_ms_edit = stamp()
+        self._history(tag, "crm" if tag.startswith("c") else "ms").last_ms_edit = self._did(
+            "ms_patch", tag, ms_id=item["id"], body=body)
         return True
 
     def ms_edit(self) -> bool:
@@ -459,7 +470,8 @@ class People:
         answer = self.person.request("DELETE", f"/contacts/{item['id']}")
         if answer.status_code != 204:
             return False
-        self._history(tag, "crm" if tag.startswith("c") else "ms").last_ms_removal = stamp()
+        self._history(tag, "crm" if tag.startswith("c") else "ms").last_ms_removal = self._did(
+            "ms_delete", tag, ms_id=item["id"])
         return True
 
     def ms_move_out(self) -> bool:
@@ -473,7 +485,7 @@ class People:
         except RuntimeError:  # gone meanwhile (the sync deleted it)
             return False
         history = self._history(tag, "crm" if tag.startswith("c") else "ms")
-        history.last_ms_removal = stamp()
+        history.last_ms_removal = self._did("ms_move_out", tag, ms_id=item["id"], moved=moved["immutableId"])
         history.outside[str(moved["immutableId"])] = history.last_ms_removal
         return True
 
@@ -500,6 +512,7 @@ class People:
             history.outside.pop(item_id, None)
             return False
         history.outside.pop(item_id, None)
+        self._did("ms_move_in", history.tag, ms_id=item_id)
         return True
 
     # -- tasks ---------------------------------------------------------------------------------------
