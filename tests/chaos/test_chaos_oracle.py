@@ -93,7 +93,8 @@ def test_an_agreeing_pair_passes_and_a_differing_field_fails() -> None:
     person.contacts = [_outlook_copy(contact)]
     assert _violations(user, settings, crm, person) == []
     person.contacts = [_outlook_copy(contact, jobTitle="Countess")]
-    assert _violations(user, settings, crm, person) == ["disagree: c1 differs in job_title (two_way)"]
+    assert _violations(user, settings, crm, person) == [
+        "disagree: c1 differs in job_title (two_way) [job_title: CRM 'Engineer' / Outlook 'Countess']"]
 
 
 def test_duplicates_on_either_side_fail() -> None:
@@ -151,7 +152,8 @@ def test_crm_to_microsoft_ignores_outlook_edits_until_the_crm_writes_again() -> 
     user.contacts["m1"] = History(tag="m1", origin="ms", last_ms_edit=3)
     assert _violations(user, settings, crm, person) == []  # ignored edit, unimported Outlook contact
     history.last_crm_edit = 4
-    assert _violations(user, settings, crm, person) == ["disagree: c1 differs in job_title (crm_to_microsoft)"]
+    assert _violations(user, settings, crm, person) == [
+        "disagree: c1 differs in job_title (crm_to_microsoft) [job_title: CRM 'Engineer' / Outlook 'Outlook edit']"]
 
 
 def test_microsoft_to_crm_never_pushes_crm_contacts() -> None:
