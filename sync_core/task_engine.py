@@ -410,32 +410,33 @@ class TaskEngine:
     # --- Microsoft writes -------------------------------------------------------------------------
 
     def _run_creates(self, creates: list[CreateTaskInMicrosoft]) -> None:
-        intents: list[tuple[CreateTaskInMicrosoft, Link]] = []
+        # Intents first, for the whole batch in few storage transactions: if we die after Microsoft created
+        # the items, the next run finds each by our CRM id.
+        planned: list[Link] = []
         for action in creates:
             prior = self._fresh(action.link) if action.link is not None else None
             # During a target switch the old item stays until the new one exists (then it is deleted).
             old = prior.ms_id if prior is not None and prior.state is LinkState.LINKED and \
                 key_target(prior.ms_id) not in (None, self.target) else None
-            intent = self._save_link(Link(
+            planned.append(Link(
                 user_id=self.partition, crm_id=action.crm_id, ms_id=old, state=LinkState.PENDING_CREATE,
                 crm_version=action.crm_version, ms_version=self.target.value,
                 synced_hash=encode_synced(action.fields), etag=prior.etag if prior is not None else None))
-            if intent is not None:
-                intents.append((action, intent))
+        intents = [(action, intent) for action, intent in zip(creates, self._save_links(planned)) if intent is not None]
         target, container = self.target, self.container
 
         def call(chunk: list[tuple[CreateTaskInMicrosoft, Link]]) -> list[TaskWriteResult]:
             return self.microsoft.create_tasks(target, container, [(a.crm_id, a.crm_version, a.fields) for a, _ in chunk])
 
+        created: list[tuple[CreateTaskInMicrosoft, Link, MsTask]] = []
         for (action, intent), result in self._batched(call, intents, key=lambda pair: pair[0].crm_id):
             kind = outcome(result)
             if kind == "ok" and result.task is not None:
                 self.tally.microsoft["created"] += 1
-                if intent.ms_id and not self._delete_old(intent.ms_id, action.crm_id):
-                    continue  # the intent stays: the next run finds the new item and deletes the old again
-                if self._link(action.crm_id, ms_key(target, result.task.id), action.crm_version, result.task.version,
-                              action.fields, intent) is not None:
-                    self._succeeded(action.crm_id, None)
+                created.append((action, intent, result.task))
+                if len(created) >= self.config.write_chunk:
+                    self._link_created(created)
+                    created = []
             elif kind in ("ok", "unknown"):
                 # May exist in Microsoft: the intent stays; the next run looks it up by our CRM id.
                 self._fail(Side.MICROSOFT, Side.CRM, action.crm_id, f"create outcome unknown (HTTP {result.status})",
@@ -445,24 +446,50 @@ class TaskEngine:
                 self._undo_intent(intent, action.link)
                 self._fail(Side.MICROSOFT, Side.CRM, action.crm_id, self._reason("create", result),
                            retry=kind != "rejected", detail=result.error or "")
+        self._link_created(created)
+
+    def _link_created(self, created: list[tuple[CreateTaskInMicrosoft, Link, MsTask]]) -> None:
+        """A chunk of confirmed creates: the old items of a target switch deleted (in batches), then the links
+        saved together. An old item that could not be deleted keeps its intent: the next run finds the new
+        item by our CRM id and deletes the old one again."""
+        gone = self._delete_olds([(action.crm_id, intent.ms_id) for action, intent, _ in created if intent.ms_id])
+        done = [(action, intent, task) for action, intent, task in created if not intent.ms_id or action.crm_id in gone]
+        links = [Link(user_id=self.partition, crm_id=action.crm_id, ms_id=ms_key(self.target, task.id),
+                      state=LinkState.LINKED, crm_version=action.crm_version, ms_version=task.version,
+                      synced_hash=encode_synced(action.fields), etag=(self._saved.get(action.crm_id) or intent).etag)
+                 for action, intent, task in done]
+        for (action, _, _), saved in zip(done, self._save_links(links)):
+            if saved is not None:
+                self._succeeded(action.crm_id, None)
 
     def _delete_old(self, key: str, crm_id: str) -> bool:
         """Delete a target switch's old item (already gone is fine); False when that failed."""
-        target, graph_id = split_ms_key(key)
-        container = self.container_of(target) or ""
-        try:
-            (result,) = self.microsoft.delete_tasks(target, container, [graph_id])
-        except MicrosoftError as exc:
-            self._fail(Side.MICROSOFT, Side.CRM, crm_id, f"old {target.value} item not deleted ({type(exc).__name__})",
-                       retry=True)
-            return False
-        if outcome(result) in ("ok", "gone"):
-            if outcome(result) == "ok":
-                self.tally.microsoft["deleted"] += 1
-            return True
-        self._fail(Side.MICROSOFT, Side.CRM, crm_id, self._reason(f"delete of the old {target.value} item", result),
-                   retry=True)
-        return False
+        return crm_id in self._delete_olds([(crm_id, key)])
+
+    def _delete_olds(self, olds: list[tuple[str, str]]) -> set[str]:
+        """Delete the old items (CRM id, key) of a target switch, batched per target; the CRM ids whose old
+        item is gone now (already gone is fine)."""
+        gone: set[str] = set()
+        by_target: dict[TaskTarget, list[tuple[str, str]]] = {}
+        for crm_id, key in olds:
+            target, graph_id = split_ms_key(key)
+            by_target.setdefault(target, []).append((crm_id, graph_id))
+        for target, group in by_target.items():
+            container = self.container_of(target) or ""
+
+            def call(chunk: list[tuple[str, str]], target: TaskTarget = target,
+                     container: str = container) -> list[TaskWriteResult]:
+                return self.microsoft.delete_tasks(target, container, [graph_id for _, graph_id in chunk])
+
+            for (crm_id, _), result in self._batched(call, group, key=lambda pair: pair[1]):
+                if outcome(result) in ("ok", "gone"):
+                    if outcome(result) == "ok" and result.status != 404:
+                        self.tally.microsoft["deleted"] += 1
+                    gone.add(crm_id)
+                else:
+                    self._fail(Side.MICROSOFT, Side.CRM, crm_id,
+                               self._reason(f"delete of the old {target.value} item", result), retry=True)
+        return gone
 
     def _undo_intent(self, intent: Link, prior: Link | None) -> None:
         if prior is None:
@@ -595,6 +622,21 @@ class TaskEngine:
                 return None
         self._saved[saved.crm_id] = saved
         return saved
+
+    def _save_links(self, links: list[Link]) -> list[Link | None]:
+        """Many links in few storage transactions; a link that met a race goes the one-by-one way."""
+        if not links:
+            return []
+        out: list[Link | None] = []
+        for link, saved in zip(links, self.state.save_links(links)):
+            if isinstance(saved, Link):
+                self._saved[saved.crm_id] = saved
+                out.append(saved)
+            elif isinstance(saved, (ConcurrencyError, AlreadyExistsError)):
+                out.append(self._save_link(link))
+            else:
+                raise saved
+        return out
 
     def _drop_link(self, link: Link) -> None:
         current = self._fresh(link)

@@ -41,12 +41,11 @@ from sync_core.models import (
 )
 from sync_core.planner import DeleteGuard, GuardLimits, Side, guard_needs_link_count, mass_delete_guard
 from sync_core.ports import CrmTasksPort, MicrosoftTasksPort, StateStore
-from sync_core.task_engine import TaskEngine, crm_record_id
+from sync_core.task_engine import TaskEngine
 from sync_core.task_mapping import at_local, crm_to_task_fields, user_zone
 from sync_core.task_planner import (
     TaskItem,
     TaskPlanContext,
-    import_task_id,
     key_target,
     ms_key,
     paired_crm_id,
@@ -95,14 +94,21 @@ class TaskSyncOptions:
 @dataclass(frozen=True)
 class _Marker:
     """What the task links were made for: the target and the sync mode of the last finished run (a change
-    means a full look), and whether a full look was started but not finished (a run died during it)."""
+    means a full look); whether a full look was started but not finished (a run died during it); and the
+    other targets an unfinished run was writing to (their rounds are replayed before anything moves)."""
 
     target: TaskTarget
     mode: SyncMode
     full_owed: bool = False
+    pending: frozenset[TaskTarget] = frozenset()
 
     def encode(self) -> str:
-        return f"tasks;target={self.target.value};mode={self.mode.value}" + (";full=owed" if self.full_owed else "")
+        text = f"tasks;target={self.target.value};mode={self.mode.value}"
+        if self.full_owed:
+            text += ";full=owed"
+        if self.pending:
+            text += ";pending=" + ",".join(sorted(t.value for t in self.pending))
+        return text
 
     @classmethod
     def parse(cls, text: str | None) -> _Marker | None:
@@ -110,8 +116,9 @@ class _Marker:
             return None
         parts = dict(part.split("=", 1) for part in text.split(";")[1:] if "=" in part)
         try:
+            pending = frozenset(TaskTarget(t) for t in parts.get("pending", "").split(",") if t)
             return cls(TaskTarget(parts.get("target", "")), SyncMode(parts.get("mode", "")),
-                       parts.get("full") == "owed")
+                       parts.get("full") == "owed", pending)
         except ValueError:
             return None
 
@@ -191,28 +198,32 @@ class _TaskRun:
         # (a task the old target could not hold, e.g. one without a day for the calendar, goes to the new one).
         fresh = (home.etag is None or marker is None or marker.mode is not self.user.mode or switched
                  or marker.full_owed)
-        if fresh and (marker is None or not marker.full_owed):
-            # Should this run die, the next one still owes the full look, and sees which target it was in.
-            owed = replace(marker, full_owed=True) if marker is not None else _Marker(new, self.user.mode, True)
+        if fresh and (marker is None or not marker.full_owed or (new is not marker.target and new not in marker.pending)):
+            # Should this run die, the next one still owes the full look, and replays what this one may have
+            # written into the new target before it moves anything.
+            owed = (replace(marker, full_owed=True, pending=marker.pending | ({new} - {marker.target}))
+                    if marker is not None else _Marker(new, self.user.mode, True))
             home = self._save_any(home.model_copy(update={"folder_id": owed.encode()}))
         self.quarantined = [q for q in self.state.list_quarantine(self.user.user_id) if _is_task_entry(q)]
         position, crm_ids = self._crm_side(home, fresh)
         crm_ids.update(dict.fromkeys(q.record_id[len("task:"):] for q in self.quarantined if q.side == Side.CRM.value))
+        others = sorted(({marker.target} if switched else set()) | (marker.pending - {new} if marker else set()))
         if switched:
             assert marker is not None
             self.tally.log(f"tasks: target switched from {marker.target.value} to {new.value}: moving the synced tasks")
-            old_cursor = self.state.get_cursor(target_cursor_key(self.user.user_id, marker.target))
+        for old in others:
+            old_cursor = self.state.get_cursor(target_cursor_key(self.user.user_id, old))
             # What changed in the old target since the last run reaches the CRM before the tasks move (a full
             # round when the last run there never finished).
-            self._pass(marker.target, {}, full=old_cursor.folder_id is None, container=old_cursor.folder_id)
+            self._pass(old, {}, full=old_cursor.folder_id is None, container=old_cursor.folder_id)
+        if others:
             # Every task linked in the old target (or with a create pending) is planned in the new target's
             # pass, where the planner moves it: created there, then deleted in the old target.
             crm_ids.update(dict.fromkeys(link.crm_id for link in self.state.iter_links(self.partition)
                                          if link.state is LinkState.PENDING_CREATE or key_target(link.ms_id) is not new))
         self._pass(new, crm_ids, full=fresh or switched)
-        if switched:
-            assert marker is not None
-            self._forget_target(marker.target)
+        for old in others:
+            self._forget_target(old)
         self._save_cursor(home.model_copy(update={"folder_id": _Marker(new, self.user.mode).encode(),
                                                   "crm_position": position, "delta_link": None}))
 

@@ -22,7 +22,7 @@ from sync_core.errors import ConcurrencyError, ThrottledError, TransientError
 from sync_core.fakes import CALENDAR, SimulatedCrash
 from sync_core.models import LinkState, TaskStatus, TaskTarget
 from sync_core.task_mapping import TASK_ID_PROPERTY, crm_to_task_fields, decode_synced, project, user_zone
-from sync_core.task_planner import split_ms_key
+from sync_core.task_planner import import_task_id, split_ms_key
 
 SUBJECTS = st.sampled_from(["Call", "Email", "Visit", "", "Quote  follow-up\t"])
 DAYS = st.one_of(st.none(), st.sampled_from([date(2026, 3, 29), date(2026, 3, 2), date(2026, 10, 25)]))
@@ -210,8 +210,14 @@ class TaskMachine(RuleBasedStateMachine):
         flagged = {link.ms_id for link in links.values() if (synced := decode_synced(link.synced_hash)) and synced.meeting}
         assert all(t is target or f"{t.value}:{g}" in flagged for t, g in linked), "all but meetings moved"
         mine = sorted(g for t, g in linked if t is target)
-        assert mine == sorted(here), ("every item in the target is linked once",
-                                      {g: here.get(g) for g in set(here) ^ set(mine)}, links)
+        assert len(mine) == len(set(mine)) and set(mine) <= set(here), ("linked once", mine, sorted(here))
+        crm_ids_now = {t.id for t in world.crm_tasks()}
+        for graph_id in set(here) - set(mine):
+            # Not linked: only one of the user's own items that was imported, whose pairing a crash during a
+            # target switch lost (it pairs with its task again at the next full round, never imported twice).
+            item = here[graph_id]
+            assert not item.get("linkedResources") and not item.get("singleValueExtendedProperties"), item
+            assert import_task_id(TENANT, USER, f"{target.value}:{graph_id}") in crm_ids_now, ("unlinked", item, links)
         others = [CALENDAR] if target is TaskTarget.CALENDAR else []
         others = [w for w in [CALENDAR, *world.ms.lists] if w != where and w != "default-tasks"]
         for elsewhere in others:  # the user's own items there are theirs; nothing of ours is left behind
@@ -227,7 +233,7 @@ class TaskMachine(RuleBasedStateMachine):
             assert link is not None, f"{task.id} of the user is synced"
             if link.state is LinkState.LINKED:
                 linked_target, graph_id = split_ms_key(link.ms_id or "")
-                if meeting(graph_id):
+                if link.ms_id in flagged:
                     continue  # a meeting is followed, never written: the CRM may hold edits it does not
                 assert world.ms.task(graph_id).fields == project(fields, target), task
 
