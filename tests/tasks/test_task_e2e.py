@@ -232,3 +232,38 @@ def test_a_create_whose_answer_is_lost_is_found_again_not_repeated(rig: TaskRig,
     assert any("found in" in line and "not created twice" in line for line in second.log), second.log
     shown = rig.todo_items() if target is TaskTarget.TODO else rig.events()
     assert len(shown) == 1 and rig.crm_tasks() == [rig.base.crm.get_tasks(rig.settings.tenant_id, [task.id])[task.id]]
+
+
+def test_a_meeting_is_followed_but_never_changed_or_deleted(rig: TaskRig) -> None:
+    rig.configure(task_target=TaskTarget.CALENDAR)
+    now = clock()
+    with rig.outlook() as client:
+        made = client.post("/me/events", json={
+            "subject": "Quarterly review", "start": {"dateTime": "2026-11-12T15:00:00", "timeZone": "UTC"},
+            "end": {"dateTime": "2026-11-12T16:00:00", "timeZone": "UTC"},
+            "attendees": [{"emailAddress": {"address": "guest@example.com"}, "type": "required"}]})
+        assert made.status_code == 201
+        meeting = made.json()
+    assert rig.sync(now).crm.created == 1
+    (task,) = rig.crm_tasks()
+    assert (task.subject, task.due_at) == ("Quarterly review", datetime(2026, 11, 12, 15, 0, tzinfo=UTC))
+    # Moved in Outlook: the CRM follows.
+    with rig.outlook() as client:
+        assert client.patch(f"/me/events/{meeting['id']}", json={
+            "start": {"dateTime": "2026-11-13T15:00:00", "timeZone": "UTC"},
+            "end": {"dateTime": "2026-11-13T16:00:00", "timeZone": "UTC"}}).status_code == 200
+    assert rig.sync(now).crm.updated == 1
+    # Edited, then deleted in the CRM: Outlook would tell the attendees, so the meeting is left as it is.
+    current = rig.base.crm.get_tasks(rig.settings.tenant_id, [task.id])[task.id]
+    assert current.due_at == datetime(2026, 11, 13, 15, 0, tzinfo=UTC)
+    rig.base.crm.update_task(current.model_copy(update={"subject": "Renamed in the CRM"}))
+    edited = rig.sync(now)
+    assert (edited.microsoft.updated, edited.microsoft.deleted) == (0, 0)
+    rig.base.crm.delete_task(rig.settings.tenant_id, task.id)
+    deleted = rig.sync(now)
+    assert (deleted.microsoft.updated, deleted.microsoft.deleted) == (0, 0)
+    (still,) = [e for e in rig.events() if e["id"] == meeting["id"]]
+    assert still["subject"] == "Quarterly review" and len(still["attendees"]) == 1
+    # Never imported again (the deleted task does not come back), even after a full resync.
+    rig.control.expire_delta_tokens(rig.base.mailbox["id"])
+    assert rig.sync(now).crm.created == 0 and rig.crm_tasks() == []
