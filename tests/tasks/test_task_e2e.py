@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from bench.tasks import TaskRig, is_task_request, make_task_rig
 from devhost.azurite import Azurite
@@ -18,6 +19,7 @@ from sync_core.models import (
     RunOutcome,
     TaskStatus,
     TaskTarget,
+    UserSyncSettings,
 )
 from sync_core.task_mapping import APP_NAME
 
@@ -267,3 +269,20 @@ def test_a_meeting_is_followed_but_never_changed_or_deleted(rig: TaskRig) -> Non
     # Never imported again (the deleted task does not come back), even after a full resync.
     rig.control.expire_delta_tokens(rig.base.mailbox["id"])
     assert rig.sync(now).crm.created == 0 and rig.crm_tasks() == []
+
+
+def test_reminder_choices_reach_outlook_and_anything_else_is_refused(rig: TaskRig) -> None:
+    rig.configure(task_target=TaskTarget.CALENDAR)
+    now = clock()
+    shown: dict[str, Any] = {}
+    for minutes in (None, 0, 5, 60, 10080):
+        rig.configure(timed_reminder_minutes=minutes)
+        rig.task(subject=f"Reminder {minutes}", due_at=datetime(2026, 11, 20, 10, 0, tzinfo=UTC))
+        rig.sync(now)
+    for event in rig.events():
+        shown[event["subject"]] = (event["isReminderOn"], event["reminderMinutesBeforeStart"] if event["isReminderOn"]
+                                   else None)
+    assert shown == {"Reminder None": (False, None), "Reminder 0": (True, 0), "Reminder 5": (True, 5),
+                     "Reminder 60": (True, 60), "Reminder 10080": (True, 10080)}
+    with pytest.raises(ValidationError, match="choose one of Outlook's reminders: Don't remind me, At time of event"):
+        UserSyncSettings.model_validate({**rig.settings.model_dump(), "timed_reminder_minutes": 10})
