@@ -11,6 +11,7 @@ from sync_core.errors import TransientError
 from sync_core.fakes import CALENDAR, SimulatedCrash
 from sync_core.models import DEFAULT_IMPORT_ACCOUNT, LinkState, RunOutcome, TaskStatus, TaskTarget
 from sync_core.task_mapping import APP_NAME
+from sync_core.task_service import forget_task_state, target_cursor_key, task_partition
 
 
 def counts(run: Any) -> tuple[int, ...]:
@@ -192,3 +193,17 @@ def test_the_mass_delete_guard_holds_back_a_sudden_wipe(world: TaskWorld) -> Non
     assert run.outcome is RunOutcome.PARTIAL
     assert any("mass-delete guard" in line for line in run.log)
     assert len(world.todo_items()) == 30
+
+
+def test_forget_task_state_leaves_nothing_and_a_reconnect_starts_afresh(world: TaskWorld) -> None:
+    world.task(subject="Kept in the CRM", due_date=date(2026, 3, 20))
+    world.sync()
+    forget_task_state(world.state, USER)
+    assert world.links() == []
+    for key in (task_partition(USER), target_cursor_key(USER, TaskTarget.TODO)):
+        cursor = world.state.get_cursor(key)
+        assert (cursor.folder_id, cursor.delta_link, cursor.crm_position) == (None, None, 0)
+    # As after a disconnect that removed the list: the next sync looks at everything again, once.
+    world.ms.delete_list(world.todo_list())
+    run = world.sync()
+    assert run.microsoft.created == 1 and len(world.todo_items()) == 1
