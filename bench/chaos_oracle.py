@@ -21,7 +21,7 @@ from bench.chaos_people import GraphPerson, History, SimUser, tag_of, task_tag_o
 from sync_core.accounts import normalise_company
 from sync_core.adapters.crm_tables import TableCrm
 from sync_core.errors import InvalidRecordError
-from sync_core.mapping import crm_to_fields, graph_to_contact
+from sync_core.mapping import company_for_account, crm_to_fields, graph_to_contact
 from sync_core.models import (
     FOLDER_NAME,
     ContactFields,
@@ -48,7 +48,9 @@ def _differences(a: ContactFields, b: ContactFields, *, company_loose: bool = Fa
     names = []
     for name in left:
         if name == "company" and company_loose:
-            if normalise_company(left[name]) != normalise_company(right[name]):
+            # Outlook is not written in this mode: its company may be any spelling of the account's name, and
+            # "From Office 365" stands for a blank company.
+            if normalise_company(company_for_account(left[name])) != normalise_company(company_for_account(right[name])):
                 names.append(name)
         elif left[name] != right[name]:
             names.append(name)

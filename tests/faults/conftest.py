@@ -11,7 +11,7 @@ import pytest
 
 from bench.chaos_stack import ChaosStack, start_chaos_stack
 from m365_emulator.server import ControlClient, EmulatorProcess
-from tests.faults.matrix import LEASE_SECONDS, GRAPH_TIMEOUT, Connector
+from tests.faults.matrix import GRAPH_TIMEOUT, LEASE_SECONDS, Connector
 from tests.fixtures_emulator import emulator, emulator_control  # noqa: F401
 
 HOST_JSON = Path(__file__).with_name("host.json")

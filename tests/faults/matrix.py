@@ -13,7 +13,7 @@ from sync_core.models import FOLDER_NAME, CrmContact, RunOutcome, RunRecord, Syn
 from sync_core.web.settings_form import form_values
 from tests.functions.stack import WebClient, connect_with_emulator, wait_for
 
-LEASE_SECONDS = 6.0
+LEASE_SECONDS = 8.0  # longer than any run of these tests (Retry-After waits included)
 GRAPH_TIMEOUT = 2.0
 APP = r"^/(me/|me$|\$batch)"  # the app's own Graph traffic (the test's Outlook person uses /users/{id})
 
@@ -98,6 +98,11 @@ class User:
                 return run
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.user_id} did not settle: last run {run}")
+
+    def page_says(self, text: str, timeout: float = 15) -> str:
+        """The settings page once it shows `text` (a run the webhook started may be on it for a moment)."""
+        return wait_for(lambda: page if text in (page := self.page()) else None, timeout,  # type: ignore[no-any-return]
+                        f"the settings page to say {text!r}", interval=0.5)
 
     def page(self) -> str:
         self.web.launch(self.tenant_id, self.user_id)

@@ -1,14 +1,19 @@
 """The fault matrix, Graph side: each fault the chaos run injects, alone, with the recovery it must get."""
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
+from sync_core.mapping import CRM_ID_PROPERTY
 from sync_core.models import RunOutcome
 from tests.faults.matrix import GRAPH_TIMEOUT, Connector, User
 from tests.functions.stack import wait_for
 
 DELTA = r"^/me/contactFolders/[^/]+/contacts/delta"
+SLOW_MS = int((GRAPH_TIMEOUT + 1.5) * 1000)  # past the client's timeout
 BATCH = r"^/\$batch$"
 
 
@@ -19,13 +24,14 @@ def _when(entry: dict[str, Any]) -> datetime:
 def _assert_one_each(user: User) -> None:
     """Every CRM contact is in the folder exactly once (by our CrmId tag), and nothing else is."""
     crm = sorted(c.id for c in user.crm_contacts())
-    tagged: list[str] = []
-    for item in user.folder_items():
-        full = user.outlook.request("GET", f"/contacts/{item['id']}?$expand=singleValueExtendedProperties"
-                                    "($filter=id eq 'String {8a3c5e1f-2b4d-4f6a-9c7e-1d2f3a4b5c6d} Name CrmId')").json()
-        props = full.get("singleValueExtendedProperties") or []
-        tagged.append(props[0]["value"] if props else f"untagged:{item['id']}")
-    assert sorted(tagged) == crm, f"Outlook {sorted(tagged)} != CRM {crm}"
+    user.outlook.forget_folders()
+    folder = user.outlook.folder_id("Really Simple Systems")
+    prop = CRM_ID_PROPERTY.replace("'", "''")
+    listed = user.outlook.request("GET", f"/contactFolders/{folder}/contacts?$top=999"
+                                         f"&$expand=singleValueExtendedProperties($filter=id eq '{prop}')").json()
+    tagged = sorted(next((p["value"] for p in item.get("singleValueExtendedProperties") or []), f"untagged:{item['id']}")
+                    for item in listed["value"])
+    assert tagged == crm, f"Outlook {tagged} != CRM {crm}"
 
 
 def test_429_with_retry_after_is_waited_out_within_the_run(connect: Connector) -> None:
@@ -34,7 +40,7 @@ def test_429_with_retry_after_is_waited_out_within_the_run(connect: Connector) -
     user.stack.control.add_fault(method="GET", path_regex=DELTA, status=429, retry_after=2, times=2, in_batch=False)
     user.add_contacts(2)
     run = user.sync()
-    assert run.outcome is RunOutcome.SUCCEEDED and run.microsoft.created == 2, run
+    assert run.outcome is RunOutcome.SUCCEEDED and run.microsoft.created == 2, (run.error, run.log)
     deltas = [e for e in user.graph_log(since) if "/contacts/delta" in e["path"]]
     statuses = [e["status"] for e in deltas]
     assert 429 in statuses and statuses[-1] == 200, statuses
@@ -42,8 +48,8 @@ def test_429_with_retry_after_is_waited_out_within_the_run(connect: Connector) -
         if throttled["status"] == 429:
             # Retry-After: 2 is honoured before the same request goes again (whole-second log times).
             assert (_when(retried) - _when(throttled)).total_seconds() >= 2, (throttled, retried)
-    page = user.page()
-    assert ": succeeded" in page and "has stopped" not in page
+    page = user.page_says(": succeeded")
+    assert "has stopped" not in page
     _assert_one_each(user)
 
 
@@ -56,11 +62,11 @@ def test_503_on_a_read_is_retried_with_backoff_in_the_same_run(connect: Connecto
     assert run.outcome is RunOutcome.SUCCEEDED and run.microsoft.created == 1, run
     statuses = [e["status"] for e in user.graph_log(since) if "/contacts/delta" in e["path"]]
     assert statuses.count(503) >= 1 and statuses[-1] == 200, statuses
-    assert ": succeeded" in user.page()
+    user.page_says(": succeeded")
 
 
 def test_503_on_a_create_batch_is_not_replayed_and_the_next_run_creates_exactly_once(connect: Connector) -> None:
-    user = connect(contacts=0)
+    user = connect(contacts=1)
     since = user.stack.control.last_request_seq()
     user.stack.control.add_fault(method="POST", path_regex=BATCH, status=503, times=1, in_batch=False)
     user.add_contacts(3)
@@ -69,40 +75,65 @@ def test_503_on_a_create_batch_is_not_replayed_and_the_next_run_creates_exactly_
     batches = [e for e in user.graph_log(since) if e["path"] == "/$batch" and not e["in_batch"]]
     assert batches and batches[0]["status"] == 503
     assert first.outcome is RunOutcome.PARTIAL and first.microsoft.errors == 3, first
-    assert "will be retried" in user.page()
+    user.page_says("will be retried")
     user.sync_until_quiet()
     _assert_one_each(user)
-    assert ": succeeded" in user.page()
+    user.page_says(": succeeded")
 
 
 def test_a_write_whose_answer_is_lost_is_found_again_not_duplicated(connect: Connector) -> None:
-    user = connect(contacts=0)
+    user = connect(contacts=1)
+    before = len(user.folder_items())
     user.stack.control.add_fault(method="POST", path_regex=BATCH, status=500, after=True, times=1, in_batch=False)
     user.add_contacts(4)
     first = user.sync()
-    assert len(user.folder_items()) == 4  # Graph did the creates; the app never heard back
+    assert len(user.folder_items()) == before + 4  # Graph did the creates; the app never heard back
     assert first.outcome is RunOutcome.PARTIAL, first
     second = user.sync_until_quiet()
     assert second.microsoft.created == 0
     _assert_one_each(user)
 
 
-def test_a_response_slower_than_the_client_timeout(connect: Connector) -> None:
+def test_a_read_slower_than_the_client_timeout_is_sent_again(connect: Connector) -> None:
     user = connect(contacts=1)
     control = user.stack.control
     since = control.last_request_seq()
-    slow = int((GRAPH_TIMEOUT + 1.5) * 1000)
-    # A slow read is given up on and sent again; a slow create batch still happens on the server.
-    control.add_fault(method="GET", path_regex=DELTA, delay_ms=slow, times=1, in_batch=False)
-    control.add_fault(method="POST", path_regex=BATCH, delay_ms=slow, times=1, in_batch=False)
+    control.add_fault(method="GET", path_regex=DELTA, delay_ms=SLOW_MS, times=1, in_batch=False)
+    user.add_contacts(1)
+    run = user.sync()
+    assert run.outcome is RunOutcome.SUCCEEDED and run.microsoft.created == 1, run
+    # Logged when answered: the slow one (given up on by the client) after its retry.
+    wait_for(lambda: [e for e in user.graph_log(since) if "/contacts/delta" in e["path"] and e["fault_id"]], 10,
+             "the slow request to be answered")
+    deltas = [e for e in user.graph_log(since) if "/contacts/delta" in e["path"]]
+    assert any(e["status"] == 200 and not e["fault_id"] for e in deltas)
+
+
+def test_a_create_slower_than_the_client_timeout_is_looked_up_once_it_landed(connect: Connector) -> None:
+    user = connect(contacts=1)
+    before = len(user.folder_items())
+    user.stack.control.add_fault(method="POST", path_regex=BATCH, delay_ms=SLOW_MS, times=1, in_batch=False)
     user.add_contacts(3)
     first = user.sync()
-    deltas = [e for e in user.graph_log(since) if "/contacts/delta" in e["path"]]
-    # Logged when answered: the slow one (given up on by the client) after its retry.
-    assert len(deltas) >= 2 and any(e["fault_id"] for e in deltas)
-    assert any(e["status"] == 200 and not e["fault_id"] for e in deltas)
-    assert first.microsoft.errors == 3 and first.outcome is RunOutcome.PARTIAL, first
-    wait_for(lambda: len(user.folder_items()) == 4, 10, "the slow creates to land")
+    assert first.microsoft.errors == 3 and first.outcome is RunOutcome.PARTIAL, first  # outcome unknown
+    wait_for(lambda: len(user.folder_items()) == before + 3, 10, "the slow creates to land")
+    second = user.sync()
+    assert second.microsoft.created == 0 and any("found in Outlook" in line for line in second.log), second.log
+    _assert_one_each(user)
+
+
+@pytest.mark.xfail(strict=True, reason="KNOWN BUG (engine.resolve_pending): a lookup made before a slow create "
+                   "landed finds nothing, the contact is created again, and the late one is then imported as a "
+                   "contact of its own. Proposed fix: while a create's outcome is unknown (its quarantine entry is "
+                   "younger than a grace period), keep it pending and import no new Outlook item.")
+def test_a_create_slower_than_the_client_timeout_is_not_made_twice_when_the_next_run_comes_at_once(
+        connect: Connector) -> None:
+    user = connect(contacts=1)
+    user.stack.control.add_fault(method="POST", path_regex=BATCH, delay_ms=SLOW_MS + 2000, times=1, in_batch=False)
+    user.add_contacts(2)
+    user.sync()
+    user.sync()  # at once, as a coalesced second pass does: the slow creates have not landed yet
+    time.sleep(SLOW_MS / 1000 + 2)
     user.sync_until_quiet()
     _assert_one_each(user)
 
@@ -125,19 +156,18 @@ def test_dropped_connections(connect: Connector) -> None:
 
 
 def test_failing_batch_items_are_retried_by_the_next_run(connect: Connector) -> None:
-    user = connect(contacts=0)
+    user = connect(contacts=1)
     control = user.stack.control
     control.add_fault(method="POST", path_regex=r"^/me/contactFolders/[^/]+/contacts$", status=500, times=3,
                       in_batch=True)
     user.add_contacts(6)
     first = user.sync()
     assert first.outcome is RunOutcome.PARTIAL and first.microsoft.created == 3 and first.microsoft.errors == 3, first
-    page = user.page()
-    assert "finished; some records could not be synced and will be retried" in page
+    user.page_says("finished; some records could not be synced and will be retried")
     second = user.sync_until_quiet()
     assert second.outcome is RunOutcome.SUCCEEDED
     _assert_one_each(user)
-    assert ": succeeded" in user.page()
+    user.page_says(": succeeded")
 
 
 def test_an_expired_delta_link_means_a_full_resync_without_duplicates(connect: Connector) -> None:
@@ -168,7 +198,7 @@ def test_token_expiry_is_healed_by_the_refresh_token_and_the_rotated_cache_is_sa
                 if e.get("client_id") == stack.settings.client_id and e.get("user_id") in (None, user.ms["id"])]
     assert 401 in statuses and statuses[-1] in (200, 201), statuses
     assert stack.services.tokens.load(user.tenant_id, user.user_id) != before  # new tokens kept
-    assert ": succeeded" in user.page()
+    user.page_says(": succeeded")
 
 
 def test_a_revoked_user_needs_to_reconnect_and_nobody_else_is_affected(connect: Connector) -> None:
@@ -196,7 +226,8 @@ def test_a_failed_lookup_of_a_lost_create_never_imports_our_own_item(connect: Co
     """Found by the malformed-answer property test: the creates went through but their answer was lost, and
     the next run's lookup by our tag failed too. The new items then also came through delta as "new in
     Outlook" and were imported into the CRM: every contact twice on both sides."""
-    user = connect(contacts=0)
+    user = connect(contacts=1)
+    before = len(user.crm_contacts())
     control = user.stack.control
     control.add_fault(method="POST", path_regex=BATCH, status=500, after=True, times=1, in_batch=False)
     user.add_contacts(3)
@@ -206,5 +237,5 @@ def test_a_failed_lookup_of_a_lost_create_never_imports_our_own_item(connect: Co
     held = user.sync()
     assert held.crm.created == 0, "our own new items were imported as CRM contacts"
     user.sync_until_quiet()
-    assert len(user.crm_contacts()) == 3
+    assert len(user.crm_contacts()) == before + 3
     _assert_one_each(user)
