@@ -86,7 +86,7 @@ class Profile:
 
 
 SHORT = Profile(
-    name="short", minutes=0.6, initial_contacts=5, initial_tasks=3, tick_seconds=3.0, lease_seconds=25.0,
+    name="short", minutes=0.5, initial_contacts=5, initial_tasks=3, tick_seconds=3.0, lease_seconds=25.0,
     graph_timeout=2.0, pause=(0.05, 0.4), extra_faults=0, reconnects=1, settle_timeout=75.0, min_operations=150,
     users=(
         UserPlan("u1", tasks=True, target=TaskTarget.TODO),
