@@ -17,6 +17,8 @@ so the core never imports an SDK exception.
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class SyncError(Exception):
     """Base of every error raised by sync_core."""
@@ -72,7 +74,11 @@ class ReconnectNeededError(SyncError):
 
 
 class LeaseHeldError(SyncError):
-    """Another worker holds this user's sync lease."""
+    """Another worker holds this user's sync lease (until `expires_at`, when known)."""
+
+    def __init__(self, message: str, *, expires_at: datetime | None = None) -> None:
+        super().__init__(message)
+        self.expires_at = expires_at
 
 
 class InvalidRecordError(SyncError):

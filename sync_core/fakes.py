@@ -820,7 +820,7 @@ class FakeStateStore:
             self._enter("acquire_lease", user_id, owner)
             current = self.leases.get(user_id)
             if current is not None and current.owner != owner and current.expires_at > now:
-                raise LeaseHeldError("another worker is syncing this user")
+                raise LeaseHeldError("another worker is syncing this user", expires_at=current.expires_at)
             lease = Lease(user_id=user_id, owner=owner, expires_at=now + timedelta(seconds=ttl_seconds),
                           etag=self._ids("etag-"))
             self.leases[user_id] = lease

@@ -4,11 +4,14 @@ Coalescing, so a burst of webhooks and CRM edits never stacks up runs:
 - a per-user flag row says whether a job is queued and whether more work arrived meanwhile;
 - enqueue_sync sends a message only when none is queued (else it marks the user dirty);
 - a worker that finds the user's lease held marks the user dirty and finishes the message;
-- the worker holding the lease runs one more pass while the user is dirty.
+- the worker holding the lease runs one more pass while the user is dirty;
+- and in case that worker is dead (killed mid-run, its lease left to run out), one follow-up job is
+  scheduled for the moment the lease expires, so the work is never left to wait for the next timer tick.
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import time
@@ -116,10 +119,11 @@ def handle_sync_message(services: Services, body: dict[str, Any] | str) -> RunRe
         _update_flags(services, job.tenant_id, job.user_id, {"dirty": False})
         try:
             run = run_user_sync(services, job.tenant_id, job.user_id)
-        except LeaseHeldError:
+        except LeaseHeldError as exc:
             # Someone is syncing this user now: make them do one more pass instead of waiting here.
             _update_flags(services, job.tenant_id, job.user_id, {"dirty": True})
             log.info("sync coalesced", extra={"event": "coalesced", "user": job.user_id, "reason": job.reason})
+            _follow_lease(services, job, exc)
             return None
         passes += 1
         if run is None or run.outcome in (RunOutcome.RECONNECT_NEEDED, RunOutcome.FAILED):
@@ -131,6 +135,24 @@ def handle_sync_message(services: Services, body: dict[str, Any] | str) -> RunRe
                                      "run_id": run.run_id if run else None,
                                      "outcome": run.outcome.value if run else "not_run"})
     return run
+
+
+def _follow_lease(services: Services, job: SyncJob, held: LeaseHeldError) -> None:
+    """A job for when the held lease runs out, one per lease expiry: a live holder's extra pass makes it
+    a cheap no-op sync, a dead holder's work is picked up at the earliest moment it may be."""
+    if held.expires_at is None:
+        return
+    expiry = held.expires_at.timestamp()
+
+    def not_scheduled(row: dict[str, Any]) -> bool:
+        return float(row.get("follow_at", 0.0)) < expiry
+
+    if not _update_flags(services, job.tenant_id, job.user_id, {"follow_at": expiry}, only_if=not_scheduled):
+        return
+    delay = max(1, math.ceil(expiry - time.time()) + 1)
+    services.queue.enqueue_user(job.tenant_id, job.user_id, "lease_expiry", delay_seconds=delay)
+    log.info("sync scheduled after the lease", extra={"event": "lease_follow", "user": job.user_id,
+                                                      "delay_seconds": delay})
 
 
 def run_user_sync(services: Services, tenant_id: str, user_id: str) -> RunRecord | None:

@@ -69,16 +69,17 @@ class SyncQueue:
                 raise StorageError(f"cannot create queue {self.queue_name}: {type(exc).__name__}") from exc
             self._created = True
 
-    def _send(self, job: SyncJob) -> None:
+    def _send(self, job: SyncJob, delay_seconds: int = 0) -> None:
         try:
-            self._client.send_message(job.to_message())
+            self._client.send_message(job.to_message(), visibility_timeout=delay_seconds or None)
         except AzureError as exc:
             raise StorageError(f"cannot send to queue {self.queue_name}: {type(exc).__name__}") from exc
 
-    def enqueue_user(self, tenant_id: str, user_id: str, reason: str) -> SyncJob:
+    def enqueue_user(self, tenant_id: str, user_id: str, reason: str, *, delay_seconds: int = 0) -> SyncJob:
+        """One job; with `delay_seconds` it becomes visible to workers only then (at most 7 days)."""
         job = SyncJob(tenant_id=tenant_id, user_id=user_id, reason=reason)
         self._ensure_queue()
-        self._send(job)
+        self._send(job, delay_seconds)
         return job
 
     def enqueue_many(self, jobs: Iterable[SyncJob]) -> int:

@@ -469,7 +469,8 @@ class TableStateStore:
                 held = lease_from_entity(current)
                 if held.owner != owner and not _is_expired(held.expires_at, now):
                     raise LeaseHeldError(
-                        f"another worker holds this user's sync lease until {held.expires_at.isoformat()}")
+                        f"another worker holds this user's sync lease until {held.expires_at.isoformat()}",
+                        expires_at=held.expires_at)
                 etag = self._leases.replace(entity, held.etag)
         except (AlreadyExistsError, ConcurrencyError, NotFoundError) as exc:
             raise LeaseHeldError("another worker took this user's sync lease at the same moment") from exc

@@ -196,8 +196,9 @@ def test_lease_acquire_held_expired_takeover_and_release(store: StateStore, user
     first = store.acquire_lease(user, "worker-a", 30, T0)
     first = store.acquire_lease(user, "worker-a", 60, T0)  # the holder may renew
     assert first.owner == "worker-a" and first.expires_at == T0 + timedelta(seconds=60) and first.etag
-    with pytest.raises(LeaseHeldError):
+    with pytest.raises(LeaseHeldError) as held:
         store.acquire_lease(user, "worker-b", 60, T0 + timedelta(seconds=59))
+    assert held.value.expires_at == first.expires_at  # a waiting job is scheduled for that moment
     assert store.acquire_lease("another-user", "worker-b", 60, T0).owner == "worker-b"
 
     later = T0 + timedelta(seconds=61)
