@@ -13,10 +13,11 @@ from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.queue import ExponentialRetry, QueueClient, TextBase64EncodePolicy
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from sync_core.adapters.queue_bulk import BulkSender
 from sync_core.errors import InvalidRecordError, StorageError
 
-# Storage Queues have no batch send; sends in flight hide the round trips. 16 measured best against
-# Azurite (its single node process is the limit: more connections, or raw async HTTP, were slower).
+# Storage Queues have no batch send; sends in flight hide the round trips (the fan-out's bulk path is
+# queue_bulk.BulkSender; this is the fallback when there is no account key to sign a SAS with).
 _SEND_WORKERS = 16
 
 
@@ -54,6 +55,7 @@ class SyncQueue:
         )
         self._created = False
         self._lock = threading.Lock()
+        self._bulk = BulkSender.for_client(self._client)
 
     def _ensure_queue(self) -> None:
         if self._created:
@@ -91,10 +93,15 @@ class SyncQueue:
         if not distinct:
             return 0
         self._ensure_queue()
+        if self._bulk is not None:
+            self._bulk.send_all([job.to_message() for job in distinct.values()])
+            return len(distinct)
         with ThreadPoolExecutor(max_workers=min(_SEND_WORKERS, len(distinct))) as pool:
             # list() so the first failed send raises here instead of being dropped
             list(pool.map(self._send, distinct.values()))
         return len(distinct)
 
     def close(self) -> None:
+        if self._bulk is not None:
+            self._bulk.close()
         self._client.close()

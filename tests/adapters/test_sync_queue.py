@@ -58,3 +58,25 @@ def test_bad_messages_and_dead_storage_become_sync_errors(app_env: dict[str, str
         app_env["AzureWebJobsStorage"].split("QueueEndpoint=http://127.0.0.1:")[1].split("/")[0], "9")
     with pytest.raises(StorageError):
         SyncQueue(dead, "jobs", retries=0).enqueue_user("t", "u", "r")
+
+
+def test_enqueue_many_without_an_account_key_sends_through_the_sdk(app_env: dict[str, str]) -> None:
+    """Identity- or SAS-based storage: no key to sign the bulk path's SAS with, the SDK sends each job."""
+    from datetime import UTC, datetime, timedelta
+
+    from azure.storage.queue import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    settings = load_settings(app_env)
+    parts = dict(p.split("=", 1) for p in settings.storage_connection_string.split(";") if p)
+    sas = generate_account_sas(parts["AccountName"], parts["AccountKey"],
+                               ResourceTypes(container=True, object=True, service=True),
+                               AccountSasPermissions(read=True, write=True, add=True, create=True, process=True, list=True),
+                               expiry=datetime.now(UTC) + timedelta(hours=1))
+    keyless = f"QueueEndpoint={parts['QueueEndpoint']};SharedAccessSignature={sas}"
+    queue = SyncQueue(keyless, settings.sync_queue_name)
+    assert queue._bulk is None  # noqa: SLF001
+    assert queue.enqueue_many([SyncJob(tenant_id="t", user_id=f"u{i}", reason="timer") for i in range(3)]) == 3
+    received = [SyncJob.from_message(base64.b64decode(b).decode())
+                for b in raw_bodies(settings.storage_connection_string, settings.sync_queue_name)]
+    assert sorted(j.user_id for j in received) == ["u0", "u1", "u2"]
+    queue.close()
