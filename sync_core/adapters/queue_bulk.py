@@ -9,9 +9,9 @@ other queue operation; this module only repeats a request the SDK would make (RE
 from __future__ import annotations
 
 import base64
+import queue
 import threading
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import urllib3
@@ -60,13 +60,15 @@ class BulkSender:
                 self._url, self._url_expires = f"{base}/messages?{sas}", expires
             return self._url
 
-    def send_all(self, texts: Sequence[str]) -> None:
-        """Put every text (base64-encoded, as the queue trigger expects). The first failure raises
-        StorageError, naming the status but never the URL, which carries the SAS signature."""
-        if not texts:
-            return
+    def send_all(self, texts: Iterable[str]) -> int:
+        """Put every text (base64-encoded, as the queue trigger expects) while `texts` is still being
+        produced (the fan-out reads connections page by page); returns how many were sent. A failure
+        stops the sends and raises StorageError, naming the status but never the URL (it carries the SAS
+        signature)."""
         url = self._messages_url()
         headers = {"x-ms-version": self._client.api_version, "Content-Type": "application/xml; charset=utf-8"}
+        pending: queue.Queue[str | None] = queue.Queue(maxsize=4 * _WORKERS)
+        failures: list[StorageError] = []
 
         def put(text: str) -> None:
             encoded = base64.b64encode(text.encode("utf-8")).decode("ascii")
@@ -78,8 +80,33 @@ class BulkSender:
             if response.status != 201:
                 raise StorageError(f"cannot send to queue {self._client.queue_name}: HTTP {response.status}")
 
-        with ThreadPoolExecutor(max_workers=min(_WORKERS, len(texts))) as pool:
-            list(pool.map(put, texts))  # list(): the first failed send raises here
+        def worker() -> None:
+            while (text := pending.get()) is not None:
+                if failures:
+                    continue  # drain: the producer must never block on a full queue
+                try:
+                    put(text)
+                except StorageError as exc:
+                    failures.append(exc)
+
+        threads = [threading.Thread(target=worker, daemon=True) for _ in range(_WORKERS)]
+        for thread in threads:
+            thread.start()
+        sent = 0
+        try:
+            for text in texts:
+                if failures:
+                    break
+                pending.put(text)
+                sent += 1
+        finally:
+            for _ in threads:
+                pending.put(None)
+            for thread in threads:
+                thread.join()
+        if failures:
+            raise failures[0]
+        return sent
 
     def close(self) -> None:
         self._pool.clear()

@@ -6,7 +6,7 @@ expects by default (it base64-decodes every message before handing it to the fun
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from azure.core.exceptions import AzureError, ResourceExistsError
@@ -86,20 +86,22 @@ class SyncQueue:
 
     def enqueue_many(self, jobs: Iterable[SyncJob]) -> int:
         """Send one message per distinct (tenant, user), keeping the first reason; returns how many
-        were sent. A user listed twice would only be synced twice for nothing."""
-        distinct: dict[tuple[str, str], SyncJob] = {}
-        for job in jobs:
-            distinct.setdefault((job.tenant_id, job.user_id), job)
-        if not distinct:
-            return 0
+        were sent. A user listed twice would only be synced twice for nothing. `jobs` is consumed as
+        the sends go, so a caller reading its users page by page overlaps the reads with the sends."""
+        seen: set[tuple[str, str]] = set()
+
+        def distinct() -> Iterator[SyncJob]:
+            for job in jobs:
+                if (job.tenant_id, job.user_id) not in seen:
+                    seen.add((job.tenant_id, job.user_id))
+                    yield job
+
         self._ensure_queue()
         if self._bulk is not None:
-            self._bulk.send_all([job.to_message() for job in distinct.values()])
-            return len(distinct)
-        with ThreadPoolExecutor(max_workers=min(_SEND_WORKERS, len(distinct))) as pool:
+            return self._bulk.send_all(job.to_message() for job in distinct())
+        with ThreadPoolExecutor(max_workers=_SEND_WORKERS) as pool:
             # list() so the first failed send raises here instead of being dropped
-            list(pool.map(self._send, distinct.values()))
-        return len(distinct)
+            return len(list(pool.map(self._send, distinct())))
 
     def close(self) -> None:
         if self._bulk is not None:
