@@ -15,7 +15,7 @@ from m365_emulator.server import ControlClient, EmulatorProcess
 from sync_core.mapping import CRM_ID_PROPERTY
 from sync_core.models import FOLDER_NAME, CrmContact, LinkState, RunOutcome
 from tests.badinput.conftest import Rig, make_bad_input_rig
-from tests.badinput.corrupting_proxy import MUTATIONS, TARGETS, CorruptingProxy, Rule
+from tests.badinput.corrupting_proxy import MUTATIONS, CorruptingProxy, Rule
 from tests.fixtures_emulator import emulator, emulator_control  # noqa: F401
 
 

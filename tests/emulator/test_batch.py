@@ -3,7 +3,6 @@ BatchRequestContent against the emulator."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
