@@ -222,13 +222,20 @@ class Engine:
                 # The newest item with our tag belongs to another contact (a copy the user kept of an earlier
                 # item and that was imported on its own): our create never got that far.
                 found = None
+            if found is None and self._may_still_land(link):
+                # Its answer was lost only moments ago: Graph may still be carrying it out. Neither made again
+                # nor any Outlook item imported (it could be this one) until it shows or its time is up.
+                self._fail(Side.MICROSOFT, Side.CRM, crm_id, "create outcome unknown, not in Outlook yet", retry=True)
+                self._unresolved_creates = True
+                self.tally.hold_delta = True
+                continue
             if found is None:
                 # Never created: the contact is still owed to Outlook. Kept as a link (so it stays synced even
                 # outside the user's accounts) that is not in Outlook and counts as edited: the planner
                 # creates it again.
                 owed = self._save_link(link.model_copy(update={
                     "state": LinkState.MS_REMOVED, "ms_id": None, "crm_version": "", "synced": None,
-                    "synced_hash": ""}))
+                    "synced_hash": "", "pending_since": None}))
                 if owed is not None:
                     settled[crm_id] = owed
                 self.tally.log(f"pending create crm:{crm_id} not found in Outlook: created again")
@@ -238,12 +245,16 @@ class Engine:
             version = found.change_key if found.fields == intended else ""
             saved = self._save_link(link.model_copy(update={
                 "ms_id": found.id, "state": LinkState.LINKED, "ms_version": version,
-                "synced": intended, "synced_hash": intended.content_hash()}))
+                "synced": intended, "synced_hash": intended.content_hash(), "pending_since": None}))
             if saved is not None:
                 settled[crm_id] = saved
                 self._succeeded(crm_id, None)
                 self.tally.log(f"pending create crm:{crm_id} found in Outlook: linked, not created twice")
         return settled
+
+    def _may_still_land(self, link: Link) -> bool:
+        grace = self.microsoft.late_write_seconds
+        return link.pending_since is not None and (self.now() - link.pending_since).total_seconds() < grace
 
     def _linked_elsewhere(self, ms_id: str, crm_id: str) -> bool:
         link = self.state.get_links_by_ms(self.user_id, [ms_id]).get(ms_id)
@@ -463,7 +474,8 @@ class Engine:
         intents: list[tuple[CreateInMicrosoft, Link]] = []
         planned = [Link(user_id=self.user_id, crm_id=action.crm_id, ms_id=None, state=LinkState.PENDING_CREATE,
                         crm_version=action.crm_version, synced=action.fields, synced_hash=action.fields.content_hash(),
-                        etag=self._fresh(action.link).etag if action.link else None) for action in creates]
+                        pending_since=self.now(), etag=self._fresh(action.link).etag if action.link else None)
+                   for action in creates]
         for action, intent in zip(creates, self._save_links(planned)):
             if intent is not None:
                 intents.append((action, intent))

@@ -437,6 +437,7 @@ class FakeMicrosoft:
     """
 
     BATCH = 20
+    late_write_seconds = 0.0  # a write here is done or not when the call returns: nothing lands later
 
     def __init__(self, *, delta_page_size: int = 100, duplicate_delta_items: bool = False) -> None:
         self._ids = _Ids("graph")

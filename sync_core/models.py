@@ -210,6 +210,9 @@ class Link(Frozen):
     ms_version: str = ""
     synced: ContactFields | None = None  # content both sides agreed on at the last sync (merge base)
     synced_hash: str = ""
+    # When the intent of a create (PENDING_CREATE) was saved: a create whose answer was lost may still land
+    # in Microsoft for a while, and must not be made again meanwhile.
+    pending_since: datetime | None = None
     etag: str | None = None  # storage ETag of the link row, for conditional writes
 
 

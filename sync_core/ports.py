@@ -63,6 +63,9 @@ class WriteResult:
 class MicrosoftContactsPort(Protocol):
     """The user's Outlook contact folder through Microsoft Graph."""
 
+    # How long after we gave up waiting for its answer a write may still land in Microsoft.
+    late_write_seconds: float
+
     def ensure_folder(self, display_name: str, known_id: str | None) -> str: ...
     def contact_delta(self, folder_id: str, delta_link: str | None) -> DeltaResult: ...  # DeltaExpiredError
     def create_contacts(self, folder_id: str, items: Sequence[tuple[str, ContactFields]]) -> list[WriteResult]: ...

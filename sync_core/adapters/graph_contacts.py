@@ -20,6 +20,7 @@ CONTACT_SELECT = ",".join([
     "companyName", "businessAddress", "personalNotes", "parentFolderId", "changeKey", "lastModifiedDateTime",
 ])
 DELTA_PAGE_SIZE = 500
+LATE_WRITE_TIMEOUTS = 4
 
 
 def _odata_quote(value: str) -> str:
@@ -37,6 +38,12 @@ class GraphContacts:
     @property
     def request_count(self) -> int:
         return self.session.requests_sent
+
+    @property
+    def late_write_seconds(self) -> float:
+        """A request we stopped waiting for after `timeout` s may still be carried out by Graph: allow it
+        several times as long again before concluding it never happened."""
+        return LATE_WRITE_TIMEOUTS * self.session.timeout
 
     # -- folder ----------------------------------------------------------------------------
     def ensure_folder(self, display_name: str, known_id: str | None) -> str:

@@ -117,6 +117,7 @@ class GraphSession:
     def __init__(self, base_url: str, credential: TokenCredential, *, timeout: float = 30.0,
                  pacer: Pacer | None = None, max_retries: int = 6) -> None:
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
         self.pacer = pacer or Pacer(10_000, 600)
         self.max_retries = max_retries
         self.requests_sent = 0

@@ -138,6 +138,8 @@ def link_to_entity(link: Link, row_key: str) -> Entity:
         "MsVersion": link.ms_version,
         "SyncedHash": link.synced_hash,
     }
+    if link.pending_since is not None:
+        entity["PendingSince"] = link.pending_since
     # Long notes would not fit one property; the merge base must survive whole.
     put_long_text(entity, "Synced", link.synced.model_dump_json() if link.synced is not None else "")
     return entity
@@ -156,6 +158,7 @@ def link_from_entity(entity: Mapping[str, Any]) -> Link:
         ms_version=entity.get("MsVersion", ""),
         synced=ContactFields.model_validate_json(synced) if synced else None,
         synced_hash=entity.get("SyncedHash", ""),
+        pending_since=entity.get("PendingSince") or None,
         etag=LinkToken(row=row, etag=etag_of(entity), ms_id=ms_id).encode(),
     )
 

@@ -102,9 +102,14 @@ def test_link_read_by_ms_id_can_be_saved(store: StateStore, user: str) -> None:
 
 
 def test_ms_id_change_moves_the_ms_index(store: StateStore, user: str) -> None:
-    pending = store.save_link(link(user, "c1", None, state=LinkState.PENDING_CREATE))
-    assert store.get_links_by_crm(user, ["c1"])["c1"].state is LinkState.PENDING_CREATE
-    linked = store.save_link(pending.model_copy(update={"ms_id": "m1", "state": LinkState.LINKED}))
+    since = T0 + timedelta(seconds=5)
+    pending = store.save_link(link(user, "c1", None, state=LinkState.PENDING_CREATE).model_copy(
+        update={"pending_since": since}))
+    read = store.get_links_by_crm(user, ["c1"])["c1"]
+    assert read.state is LinkState.PENDING_CREATE and read.pending_since == since  # the create's grace runs from it
+    linked = store.save_link(pending.model_copy(update={"ms_id": "m1", "state": LinkState.LINKED,
+                                                        "pending_since": None}))
+    assert store.get_links_by_crm(user, ["c1"])["c1"].pending_since is None
     assert same(store.get_links_by_ms(user, ["m1"])["m1"], linked)
     moved = store.save_link(linked.model_copy(update={"ms_id": "m2"}))
     assert store.get_links_by_ms(user, ["m1"]) == {}

@@ -122,10 +122,6 @@ def test_a_create_slower_than_the_client_timeout_is_looked_up_once_it_landed(con
     _assert_one_each(user)
 
 
-@pytest.mark.xfail(strict=True, reason="KNOWN BUG (engine.resolve_pending): a lookup made before a slow create "
-                   "landed finds nothing, the contact is created again, and the late one is then imported as a "
-                   "contact of its own. Proposed fix: while a create's outcome is unknown (its quarantine entry is "
-                   "younger than a grace period), keep it pending and import no new Outlook item.")
 def test_a_create_slower_than_the_client_timeout_is_not_made_twice_when_the_next_run_comes_at_once(
         connect: Connector) -> None:
     user = connect(contacts=1)
