@@ -408,8 +408,19 @@ def settle(run: Run) -> dict[str, Any]:
 
 # -- checks ---------------------------------------------------------------------------------------------
 
+def _runs_in_progress(run: Run) -> list[RunRecord]:
+    """Runs still holding a live lease: a job that found a lease held scheduled a follow-up for its expiry,
+    and such a run may start after the last settling round (a no-op, unless something changed)."""
+    now = datetime.now(UTC)
+    return [r for u in run.users for r in run.stack.services.state.latest_runs(u.user_id, 5)
+            if r.outcome is RunOutcome.RUNNING and r.lease_expires_at is not None and r.lease_expires_at > now]
+
+
 def check(run: Run) -> dict[str, Any]:
     services = run.stack.services
+    deadline = time.monotonic() + run.profile.lease_seconds + 10
+    while _runs_in_progress(run) and time.monotonic() < deadline:
+        time.sleep(0.3)  # judged once finished: a run in progress is neither stuck nor done
     verdicts: list[Verdict] = []
     run_outcomes: Counter[str] = Counter()
     abandoned_closed = 0
