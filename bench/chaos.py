@@ -58,7 +58,7 @@ class UserPlan:
     key: str
     mode: SyncMode = SyncMode.TWO_WAY
     tasks: bool = False
-    target: TaskTarget = TaskTarget.TODO
+    target: TaskTarget = TaskTarget.TO_DO
     time_zone: str = "Europe/London"
     revoke_at: float | None = None  # fraction of the chaos phase
     two_way_at: float | None = None  # switch crm_to_microsoft → two_way then
@@ -89,7 +89,7 @@ SHORT = Profile(
     name="short", minutes=0.5, initial_contacts=5, initial_tasks=3, tick_seconds=3.0, lease_seconds=25.0,
     graph_timeout=2.0, pause=(0.05, 0.4), extra_faults=0, reconnects=1, settle_timeout=75.0, min_operations=150,
     users=(
-        UserPlan("u1", tasks=True, target=TaskTarget.TODO),
+        UserPlan("u1", tasks=True, target=TaskTarget.TO_DO),
         UserPlan("u2", mode=SyncMode.CRM_TO_MICROSOFT, two_way_at=0.5, toggle_scope=True),
         UserPlan("u3", mode=SyncMode.MICROSOFT_TO_CRM),
         UserPlan("u4", tasks=True, target=TaskTarget.CALENDAR, time_zone="America/New_York"),
@@ -100,12 +100,12 @@ LONG = Profile(
     name="long", minutes=10.5, initial_contacts=25, initial_tasks=8, tick_seconds=8.0, lease_seconds=240.0,
     graph_timeout=3.0, pause=(0.0, 0.25), extra_faults=45, reconnects=6, settle_timeout=420.0, min_operations=5000,
     users=(
-        UserPlan("u1", tasks=True, target=TaskTarget.TODO),
+        UserPlan("u1", tasks=True, target=TaskTarget.TO_DO),
         UserPlan("u2", mode=SyncMode.CRM_TO_MICROSOFT, two_way_at=0.5, toggle_scope=True),
         UserPlan("u3", mode=SyncMode.MICROSOFT_TO_CRM),
         UserPlan("u4", tasks=True, target=TaskTarget.CALENDAR, time_zone="America/New_York"),
         UserPlan("u5", revoke_at=0.6),
-        UserPlan("u6", tasks=True, target=TaskTarget.TODO, target_switch_at=0.45, toggle_scope=True),
+        UserPlan("u6", tasks=True, target=TaskTarget.TO_DO, target_switch_at=0.45, toggle_scope=True),
     ),
 )
 PROFILES = {"short": SHORT, "long": LONG}
@@ -254,7 +254,7 @@ def _toggle_scope(run: Run, user: SimUser) -> None:
 def _switch_target(run: Run, user: SimUser) -> None:
     with user.lock:
         old = user.settings.task_target
-        new = TaskTarget.CALENDAR if old is TaskTarget.TODO else TaskTarget.TODO
+        new = TaskTarget.CALENDAR if old is TaskTarget.TO_DO else TaskTarget.TO_DO
         _save_settings(run, user, user.settings.model_copy(update={"task_target": new}))
         run.old_targets.setdefault(user.key, []).append(old)
     run.scripted["switch_target"] += 1

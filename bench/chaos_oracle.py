@@ -155,7 +155,7 @@ def check_contacts(user: SimUser, settings: UserSyncSettings, crm: TableCrm, per
 
 
 def _task_items(person: GraphPerson, target: TaskTarget) -> list[dict[str, Any]]:
-    return person.todo_tasks() if target is TaskTarget.TODO else person.events()
+    return person.todo_tasks() if target is TaskTarget.TO_DO else person.events()
 
 
 def check_tasks(user: SimUser, settings: UserSyncSettings, crm: TableCrm, person: GraphPerson, verdict: Verdict,
@@ -178,7 +178,7 @@ def check_tasks(user: SimUser, settings: UserSyncSettings, crm: TableCrm, person
     named = [item for item in lists if item.get("displayName") == FOLDER_NAME]
     if len(named) > 1:
         verdict.fail(f"{len(named)} To Do lists named {FOLDER_NAME!r}")
-    key = "title" if target is TaskTarget.TODO else "subject"
+    key = "title" if target is TaskTarget.TO_DO else "subject"
     by_tag_ms: dict[str, Any] = {}
     ms_tags = []
     items = _task_items(person, target)
@@ -196,7 +196,7 @@ def check_tasks(user: SimUser, settings: UserSyncSettings, crm: TableCrm, person
     if not agree:
         return
     for old in old_targets:
-        old_key = "title" if old is TaskTarget.TODO else "subject"
+        old_key = "title" if old is TaskTarget.TO_DO else "subject"
         for item in _task_items(person, old):
             tag = task_tag_of(str(item.get(old_key) or ""))
             if tag is not None and tag in by_tag_crm:

@@ -167,7 +167,7 @@ def no_change(azurite: Azurite, emulator: EmulatorProcess, target: TaskTarget, c
 def run_all(azurite: Azurite, emulator: EmulatorProcess, quick: bool = False) -> dict[str, Any]:
     push_count, linked_count = (200, 100) if quick else (PUSH_COUNT, LINKED_COUNT)
     figures: dict[str, Any] = {"initial_push": {}, "no_change": {}}
-    for target in (TaskTarget.TODO, TaskTarget.CALENDAR):
+    for target in (TaskTarget.TO_DO, TaskTarget.CALENDAR):
         figures["initial_push"][target.value] = initial_push(azurite, emulator, target, push_count)
         figures["no_change"][target.value] = no_change(azurite, emulator, target, linked_count)
     figures["checks"] = {

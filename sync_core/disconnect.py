@@ -106,7 +106,7 @@ def _delete_in_microsoft(services: Services, session: GraphSession, tenant_id: s
         _delete(session, f"/me/contactFolders/{quote(folder_id, safe='')}")
     report.deleted.append(FOLDER)
     lists, _ = session.get_pages("/me/todo/lists")
-    known_list = services.state.get_cursor(target_cursor_key(user_id, TaskTarget.TODO)).folder_id
+    known_list = services.state.get_cursor(target_cursor_key(user_id, TaskTarget.TO_DO)).folder_id
     for item in lists:
         if isinstance(item, dict) and item.get("id") and (
                 item.get("displayName") == FOLDER_NAME or item.get("id") == known_list):

@@ -950,7 +950,7 @@ class FakeMicrosoftTasks:
 
     def task(self, ms_id: str) -> MsTask:
         item = self.items[ms_id]
-        target = TaskTarget.CALENDAR if item["_in"] == CALENDAR else TaskTarget.TODO
+        target = TaskTarget.CALENDAR if item["_in"] == CALENDAR else TaskTarget.TO_DO
         return graph_to_task(target, {k: v for k, v in item.items() if k != "_in"}, self._zone)
 
     def _in_window(self, ms_id: str, window: tuple[datetime, datetime]) -> bool:

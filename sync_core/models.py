@@ -30,7 +30,7 @@ class ContactScope(StrEnum):
 
 
 class TaskTarget(StrEnum):
-    TODO = "todo"
+    TO_DO = "todo"
     CALENDAR = "calendar"
 
 
@@ -67,7 +67,7 @@ class UserSyncSettings(Frozen):
     mode: SyncMode = SyncMode.TWO_WAY
     contact_scope: ContactScope = ContactScope.OWNED_ACCOUNTS
     tasks_enabled: bool = False
-    task_target: TaskTarget = TaskTarget.TODO
+    task_target: TaskTarget = TaskTarget.TO_DO
     all_day_reminder: AllDayReminder = AllDayReminder.OFF
     all_day_reminder_time: str = Field(default="09:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
     timed_reminder_minutes: int | None = 15

@@ -229,7 +229,7 @@ def tasks_resource(services: Services, session: GraphSession, settings: UserSync
     lowest id of that name, as the sync picks); None while that list does not exist (the sync creates it)."""
     if settings.task_target is TaskTarget.CALENDAR:
         return "/me/events"
-    known = services.state.get_cursor(target_cursor_key(settings.user_id, TaskTarget.TODO)).folder_id
+    known = services.state.get_cursor(target_cursor_key(settings.user_id, TaskTarget.TO_DO)).folder_id
     lists, _ = session.get_pages("/me/todo/lists")
     ids = {str(item["id"]): item.get("displayName") for item in lists if isinstance(item, dict) and item.get("id")}
     if known and known in ids:

@@ -54,7 +54,7 @@ TRANSACTION_PREFIX = "rss-task:"
 
 FIELD_NAMES = ("subject", "body", "due_date", "due_at", "done")
 REPRESENTED: dict[TaskTarget, frozenset[str]] = {
-    TaskTarget.TODO: frozenset({"subject", "body", "due_date", "done"}),  # no due time in To Do
+    TaskTarget.TO_DO: frozenset({"subject", "body", "due_date", "done"}),  # no due time in To Do
     TaskTarget.CALENDAR: frozenset({"subject", "body", "due_date", "due_at"}),  # no completion in a calendar
 }
 TIMING = frozenset({"due_date", "due_at"})
@@ -529,4 +529,4 @@ def graph_to_event_task(item: object, tz: ZoneInfo) -> MsTask:
 
 
 def graph_to_task(target: TaskTarget, item: object, tz: ZoneInfo) -> MsTask:
-    return graph_to_todo_task(item, tz) if target is TaskTarget.TODO else graph_to_event_task(item, tz)
+    return graph_to_todo_task(item, tz) if target is TaskTarget.TO_DO else graph_to_event_task(item, tz)

@@ -268,7 +268,7 @@ class _TaskRun:
             return calendar_window(self.now(), self.user)
         if known:
             return known
-        list_id = self.microsoft.ensure_container(TaskTarget.TODO, FOLDER_NAME, None)
+        list_id = self.microsoft.ensure_container(TaskTarget.TO_DO, FOLDER_NAME, None)
         self.tally.log("tasks: To Do list looked up by name (created if missing)")
         return list_id
 
@@ -281,7 +281,7 @@ class _TaskRun:
         """A container no cursor knows (an item of a run that died before saving one): looked up."""
         if target is TaskTarget.CALENDAR:
             return calendar_window(self.now(), self.user)
-        return self._container(TaskTarget.TODO, None)
+        return self._container(TaskTarget.TO_DO, None)
 
     def _pass(self, target: TaskTarget, crm_ids: dict[str, None], *, full: bool, container: str | None = None) -> None:
         """One sync of `target` (in `container`: default, the To Do list or the current window)."""
@@ -352,7 +352,7 @@ class _TaskRun:
 
     def _know_other_container(self, target: TaskTarget) -> None:
         """Where the other target's items are, for moving or deleting what is still linked there."""
-        other = TaskTarget.CALENDAR if target is TaskTarget.TODO else TaskTarget.TODO
+        other = TaskTarget.CALENDAR if target is TaskTarget.TO_DO else TaskTarget.TO_DO
         if other in self.containers:
             return
         if other is TaskTarget.CALENDAR:

@@ -66,7 +66,7 @@ class GraphTasks:
         return f"{self.mailbox}/todo/lists/{_q(list_id)}/tasks"
 
     def _item_url(self, target: TaskTarget, container: str, ms_id: str) -> str:
-        if target is TaskTarget.TODO:
+        if target is TaskTarget.TO_DO:
             return f"{self._tasks_url(container)}/{_q(ms_id)}"
         return f"{self.mailbox}/events/{_q(ms_id)}"
 
@@ -96,7 +96,7 @@ class GraphTasks:
     def _delta(self, target: TaskTarget, container: str, delta_link: str | None) -> TaskDeltaResult:
         if delta_link:
             url = delta_link
-        elif target is TaskTarget.TODO:
+        elif target is TaskTarget.TO_DO:
             url = f"{self._tasks_url(container)}/delta"
         else:
             start, _, end = container.partition("/")
@@ -172,12 +172,12 @@ class GraphTasks:
     # -- writing ---------------------------------------------------------------------------
     def create_tasks(self, target: TaskTarget, container: str,
                      items: Sequence[tuple[str, str, TaskFields]]) -> list[TaskWriteResult]:
-        url = self._tasks_url(container) if target is TaskTarget.TODO else f"{self.mailbox}/calendar/events"
+        url = self._tasks_url(container) if target is TaskTarget.TO_DO else f"{self.mailbox}/calendar/events"
         subs: list[SubRequest] = []
         refused: dict[str, TaskWriteResult] = {}
         for i, (crm_id, crm_version, fields) in enumerate(items):
             try:
-                body = (todo_create_body(fields, self.settings, crm_id) if target is TaskTarget.TODO
+                body = (todo_create_body(fields, self.settings, crm_id) if target is TaskTarget.TO_DO
                         else event_create_body(fields, self.settings, crm_id, crm_version))
             except InvalidRecordError as exc:
                 refused[str(i)] = TaskWriteResult(crm_id, False, status=400, error=str(exc))
@@ -192,7 +192,7 @@ class GraphTasks:
         done: dict[str, TaskWriteResult] = {}
         for i, update in enumerate(items):
             try:
-                patch = (todo_patch_body(update.fields, update.changed, self.settings) if target is TaskTarget.TODO
+                patch = (todo_patch_body(update.fields, update.changed, self.settings) if target is TaskTarget.TO_DO
                          else event_patch_body(update.fields, update.changed, update.all_day_now, self.settings))
             except InvalidRecordError as exc:
                 done[str(i)] = TaskWriteResult(update.ms_id, False, status=400, error=str(exc))

@@ -72,12 +72,12 @@ def _shown(value: Any) -> str:
 def task_rows(tasks: list[CrmTask], settings: UserSyncSettings) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     """The Graph body of each task exactly as task_mapping builds the create request, a column per property."""
     zone = task_mapping.user_zone(settings)
-    columns = TODO_COLUMNS if settings.task_target is TaskTarget.TODO else EVENT_COLUMNS
+    columns = TODO_COLUMNS if settings.task_target is TaskTarget.TO_DO else EVENT_COLUMNS
     rows: list[tuple[str, ...]] = []
     for task in tasks:
         fields = task_mapping.crm_to_task_fields(task, zone)
         try:
-            if settings.task_target is TaskTarget.TODO:
+            if settings.task_target is TaskTarget.TO_DO:
                 body = task_mapping.todo_create_body(fields, settings, task.id)
             else:
                 body = task_mapping.event_create_body(fields, settings, task.id, task.version)
@@ -89,7 +89,7 @@ def task_rows(tasks: list[CrmTask], settings: UserSyncSettings) -> tuple[tuple[s
 
 
 def _task_preview(crm: CrmTasksPort, settings: UserSyncSettings) -> tuple[tuple[str, ...], list[tuple[str, ...]], str]:
-    where = ("Microsoft To Do (the list “Really Simple Systems”)" if settings.task_target is TaskTarget.TODO
+    where = ("Microsoft To Do (the list “Really Simple Systems”)" if settings.task_target is TaskTarget.TO_DO
              else "your Outlook calendar")
     tasks = crm.tasks_assigned_to(settings.tenant_id, settings.user_id)[:PREVIEW_TASKS]
     if not tasks:

@@ -30,7 +30,7 @@ SCOPE_CHOICES: list[tuple[str, str]] = [
     (ContactScope.TENANT.value, "All contacts of the CRM"),
 ]
 TARGET_CHOICES: list[tuple[str, str]] = [
-    (TaskTarget.TODO.value, "Microsoft To Do (a list named “Really Simple Systems”)"),
+    (TaskTarget.TO_DO.value, "Microsoft To Do (a list named “Really Simple Systems”)"),
     (TaskTarget.CALENDAR.value, "Outlook calendar (events in my calendar)"),
 ]
 ALL_DAY_CHOICES: list[tuple[str, str]] = [

@@ -36,7 +36,7 @@ PROFILE = settings(max_examples=15, deadline=None, derandomize=True, database=No
 def todo_rig(azurite: Azurite, emulator: EmulatorProcess,  # noqa: F811
              emulator_control: ControlClient) -> Iterator[Rig]:  # noqa: F811
     yield from make_bad_input_rig(azurite, emulator, emulator_control, "bt" + uuid.uuid4().hex[:6],
-                                  tasks_enabled=True, task_target=TaskTarget.TODO, time_zone="Europe/London")
+                                  tasks_enabled=True, task_target=TaskTarget.TO_DO, time_zone="Europe/London")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def calendar_rig(azurite: Azurite, emulator: EmulatorProcess,  # noqa: F811
 
 
 def _item(rig: Rig, target: TaskTarget, graph_id: str) -> dict[str, Any] | None:
-    if target is TaskTarget.TODO:
+    if target is TaskTarget.TO_DO:
         path = f"/todo/lists/{rig.outlook.todo_list_id()}/tasks/{graph_id}"
     else:
         path = f"/events/{graph_id}"

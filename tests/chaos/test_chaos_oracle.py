@@ -167,7 +167,7 @@ def test_microsoft_to_crm_never_pushes_crm_contacts() -> None:
 
 
 def test_tasks_disagreeing_missing_and_left_in_the_old_target_fail() -> None:
-    settings = UserSyncSettings(tenant_id=TENANT, user_id=USER, tasks_enabled=True, task_target=TaskTarget.TODO)
+    settings = UserSyncSettings(tenant_id=TENANT, user_id=USER, tasks_enabled=True, task_target=TaskTarget.TO_DO)
     user = SimUser("u1", TENANT, USER, {"id": "ms1"}, settings, random.Random(1))
     crm = FakeCrm()
     account = crm.create_account(TENANT, "Acme Ltd", USER)

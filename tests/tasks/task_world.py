@@ -78,4 +78,4 @@ class TaskWorld:
         return list(self.state.iter_links(task_partition(USER)))
 
     def target_items(self) -> dict[str, MsTask]:
-        return self.todo_items() if self.user.task_target is TaskTarget.TODO else self.events()
+        return self.todo_items() if self.user.task_target is TaskTarget.TO_DO else self.events()

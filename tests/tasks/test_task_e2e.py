@@ -192,7 +192,7 @@ def test_switching_the_target_moves_the_tasks_and_leaves_nothing_behind(rig: Tas
     assert rig.todo_items() == []
     assert sorted(e["subject"] for e in rig.events()) == ["Made in To Do", "Task 0", "Task 1", "Task 2", "Task 3"]
     assert len(rig.crm_tasks()) == 6  # no loss, no duplicate
-    rig.configure(task_target=TaskTarget.TODO)
+    rig.configure(task_target=TaskTarget.TO_DO)
     rig.sync(now)
     assert rig.events() == []
     assert sorted(i["title"] for i in rig.todo_items()) == ["Made in To Do", "No day", "Task 0", "Task 1", "Task 2",
@@ -216,12 +216,12 @@ def test_the_import_account_setting_and_its_rename(rig: TaskRig) -> None:
                                                                             "Second": "Inbox tasks"}
 
 
-@pytest.mark.parametrize("target", [TaskTarget.TODO, TaskTarget.CALENDAR])
+@pytest.mark.parametrize("target", [TaskTarget.TO_DO, TaskTarget.CALENDAR])
 def test_a_create_whose_answer_is_lost_is_found_again_not_repeated(rig: TaskRig, target: TaskTarget) -> None:
     rig.configure(task_target=target)
     now = clock()
     task = rig.task(subject="Exactly once", due_date=date(2026, 12, 3))
-    path = r"/todo/lists/[^/]+/tasks$" if target is TaskTarget.TODO else r"/calendar/events$"
+    path = r"/todo/lists/[^/]+/tasks$" if target is TaskTarget.TO_DO else r"/calendar/events$"
     # The create happens in Microsoft, but its answer inside the $batch is a gateway timeout.
     rig.control.add_fault(path_regex=path, method="POST", in_batch=True, status=504, after=True, times=1)
     try:
@@ -232,7 +232,7 @@ def test_a_create_whose_answer_is_lost_is_found_again_not_repeated(rig: TaskRig,
     second = rig.sync(now)
     assert second.outcome is RunOutcome.SUCCEEDED, second
     assert any("found in" in line and "not created twice" in line for line in second.log), second.log
-    shown = rig.todo_items() if target is TaskTarget.TODO else rig.events()
+    shown = rig.todo_items() if target is TaskTarget.TO_DO else rig.events()
     assert len(shown) == 1 and rig.crm_tasks() == [rig.base.crm.get_tasks(rig.settings.tenant_id, [task.id])[task.id]]
 
 

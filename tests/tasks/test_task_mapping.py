@@ -107,7 +107,7 @@ def test_todo_round_trip_gives_the_same_task(kind: str, data: st.DataObject, zon
     fields = crm_to_task_fields(task, tz)
     answer = todo_as_graph_answers(todo_create_body(fields, settings_, task.id))
     back = graph_to_todo_task(answer, tz)
-    assert back.fields == project(fields, TaskTarget.TODO)  # To Do holds all but the due time
+    assert back.fields == project(fields, TaskTarget.TO_DO)  # To Do holds all but the due time
     assert back.crm_id == task.id
     if kind != "timed":
         assert task_fields_to_crm(back.fields, task, tz) == task

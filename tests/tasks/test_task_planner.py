@@ -84,7 +84,7 @@ class Case:
     links: list[Link]
     expected: type
     mode: SyncMode = SyncMode.TWO_WAY
-    target: TaskTarget = TaskTarget.TODO
+    target: TaskTarget = TaskTarget.TO_DO
 
 
 CASES = [
@@ -186,7 +186,7 @@ def test_an_import_gets_an_id_derived_from_the_item_so_a_replay_finds_it() -> No
 
 
 def test_conflicts_merge_field_by_field_and_the_crm_wins_clashes() -> None:
-    shown = TaskPlanContext(settings(), TaskTarget.TODO).shown
+    shown = TaskPlanContext(settings(), TaskTarget.TO_DO).shown
     synced = decode_synced(encode_synced(BASE))
     crm_fields = BASE.model_copy(update={"subject": "CRM subject", "body": "CRM body"})
     ms_fields = BASE.model_copy(update={"body": "MS body", "done": True, "due_date": date(2026, 5, 2)})
@@ -196,7 +196,7 @@ def test_conflicts_merge_field_by_field_and_the_crm_wins_clashes() -> None:
 
 
 def test_the_mass_delete_guard_holds_back_deletions_beyond_the_limit() -> None:
-    context = TaskPlanContext(settings(), TaskTarget.TODO)
+    context = TaskPlanContext(settings(), TaskTarget.TO_DO)
     links = [link(f"c{i}", f"todo:m{i}") for i in range(40)]
     gone = [crm(f"c{i}", gone=True) for i in range(30)]
     actions = plan_tasks(gone, [], links, context, limits=GuardLimits(min_items=5, max_fraction=0.5))

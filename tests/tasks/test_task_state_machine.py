@@ -119,7 +119,7 @@ class TaskMachine(RuleBasedStateMachine):
     @rule()
     def switch_target(self) -> None:
         now = self.world.user.task_target
-        self.world.configure(task_target=TaskTarget.CALENDAR if now is TaskTarget.TODO else TaskTarget.TODO)
+        self.world.configure(task_target=TaskTarget.CALENDAR if now is TaskTarget.TO_DO else TaskTarget.TO_DO)
 
     # --- failures and syncs
     @rule(kind=st.sampled_from(["create-timeout", "create-crash", "update-transient", "delete-transient", "throttle",
@@ -226,7 +226,7 @@ class TaskMachine(RuleBasedStateMachine):
         for task in world.crm_tasks():
             link = links.get(task.id)
             fields = crm_to_task_fields(task, zone)
-            placeable = target is TaskTarget.TODO or fields.due_date is not None
+            placeable = target is TaskTarget.TO_DO or fields.due_date is not None
             if task.assigned_to != USER or not placeable:
                 assert link is None or link.state is LinkState.MS_REMOVED or link.ms_id in flagged, task
                 continue

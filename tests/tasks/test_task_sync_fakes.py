@@ -110,7 +110,7 @@ def test_switching_the_target_moves_every_synced_task_without_duplicates_or_loss
     assert all(link.ms_id and link.ms_id.startswith("calendar:") for link in world.links())
     assert len(world.crm_tasks()) == 6
     # And back again: everything returns to To Do, the calendar is emptied.
-    world.configure(task_target=TaskTarget.TODO)
+    world.configure(task_target=TaskTarget.TO_DO)
     world.sync()
     assert world.events() == {}
     assert len(world.todo_items()) == 6
@@ -200,7 +200,7 @@ def test_forget_task_state_leaves_nothing_and_a_reconnect_starts_afresh(world: T
     world.sync()
     forget_task_state(world.state, USER)
     assert world.links() == []
-    for key in (task_partition(USER), target_cursor_key(USER, TaskTarget.TODO)):
+    for key in (task_partition(USER), target_cursor_key(USER, TaskTarget.TO_DO)):
         cursor = world.state.get_cursor(key)
         assert (cursor.folder_id, cursor.delta_link, cursor.crm_position) == (None, None, 0)
     # As after a disconnect that removed the list: the next sync looks at everything again, once.
