@@ -43,7 +43,7 @@ from sync_core.models import (
 )
 from sync_core.planner import CrmItem, DeleteGuard, GuardLimits, guard_needs_link_count, import_crm_ids, mass_delete_guard, plan
 from sync_core.ports import CrmPort, MicrosoftContactsPort, MicrosoftTasksPort, StateStore
-from sync_core.task_service import sync_tasks
+from sync_core.task_service import is_task_entry, sync_tasks
 
 # An account change (rename, new owner) is fanned out to its contacts; more than this is not a CRM account.
 ACCOUNT_FANOUT_LIMIT = 1_000_000
@@ -155,7 +155,8 @@ class _Run:
 
     def execute(self) -> None:
         cursor = self.state.get_cursor(self.user_id)
-        quarantined = self.state.list_quarantine(self.user_id)
+        # Task entries are retried by the task sync: read as contact ids they would only be looked up for nothing.
+        quarantined = [q for q in self.state.list_quarantine(self.user_id) if not is_task_entry(q)]
         folder_id = cursor.folder_id or self._find_or_create_folder()
         replay_link = cursor.delta_link if folder_id == cursor.folder_id else None
         delta, folder_id, replay_link = self._delta(folder_id, replay_link)

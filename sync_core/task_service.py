@@ -164,7 +164,8 @@ def fold_task_tally(into: Tally, tasks: Tally, target: TaskTarget) -> None:
     into.dropped_lines += tasks.dropped_lines
 
 
-def _is_task_entry(entry: QuarantineEntry) -> bool:
+def is_task_entry(entry: QuarantineEntry) -> bool:
+    """A task's entry in the user's quarantine list (contacts and tasks share it)."""
     return entry.record_id.startswith("task:") if entry.side == Side.CRM.value else key_target(entry.record_id) is not None
 
 
@@ -204,7 +205,7 @@ class _TaskRun:
             owed = (replace(marker, full_owed=True, pending=marker.pending | ({new} - {marker.target}))
                     if marker is not None else _Marker(new, self.user.mode, True))
             home = self._save_any(home.model_copy(update={"folder_id": owed.encode()}))
-        self.quarantined = [q for q in self.state.list_quarantine(self.user.user_id) if _is_task_entry(q)]
+        self.quarantined = [q for q in self.state.list_quarantine(self.user.user_id) if is_task_entry(q)]
         position, crm_ids = self._crm_side(home, fresh)
         crm_ids.update(dict.fromkeys(q.record_id[len("task:"):] for q in self.quarantined if q.side == Side.CRM.value))
         others = sorted(({marker.target} if switched else set()) | (marker.pending - {new} if marker else set()))
