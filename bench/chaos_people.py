@@ -205,6 +205,15 @@ def new_crm_contact(user: SimUser, tag: str, account_id: str) -> CrmContact:
 
 
 def crm_edit(rng: random.Random, contact: CrmContact, tag: str) -> CrmContact:
+    """A change of content (an edit that changes nothing is no edit: the checks would expect it pushed)."""
+    for _ in range(8):
+        changed = _crm_edit_once(rng, contact, tag)
+        if changed != contact:
+            return changed
+    return contact.model_copy(update={"notes": f"{contact.notes} +"})
+
+
+def _crm_edit_once(rng: random.Random, contact: CrmContact, tag: str) -> CrmContact:
     field_name = rng.choice(["job_title", "business_phone", "mobile_phone", "notes", "emails", "city"])
     if field_name == "job_title":
         return contact.model_copy(update={"job_title": f"{rng.choice(TITLES)} {rng.randint(1, 999)}"})
@@ -539,7 +548,8 @@ class People:
             subject=f"Call {rng.choice(LAST)} {tag}", description=f"About order {rng.randint(1, 9999)}",
             due_date=due_date, due_at=due_at))
         history = self._history(tag, "crm", tasks=True)
-        history.crm_id, history.crm_seen, history.last_crm_edit = created.id, True, stamp()
+        history.crm_id, history.crm_seen = created.id, True
+        history.last_crm_edit = self._did("crm_task_create", tag, crm_id=created.id)
         return True
 
     def crm_task_edit(self) -> bool:
@@ -560,9 +570,11 @@ class People:
             else:
                 done = task.status is TaskStatus.OPEN
                 changed = task.model_copy(update={"status": TaskStatus.DONE if done else TaskStatus.OPEN})
+            if changed == task:
+                continue  # no change of content is no edit: the checks would expect it sent
             try:
                 self.crm.update_task(changed)
-                self._history(tag, "crm", tasks=True).last_crm_edit = stamp()
+                self._history(tag, "crm", tasks=True).last_crm_edit = self._did("crm_task_update", tag, crm_id=task.id)
                 return True
             except ConcurrencyError:
                 fresh = self.crm.get_tasks(user.tenant_id, [task.id]).get(task.id)
@@ -581,7 +593,7 @@ class People:
         for _ in range(4):
             try:
                 self.crm.delete_task(self.user.tenant_id, task.id)
-                self._history(tag, "crm", tasks=True).crm_deleted = stamp()
+                self._history(tag, "crm", tasks=True).crm_deleted = self._did("crm_task_delete", tag, crm_id=task.id)
                 return True
             except ConcurrencyError:
                 continue
@@ -620,7 +632,8 @@ class People:
                 **timing})
         if answer.status_code != 201:
             return False
-        self._history(tag, "ms", tasks=True).last_ms_edit = stamp()
+        created_id = str(answer.json().get("id", ""))
+        self._history(tag, "ms", tasks=True).last_ms_edit = self._did("ms_task_create", tag, ms_id=created_id)
         return True
 
     def ms_task_edit(self) -> bool:
@@ -645,7 +658,8 @@ class People:
             answer = self.person.request("PATCH", f"/events/{item['id']}", body)
         if answer.status_code != 200:
             return False
-        self._history(tag, "crm" if tag.startswith("c") else "ms", tasks=True).last_ms_edit = stamp()
+        self._history(tag, "crm" if tag.startswith("c") else "ms", tasks=True).last_ms_edit = self._did(
+            "ms_task_patch", tag, ms_id=item["id"], body=body)
         return True
 
     def ms_task_delete(self) -> bool:
@@ -660,5 +674,6 @@ class People:
             answer = self.person.request("DELETE", f"/events/{item['id']}")
         if answer.status_code != 204:
             return False
-        self._history(tag, "crm" if tag.startswith("c") else "ms", tasks=True).last_ms_removal = stamp()
+        self._history(tag, "crm" if tag.startswith("c") else "ms", tasks=True).last_ms_removal = self._did(
+            "ms_task_delete", tag, ms_id=item["id"])
         return True
