@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from bench.harness import ContactRig, make_rig
@@ -55,7 +56,9 @@ def initial_push(azurite: Azurite, emulator: EmulatorProcess, count: int) -> dic
             and result["microsoft_created"] == count}
 
 
-def linked_scenarios(azurite: Azurite, emulator: EmulatorProcess, sizes: list[int]) -> dict[str, Any]:
+def linked_scenarios(azurite: Azurite, emulator: EmulatorProcess, sizes: list[int],
+                     done: Callable[[dict[str, Any]], None] = lambda _: None) -> dict[str, Any]:
+    """Each size in turn; `done` gets the figures so far after each (a 50k size runs long on Azurite)."""
     out: dict[str, Any] = {}
     for size in sizes:
         rig = make_rig(azurite.connection_string, f"l{size}", emulator.graph, emulator.control_client())
@@ -69,6 +72,7 @@ def linked_scenarios(azurite: Azurite, emulator: EmulatorProcess, sizes: list[in
         one_change = measure_sync(rig)
         out[str(size)] = {"initial_sync_memory": memory, "echo_round": echo, "no_change": no_change,
                           "one_changed": one_change}
+        done(out)
     return out
 
 
