@@ -139,14 +139,15 @@ def handle_sync_message(services: Services, body: dict[str, Any] | str) -> RunRe
 
 
 def _follow_lease(services: Services, job: SyncJob, held: LeaseHeldError) -> None:
-    """A job for when the held lease runs out, one per lease expiry: a live holder's extra pass makes it
-    a cheap no-op sync, a dead holder's work is picked up at the earliest moment it may be."""
+    """A job for when the held lease runs out: a live holder's extra pass makes it a cheap no-op sync, a
+    dead holder's work is picked up at the earliest moment it may be. At most one is waiting at a time: one
+    that finds the lease renewed by a live holder schedules the next."""
     if held.expires_at is None:
         return
     expiry = held.expires_at.timestamp()
 
     def not_scheduled(row: dict[str, Any]) -> bool:
-        return float(row.get("follow_at", 0.0)) < expiry
+        return float(row.get("follow_at", 0.0)) <= time.time()
 
     if not _update_flags(services, job.tenant_id, job.user_id, {"follow_at": expiry}, only_if=not_scheduled):
         return
