@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 
+from sync_core.accounts import normalise_company
 from sync_core.models import (
     Address,
     ContactFields,
@@ -250,14 +251,25 @@ def merge_three(base: ContactFields | None, crm: ContactFields, ms: ContactField
     merged: dict[str, object] = {}
     clashes: list[str] = []
     for name in b:
-        if c[name] == m[name] or m[name] == b[name]:
+        same = _same_company if name == "company" else _equal
+        if same(c[name], m[name]) or same(m[name], b[name]):
             merged[name] = c[name]
-        elif c[name] == b[name]:
+        elif same(c[name], b[name]):
             merged[name] = m[name]
         else:
             merged[name] = c[name]
             clashes.append(name)
     return _unflatten(merged), tuple(clashes)
+
+
+def _equal(a: object, b: object) -> bool:
+    return a == b
+
+
+def _same_company(a: object, b: object) -> bool:
+    """Companies are accounts, found by their normalised name: "  NEWCO LTD " typed in Outlook is the account
+    "Newco Ltd", and the CRM showing it so is no edit of the company."""
+    return normalise_company(str(a)) == normalise_company(str(b))
 
 
 def merge_two(crm: ContactFields, ms: ContactFields) -> ContactFields:

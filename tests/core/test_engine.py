@@ -542,3 +542,19 @@ def test_delta_rounds_that_repeat_items_are_applied_once() -> None:
     world.ms.user_create(world.folder, givenName="Twice", surname="Listed")
     run = world.sync()
     assert run.crm.created == 1 and len(world.crm_contacts()) == 1
+
+
+def test_a_later_outlook_company_edit_reaches_the_crm_after_an_import_typed_in_other_case(world: World) -> None:
+    """Chaos long run, microsoft_to_crm: the import filed "  NEWCO 5595 LTD " under the account "Newco 5595 Ltd";
+    the CRM showing the account's own spelling is no CRM edit, so a later company edit in Outlook must win."""
+    world.set_mode(SyncMode.MICROSOFT_TO_CRM)
+    world.account("Newco 5595 Ltd")
+    later = world.account("Newco 4266 Ltd")
+    world.sync()
+    ms_id = world.ms.user_create(world.folder, givenName="Ann", surname="Lee", companyName="  NEWCO 5595 LTD ")
+    world.sync()
+    [imported] = [c for c in world.crm_contacts() if c.last_name == "Lee"]
+    assert world.crm_fields(imported.id).company == "Newco 5595 Ltd"
+    world.ms.user_edit(ms_id, companyName="  NEWCO 4266 LTD ")
+    world.sync()
+    assert world.crm.contacts[(TENANT, imported.id)].account_id == later.id
