@@ -162,9 +162,13 @@ def test_a_dead_workers_lease_expires_and_its_user_is_synced_then_without_anothe
     # instead of leaving the user to the next timer tick (5 minutes in production).
     run = user.wait_run(sent, timeout=LEASE_SECONDS + 30)
     assert run.outcome is RunOutcome.SUCCEEDED and run.microsoft.created == 2 and run.started_at >= lease.expires_at
-    for gone in (dead, older):
-        closed = next(r for r in user.runs() if r.run_id == gone.run_id)
-        assert closed.outcome is RunOutcome.FAILED and closed.error == jobs.ABANDONED
+
+    def closed() -> bool:  # the worker closes them just after saving its own run
+        runs = {r.run_id: r for r in user.runs()}
+        return all(runs[gone.run_id].outcome is RunOutcome.FAILED and runs[gone.run_id].error == jobs.ABANDONED
+                   for gone in (dead, older))
+
+    wait_for(closed, 15, "the dead worker's runs to be closed as abandoned")
     assert not ops.user_status(user.stack.services, connection).abandoned_runs
 
 
