@@ -317,6 +317,8 @@ class Engine:
         if self._unresolved_creates:
             self.tally.log(f"microsoft:{action.ms_id} not imported yet: a create of ours is unresolved")
             return
+        if self._a_copy_of_ours(action):
+            return
         account = self._remember(resolve_account(self.crm, self.tenant_id, action.fields.company, self.user_id,
                                                  self._resolved))
         match = self._match_by_email(account.id, action.fields.emails) if action.match_by_email else None
@@ -355,11 +357,53 @@ class Engine:
                      crm_version(created.version, account.version), None,
                      write_ms=action.sync_back)
 
+    def _a_copy_of_ours(self, action: CreateInCrm) -> bool:
+        """An item our create tagged with the id of a CRM contact that is now synced with another item: the
+        user moved back in a card we had re-created after it left the folder (or copied one). Never imported
+        as a contact of its own. In two-way the older copy leaves the folder (the synced one holds the CRM's
+        data); Microsoft → CRM leaves Outlook alone. Returns whether it was handled here."""
+        try:
+            owner = self.microsoft.crm_id_of(action.ms_id)
+        except (MicrosoftError, NotFoundError) as exc:
+            self._fail(Side.CRM, Side.MICROSOFT, action.ms_id, f"not imported: its tag was not readable ({type(exc).__name__})",
+                       retry=True)
+            return True
+        if owner is None:
+            return False  # the user's own contact
+        link = self.state.get_links_by_crm(self.user_id, [owner]).get(owner)
+        contact = self._read_contact(owner)
+        if link is None or link.ms_id == action.ms_id or contact is None:
+            return False
+        if link.state is LinkState.PENDING_CREATE:
+            # Our own create, landed after its answer was lost: the next run's lookup links it.
+            self.tally.hold_delta = True
+            self.tally.log(f"microsoft:{action.ms_id} not imported: our create for crm:{owner} is being confirmed")
+            return True
+        if link.state is LinkState.MS_REMOVED:
+            # Its synced item is gone: the one brought back takes its place.
+            target = merge_two(crm_to_fields(contact, self.account_name(contact.account_id)), action.fields)
+            self.tally.log(f"microsoft:{action.ms_id} is crm:{owner}'s card, back in the folder: linked again")
+            self._converge(LinkExisting(owner, action.ms_id, action.ms_version, action.fields, target, contact,
+                                        link, write_ms=action.sync_back))
+            return True
+        if not action.sync_back:
+            self.tally.log(f"microsoft:{action.ms_id} not imported: a second copy of crm:{owner}'s card")
+            return True
+        [result] = self.microsoft.delete_contacts([action.ms_id])
+        kind = _kind(result)
+        if kind in ("ok", "gone"):
+            if kind == "ok":
+                self.tally.microsoft["deleted"] += 1
+            self.tally.log(f"microsoft:{action.ms_id} removed: an older copy of crm:{owner}'s card, which is in the folder")
+        else:
+            self._fail(Side.MICROSOFT, Side.MICROSOFT, action.ms_id, self._reason("delete", result),
+                       retry=kind != "rejected", detail=result.error or "")
+        return True
+
     def _lost_import(self, crm_id: str) -> CrmContact | None:
         """The record an earlier import of this item created, if its link was never saved. A record of that id
-        linked to another Outlook item is no lost import: the user brought back an old copy of the item
-        (moved out, re-created by us after a CRM edit, moved in again), which is imported as a contact
-        of its own."""
+        linked to another Outlook item is no lost import (an old copy of one of our own items is caught
+        before, by its tag: `_a_copy_of_ours`)."""
         contact = self._read_contact(crm_id)
         if contact is None or crm_id in self._claimed:
             return None

@@ -660,6 +660,12 @@ class FakeMicrosoft:
         self._leave("delete_contacts", ms_ids)
         return results
 
+    def crm_id_of(self, ms_id: str) -> str | None:
+        self._enter("crm_id_of", 1, ms_id)
+        item = self.items.get(ms_id)
+        tags = (item or {}).get("singleValueExtendedProperties") or []
+        return next((str(t["value"]) for t in tags if t.get("id") == mapping.CRM_ID_PROPERTY and t.get("value")), None)
+
     def find_contact_by_crm_id(self, folder_id: str, crm_id: str) -> MsContact | None:
         """The newest item of the folder tagged with `crm_id` (an older one is a copy the user kept)."""
         self._enter("find_contact_by_crm_id", 1, folder_id, crm_id)

@@ -94,6 +94,22 @@ class GraphContacts:
         # The same item can appear twice in a round; the last state wins (dict keeps the latest).
         return DeltaResult(changes=tuple(changes.values()), delta_link=new_link, full=full)
 
+    def crm_id_of(self, ms_id: str) -> str | None:
+        """The CRM id our create tagged this item with (it survives moves between folders); None for an item
+        of the user's own, or one gone meanwhile."""
+        prop = _odata_quote(mapping.CRM_ID_PROPERTY)
+        try:
+            item = self.session.request(
+                "GET", f"{self.mailbox}/contacts/{quote(ms_id, safe='')}?$select=id"
+                       f"&$expand=singleValueExtendedProperties($filter=id eq '{prop}')")
+        except NotFoundError:
+            return None
+        tags = item.get("singleValueExtendedProperties") if isinstance(item, dict) else None
+        for tag in tags if isinstance(tags, list) else []:
+            if isinstance(tag, dict) and isinstance(tag.get("value"), str) and tag["value"]:
+                return str(tag["value"])
+        return None
+
     def find_contact_by_crm_id(self, folder_id: str, crm_id: str) -> MsContact | None:
         prop = _odata_quote(mapping.CRM_ID_PROPERTY)
         url = (f"{self.mailbox}/contactFolders/{quote(folder_id, safe='')}/contacts"

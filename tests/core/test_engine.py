@@ -558,3 +558,43 @@ def test_a_later_outlook_company_edit_reaches_the_crm_after_an_import_typed_in_o
     world.ms.user_edit(ms_id, companyName="  NEWCO 4266 LTD ")
     world.sync()
     assert world.crm.contacts[(TENANT, imported.id)].account_id == later.id
+
+
+def test_an_old_card_moved_back_in_after_we_recreated_it_is_no_second_contact(world: World) -> None:
+    """Chaos long run (u4 c584): moved out of the folder, re-created by us after a CRM edit (an account
+    rename), then the old card moved back in. It carries our CRM id: never imported as a contact of its own."""
+    [crm_id] = populate(world, 1)
+    world.sync()
+    old_card = world.pairs()[crm_id]
+    world.ms.user_move(old_card, DEFAULT_CONTACTS_FOLDER)
+    world.sync()
+    contact = world.crm.contacts[(TENANT, crm_id)]
+    world.crm.rename_account(TENANT, contact.account_id, "Contoso Holdings")
+    world.sync()
+    recreated = world.pairs()[crm_id]
+    assert recreated != old_card
+    world.ms.user_move(old_card, world.folder)
+    run = world.sync()
+    assert [c.id for c in world.crm_contacts()] == [crm_id], run.log
+    assert list(world.outlook()) == [recreated]
+    world.assert_in_step()
+    assert world.sync().microsoft.deleted == 0  # settled
+
+
+def test_an_old_card_moved_back_in_after_its_recreated_copy_was_deleted_is_linked_again(world: World) -> None:
+    [crm_id] = populate(world, 1)
+    world.sync()
+    old_card = world.pairs()[crm_id]
+    world.ms.user_move(old_card, DEFAULT_CONTACTS_FOLDER)
+    world.sync()
+    contact = world.crm.contacts[(TENANT, crm_id)]
+    world.crm.update_contact(contact.model_copy(update={"job_title": "Head of Buying"}))
+    world.sync()
+    world.ms.user_delete(world.pairs()[crm_id])
+    world.sync()
+    world.ms.user_move(old_card, world.folder)
+    run = world.sync()
+    assert [c.id for c in world.crm_contacts()] == [crm_id], run.log
+    assert world.pairs() == {crm_id: old_card}
+    assert world.outlook()[old_card].fields.job_title == "Head of Buying"
+    world.assert_in_step()

@@ -205,3 +205,28 @@ def test_crash_between_graph_write_and_link_write_leaves_no_duplicate(rig: Conta
     names = sorted(c["givenName"] for c in folder_contacts(rig))
     assert names == sorted(f"P{i}" for i in range(25)), "every contact exactly once"
     assert rig.sync().microsoft.created == 0
+
+
+def test_an_old_card_moved_back_in_after_we_recreated_it_leaves_one_card_and_one_contact(rig: ContactRig) -> None:
+    """Out of the folder, re-created by us after a CRM edit, the old card moved back in: it carries our CRM id
+    (read with $expand=singleValueExtendedProperties), so it is removed as an older copy, never imported."""
+    acme = rig.account("Acme Ltd")
+    ada = rig.contact(acme, "Ada", "Lovelace", "ada@example.com")
+    rig.sync()
+    [card] = folder_contacts(rig)
+    with outlook(rig) as client:
+        elsewhere = default_folder_id(client)
+        moved = rig.control.move_contact(rig.mailbox["id"], card["id"], elsewhere)  # a new id, as in Outlook
+        rig.sync()
+        rig.crm.update_contact(rig.crm.get_contacts(rig.settings.tenant_id, [ada.id])[ada.id].model_copy(
+            update={"job_title": "Countess"}))
+        rig.sync()
+        [recreated] = folder_contacts(rig)
+        back = rig.control.move_contact(rig.mailbox["id"], moved["id"], recreated["parentFolderId"])
+        assert back["id"] != recreated["id"]
+    run = rig.sync()
+    assert run.outcome is RunOutcome.SUCCEEDED and run.crm.created == 0, run.log
+    assert [c["id"] for c in folder_contacts(rig)] == [recreated["id"]]
+    assert [c.id for c in rig.crm.list_contacts(rig.settings.tenant_id)] == [ada.id]
+    quiet = rig.sync()
+    assert (quiet.crm.created, quiet.microsoft.created, quiet.microsoft.deleted) == (0, 0, 0)
