@@ -74,6 +74,24 @@ class EngineConfig:
     log_limit: int = 200  # log lines kept in a run record
 
 
+def save_links_batched(state: StateStore, links: list[Link], saved_now: dict[str, Link],
+                       save_one: Callable[[Link], Link | None]) -> list[Link | None]:
+    """Many links in few storage transactions (remembered in `saved_now` by CRM id, for their new ETags);
+    a link that met a race goes the one-by-one way (`save_one`). Shared by the contact and task engines."""
+    if not links:
+        return []
+    out: list[Link | None] = []
+    for link, saved in zip(links, state.save_links(links)):
+        if isinstance(saved, Link):
+            saved_now[saved.crm_id] = saved
+            out.append(saved)
+        elif isinstance(saved, (ConcurrencyError, AlreadyExistsError)):
+            out.append(save_one(link))
+        else:
+            raise saved
+    return out
+
+
 @dataclass
 class Tally:
     """What a run did, counted as it goes; folded into the RunRecord at the end."""
@@ -662,19 +680,7 @@ class Engine:
             ms_version=ms_version, synced=synced, synced_hash=synced.content_hash(), etag=etag))
 
     def _save_links(self, links: list[Link]) -> list[Link | None]:
-        """Many links in few storage transactions; a link that met a race goes the one-by-one way."""
-        if not links:
-            return []
-        out: list[Link | None] = []
-        for link, saved in zip(links, self.state.save_links(links)):
-            if isinstance(saved, Link):
-                self._saved[saved.crm_id] = saved
-                out.append(saved)
-            elif isinstance(saved, (ConcurrencyError, AlreadyExistsError)):
-                out.append(self._save_link(link))
-            else:
-                raise saved
-        return out
+        return save_links_batched(self.state, links, self._saved, self._save_link)
 
     def _save_link(self, link: Link) -> Link | None:
         try:

@@ -24,7 +24,7 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from sync_core.accounts import resolve_account
-from sync_core.engine import EngineConfig, Tally
+from sync_core.engine import EngineConfig, Tally, save_links_batched
 from sync_core.errors import (
     AlreadyExistsError,
     ConcurrencyError,
@@ -624,19 +624,7 @@ class TaskEngine:
         return saved
 
     def _save_links(self, links: list[Link]) -> list[Link | None]:
-        """Many links in few storage transactions; a link that met a race goes the one-by-one way."""
-        if not links:
-            return []
-        out: list[Link | None] = []
-        for link, saved in zip(links, self.state.save_links(links)):
-            if isinstance(saved, Link):
-                self._saved[saved.crm_id] = saved
-                out.append(saved)
-            elif isinstance(saved, (ConcurrencyError, AlreadyExistsError)):
-                out.append(self._save_link(link))
-            else:
-                raise saved
-        return out
+        return save_links_batched(self.state, links, self._saved, self._save_link)
 
     def _drop_link(self, link: Link) -> None:
         current = self._fresh(link)
