@@ -9,6 +9,7 @@ from devhost.procs import free_port, port_open, spawn, stop, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE_BIN = ROOT / "node_modules" / "azurite" / "dist" / "src" / "azurite.js"
+POINT_LOOKUP = Path(__file__).resolve().parent / "azurite_point_lookup.js"
 ACCOUNT = "devstoreaccount1"
 # The well-known Azurite development key (public, documented by Microsoft).
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -41,7 +42,9 @@ class Azurite:
     def start(self, timeout: float = 30.0) -> "Azurite":
         if not AZURITE_BIN.exists():
             raise RuntimeError("Azurite is not installed: run `npm ci` (make does this for you)")
-        args = ["node", str(AZURITE_BIN), "--silent", "--disableTelemetry", "--skipApiVersionCheck",
+        # The preload gives point operations Table Storage's cost (see the file); answers are unchanged.
+        args = ["node", "--require", str(POINT_LOOKUP), str(AZURITE_BIN),
+                "--silent", "--disableTelemetry", "--skipApiVersionCheck",
                 "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
                 "--blobPort", str(self.blob_port), "--queuePort", str(self.queue_port),
                 "--tablePort", str(self.table_port)]
