@@ -188,6 +188,7 @@ class Engine:
         # this run (the Outlook round is replayed next run, when the lookup can tell ours from the user's).
         self._unresolved_creates = False
         self._ms_updates: list[_MsWrite] = []
+        self._tags: dict[str, str | None] = {}  # our CRM-id tag of each Outlook item this chunk may import
 
     @property
     def tenant_id(self) -> str:
@@ -288,6 +289,7 @@ class Engine:
         creates: list[CreateInMicrosoft] = []
         deletes: list[DeleteInMicrosoft] = []
         guard_reasons: set[str] = set()
+        self._read_tags([a.ms_id for a in actions if isinstance(a, CreateInCrm)])
         for action in actions:
             if isinstance(action, Skip):
                 self._skip(action, guard_reasons)
@@ -375,22 +377,33 @@ class Engine:
                      crm_version(created.version, account.version), None,
                      write_ms=action.sync_back)
 
-    def _a_copy_of_ours(self, action: CreateInCrm) -> bool:
-        """An item our create tagged with the id of a CRM contact that is now synced with another item: the
-        user moved back in a card we had re-created after it left the folder (or copied one). Never imported
-        as a contact of its own. In two-way the older copy leaves the folder (the synced one holds the CRM's
-        data); Microsoft → CRM leaves Outlook alone. Returns whether it was handled here."""
+    def _read_tags(self, ms_ids: list[str]) -> None:
+        """Our tags of the items about to be imported, in one batched read (an unreadable one stays out)."""
+        if not ms_ids or self._unresolved_creates:
+            return
         try:
-            owner = self.microsoft.crm_id_of(action.ms_id)
-        except (MicrosoftError, NotFoundError) as exc:
-            self._fail(Side.CRM, Side.MICROSOFT, action.ms_id, f"not imported: its tag was not readable ({type(exc).__name__})",
-                       retry=True)
+            self._tags = self.microsoft.crm_ids_of(ms_ids)
+        except MicrosoftError as exc:
+            self.tally.log(f"tags of {len(ms_ids)} Outlook items not readable ({type(exc).__name__}): not imported yet")
+            self._tags = {}
+
+    def _a_copy_of_ours(self, action: CreateInCrm) -> bool:
+        """A card of a CRM contact that is now synced with another item, never imported as a contact of its
+        own: an item our create tagged (the user moved back in a card we had re-created after it left the
+        folder, or copied one), or an item we imported before (its first import id is taken) whose contact
+        was pushed to a new card while it was out of the folder. In two-way the older copy leaves the folder
+        (the synced one holds the CRM's data); Microsoft → CRM leaves Outlook alone. Returns whether it was
+        handled here."""
+        if action.ms_id not in self._tags:
+            self._fail(Side.CRM, Side.MICROSOFT, action.ms_id, "not imported: its tag was not readable", retry=True)
             return True
-        if owner is None:
-            return False  # the user's own contact
-        link = self.state.get_links_by_crm(self.user_id, [owner]).get(owner)
+        # Untagged: the user's own card, imported before if the id its import takes is a contact already.
+        owner = self._tags[action.ms_id] or import_crm_ids(self.tenant_id, self.user_id, action.ms_id)[0]
         contact = self._read_contact(owner)
-        if link is None or link.ms_id == action.ms_id or contact is None:
+        if contact is None:
+            return False  # the user's own contact, new to us
+        link = self.state.get_links_by_crm(self.user_id, [owner]).get(owner)
+        if link is None or link.ms_id == action.ms_id:
             return False
         if link.state is LinkState.PENDING_CREATE:
             # Our own create, landed after its answer was lost: the next run's lookup links it.

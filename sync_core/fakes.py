@@ -660,11 +660,15 @@ class FakeMicrosoft:
         self._leave("delete_contacts", ms_ids)
         return results
 
-    def crm_id_of(self, ms_id: str) -> str | None:
-        self._enter("crm_id_of", 1, ms_id)
-        item = self.items.get(ms_id)
-        tags = (item or {}).get("singleValueExtendedProperties") or []
-        return next((str(t["value"]) for t in tags if t.get("id") == mapping.CRM_ID_PROPERTY and t.get("value")), None)
+    def crm_ids_of(self, ms_ids: Sequence[str]) -> dict[str, str | None]:
+        self._enter("crm_ids_of", self._batches(len(ms_ids)), ms_ids)
+        found: dict[str, str | None] = {}
+        for ms_id in ms_ids:
+            tags = (self.items.get(ms_id) or {}).get("singleValueExtendedProperties") or []
+            found[ms_id] = next((str(t["value"]) for t in tags
+                                 if t.get("id") == mapping.CRM_ID_PROPERTY and t.get("value")), None)
+        self._leave("crm_ids_of", ms_ids)
+        return found
 
     def find_contact_by_crm_id(self, folder_id: str, crm_id: str) -> MsContact | None:
         """The newest item of the folder tagged with `crm_id` (an older one is a copy the user kept)."""

@@ -581,6 +581,38 @@ def test_an_old_card_moved_back_in_after_we_recreated_it_is_no_second_contact(wo
     assert world.sync().microsoft.deleted == 0  # settled
 
 
+@pytest.mark.parametrize("mode", [SyncMode.TWO_WAY, SyncMode.MICROSOFT_TO_CRM])
+def test_the_users_own_card_moved_back_in_after_we_recreated_it_is_no_second_contact(world: World,
+                                                                                     mode: SyncMode) -> None:
+    """Chaos long run (u6 m22): a card made in Outlook and imported, moved out, its contact re-created in
+    Outlook after a CRM edit, then the original moved back in. It carries no tag of ours, but the id its
+    import takes is that contact: never imported a second time."""
+    world.set_mode(mode)
+    world.sync()  # the folder
+    original = world.ms.user_create(world.folder, givenName="Ada", surname="Lovelace", companyName="Engines",
+                                    emailAddresses=[{"address": "ada@example.com"}])
+    world.sync()
+    [contact] = world.crm_contacts()
+    world.ms.user_move(original, DEFAULT_CONTACTS_FOLDER)
+    world.sync()
+    world.set_mode(SyncMode.TWO_WAY)  # the contact goes back to Outlook as a card of ours
+    world.crm.update_contact(contact.model_copy(update={"job_title": "Countess"}))
+    world.sync()
+    recreated = world.pairs()[contact.id]
+    assert recreated != original
+    world.set_mode(mode)
+    world.ms.user_move(original, world.folder)
+    run = world.sync()
+    assert [c.id for c in world.crm_contacts()] == [contact.id], run.log
+    assert world.crm_fields(contact.id).job_title == "Countess"
+    if mode is SyncMode.TWO_WAY:
+        assert list(world.outlook()) == [recreated], run.log
+        world.assert_in_step()
+    else:
+        assert set(world.outlook()) == {recreated, original}  # microsoft_to_crm never writes Outlook
+    assert world.sync().crm.created == 0
+
+
 def test_an_old_card_moved_back_in_after_its_recreated_copy_was_deleted_is_linked_again(world: World) -> None:
     [crm_id] = populate(world, 1)
     world.sync()

@@ -79,9 +79,10 @@ def test_worker_killed_mid_run_is_taken_over_after_its_lease(connect: Connector)
     run = user.sync_until_quiet()
     assert run.started_at >= killed.lease_expires_at - timedelta(seconds=1)  # not before the lease ran out
     _assert_one_each(user)
+    wait_for(lambda: not [r for r in user.runs() if r.outcome is RunOutcome.RUNNING], 15,
+             "the killed run to be closed")
     closed = next(r for r in user.runs() if r.run_id == killed.run_id)
     assert closed.outcome is RunOutcome.FAILED and closed.error == jobs.ABANDONED
-    assert not [r for r in user.runs() if r.outcome is RunOutcome.RUNNING]
 
 
 def test_worker_killed_between_the_graph_write_and_the_link_write(connect: Connector) -> None:
@@ -97,7 +98,9 @@ def test_worker_killed_between_the_graph_write_and_the_link_write(connect: Conne
     stack.devhost.start()
     user.sync_until_quiet()
     _assert_one_each(user)
-    assert not [r for r in user.runs() if r.outcome is RunOutcome.RUNNING]
+    # The killed run is closed as abandoned by the worker just after it saves its own run.
+    wait_for(lambda: not [r for r in user.runs() if r.outcome is RunOutcome.RUNNING], 15,
+             "the killed run to be closed")
 
 
 def test_azurite_restarted_keeps_everything_and_the_next_sync_writes_only_the_change(connect: Connector) -> None:
