@@ -26,6 +26,16 @@ def normalise_company(name: str) -> str:
     return "".join(ch for ch in unicodedata.normalize("NFKC", name).casefold() if ch.isalnum())
 
 
+_DEFAULT_KEY = normalise_company(DEFAULT_IMPORT_ACCOUNT)
+
+
+def company_key(name: str) -> str:
+    """The account a company name stands for, as a key: blank and "From Office 365" are the same account
+    (a contact there shows no company), so neither is an edit of the other."""
+    key = normalise_company(name)
+    return "" if key == _DEFAULT_KEY else key
+
+
 def pick_account(matches: list[Account], owner_user_id: str | None) -> Account:
     """The deterministic choice among accounts of the same name: the user's own first, then lowest id."""
     return min(matches, key=lambda account: (account.owner_user_id != owner_user_id, account.id))

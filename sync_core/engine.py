@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
-from sync_core.accounts import normalise_company, resolve_account
+from sync_core.accounts import company_key, resolve_account
 from sync_core.errors import (
     AlreadyExistsError,
     ConcurrencyError,
@@ -474,7 +474,7 @@ class Engine:
         account_name, account_version = (account.name, account.version) if account else ("", "")
         current = crm_to_fields(contact, account_name)
         account_id = contact.account_id
-        if normalise_company(action.fields.company) != normalise_company(current.company):
+        if company_key(action.fields.company) != company_key(current.company):
             # The company changed in Outlook: the contact moves to the matching (or a new) account.
             account = self._remember(resolve_account(self.crm, self.tenant_id, action.fields.company, self.user_id,
                                                      self._resolved))

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 
-from sync_core.accounts import normalise_company
+from sync_core.accounts import company_key
 from sync_core.models import (
     Address,
     ContactFields,
@@ -268,8 +268,9 @@ def _equal(a: object, b: object) -> bool:
 
 def _same_company(a: object, b: object) -> bool:
     """Companies are accounts, found by their normalised name: "  NEWCO LTD " typed in Outlook is the account
-    "Newco Ltd", and the CRM showing it so is no edit of the company."""
-    return normalise_company(str(a)) == normalise_company(str(b))
+    "Newco Ltd", and the CRM showing it so is no edit of the company. "From Office 365" typed in Outlook is
+    the account whose contacts show no company."""
+    return company_key(str(a)) == company_key(str(b))
 
 
 def merge_two(crm: ContactFields, ms: ContactFields) -> ContactFields:

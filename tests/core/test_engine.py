@@ -560,6 +560,25 @@ def test_a_later_outlook_company_edit_reaches_the_crm_after_an_import_typed_in_o
     assert world.crm.contacts[(TENANT, imported.id)].account_id == later.id
 
 
+@pytest.mark.parametrize("mode", [SyncMode.TWO_WAY, SyncMode.MICROSOFT_TO_CRM])
+def test_an_outlook_company_edit_reaches_the_crm_after_an_import_typed_from_office_365(world: World,
+                                                                                       mode: SyncMode) -> None:
+    """Chaos long run (u3 m910): a card typed with the company "From Office 365" lands in that account, whose
+    contacts show no company; the CRM's blank was taken for an edit of the company that beat Outlook's."""
+    world.set_mode(mode)
+    world.sync()
+    ms_id = world.ms.user_create(world.folder, givenName="Radia", surname="Lamarr", companyName="From Office 365")
+    world.sync()
+    [contact] = world.crm_contacts()
+    assert world.crm.accounts[(TENANT, contact.account_id)].name == "From Office 365"
+    world.ms.user_edit(ms_id, mobilePhone="+44 20 7946 3090")
+    world.sync()
+    world.ms.user_edit(ms_id, companyName="  NEWCO 8739 LTD ")
+    run = world.sync()
+    assert world.crm_fields(contact.id).company.casefold() == "newco 8739 ltd", run.log
+    assert world.sync().crm.updated == 0
+
+
 def test_an_old_card_moved_back_in_after_we_recreated_it_is_no_second_contact(world: World) -> None:
     """Chaos long run (u4 c584): moved out of the folder, re-created by us after a CRM edit (an account
     rename), then the old card moved back in. It carries our CRM id: never imported as a contact of its own."""
