@@ -727,18 +727,24 @@ class Engine:
 
     def _fail(self, write_side: Side, record_side: Side, record_id: str, reason: str, *, retry: bool,
               detail: str = "") -> None:
-        """retry: counted as an error of `write_side` and retried next run; else quarantined until it changes.
-        `reason` goes to the run log and must hold no personal data; `detail` (e.g. Graph's error message)
-        only to the user's own quarantine list."""
-        self.state.put_quarantine(QuarantineEntry(
-            user_id=self.user_id, side=record_side.value, record_id=record_id,
-            reason=f"{reason}: {detail}" if detail else reason, first_seen=self.now()))
+        record_failure(self.state, self.tally, self.user_id, write_side, record_side, record_id, reason,
+                       retry=retry, detail=detail, now=self.now())
         self._quarantined.add((record_side.value, record_id))
-        if retry:
-            self.tally.side(write_side)["errors"] += 1
-            if record_side is Side.MICROSOFT:
-                self.tally.hold_delta = True
-            self.tally.log(f"error {record_side.value}:{record_id}: {reason} (retried next run)")
-        else:
-            self.tally.quarantined += 1
-            self.tally.log(f"quarantined {record_side.value}:{record_id}: {reason}")
+
+
+def record_failure(state: StateStore, tally: Tally, user_id: str, write_side: Side, record_side: Side,
+                   record_id: str, reason: str, *, retry: bool, detail: str, now: datetime, label: str = "") -> None:
+    """A record that failed, on the user's quarantine list. retry: counted as an error of `write_side` and
+    retried next run; else quarantined until it changes. `reason` goes to the run log and must hold no
+    personal data; `detail` (e.g. Graph's error message) only to the user's own list. Shared by the contact
+    and task engines."""
+    state.put_quarantine(QuarantineEntry(user_id=user_id, side=record_side.value, record_id=record_id,
+                                         reason=f"{reason}: {detail}" if detail else reason, first_seen=now))
+    if retry:
+        tally.side(write_side)["errors"] += 1
+        if record_side is Side.MICROSOFT:
+            tally.hold_delta = True  # the Outlook change comes again with the same deltaLink
+        tally.log(f"{label}error {record_side.value}:{record_id}: {reason} (retried next run)")
+    else:
+        tally.quarantined += 1
+        tally.log(f"{label}quarantined {record_side.value}:{record_id}: {reason}")

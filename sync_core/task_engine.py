@@ -24,7 +24,7 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from sync_core.accounts import resolve_account
-from sync_core.engine import EngineConfig, Tally, save_links_batched
+from sync_core.engine import EngineConfig, Tally, record_failure, save_links_batched
 from sync_core.errors import (
     AlreadyExistsError,
     ConcurrencyError,
@@ -644,21 +644,10 @@ class TaskEngine:
 
     def _fail(self, write_side: Side, record_side: Side, record_id: str, reason: str, *, retry: bool,
               detail: str = "") -> None:
-        """retry: counted as an error of `write_side` and retried next run; else quarantined until it changes.
-        `reason` goes to the run log (no personal data); `detail` only to the user's quarantine list."""
         named = crm_record_id(record_id) if record_side is Side.CRM else record_id
-        self.state.put_quarantine(QuarantineEntry(
-            user_id=self.settings.user_id, side=record_side.value, record_id=named,
-            reason=f"{reason}: {detail}" if detail else reason, first_seen=self.now()))
+        record_failure(self.state, self.tally, self.settings.user_id, write_side, record_side, named, reason,
+                       retry=retry, detail=detail, now=self.now(), label="tasks: ")
         self._listed.add((record_side.value, named))
-        if retry:
-            self.tally.side(write_side)["errors"] += 1
-            if record_side is Side.MICROSOFT:
-                self.tally.hold_delta = True
-            self.tally.log(f"tasks: error {named}: {reason} (retried next run)")
-        else:
-            self.tally.quarantined += 1
-            self.tally.log(f"tasks: quarantined {named}: {reason}")
 
 
 def _intent_target(link: Link, default: TaskTarget) -> TaskTarget:
