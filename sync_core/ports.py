@@ -64,7 +64,8 @@ class MicrosoftContactsPort(Protocol):
     """The user's Outlook contact folder through Microsoft Graph."""
 
     # How long after we gave up waiting for its answer a write may still land in Microsoft.
-    late_write_seconds: float
+    @property
+    def late_write_seconds(self) -> float: ...
 
     def ensure_folder(self, display_name: str, known_id: str | None) -> str: ...
     def contact_delta(self, folder_id: str, delta_link: str | None) -> DeltaResult: ...  # DeltaExpiredError

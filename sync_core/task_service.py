@@ -208,7 +208,7 @@ class _TaskRun:
         self.quarantined = [q for q in self.state.list_quarantine(self.user.user_id) if is_task_entry(q)]
         position, crm_ids = self._crm_side(home, fresh)
         crm_ids.update(dict.fromkeys(q.record_id[len("task:"):] for q in self.quarantined if q.side == Side.CRM.value))
-        others = sorted(({marker.target} if switched else set()) | (marker.pending - {new} if marker else set()))
+        others = sorted(({marker.target} if switched and marker is not None else set()) | (marker.pending - {new} if marker else set()))
         if switched:
             assert marker is not None
             self.tally.log(f"tasks: target switched from {marker.target.value} to {new.value}: moving the synced tasks")
@@ -235,11 +235,12 @@ class _TaskRun:
         assigned to the user and every linked one; else the tasks in the feed since the cursor."""
         if fresh:
             position = self.crm.feed_position(self.tenant_id)  # first: later writes are replayed, not lost
-            ids = dict.fromkeys(t.id for t in self.crm.tasks_assigned_to(self.tenant_id, self.user.user_id))
+            ids: dict[str, None] = dict.fromkeys(t.id for t in self.crm.tasks_assigned_to(self.tenant_id,
+                                                                             self.user.user_id))
             if home.etag is not None:
                 ids.update(dict.fromkeys(link.crm_id for link in self.state.iter_links(self.partition)))
             return position, ids
-        ids: dict[str, None] = {}
+        ids = {}
         position = home.crm_position
         while True:
             page = self.crm.read_changes(self.tenant_id, position, self.options.feed_page_size)

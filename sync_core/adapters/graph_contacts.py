@@ -147,7 +147,7 @@ class GraphContacts:
             # Already gone is what we wanted.
             ok = 200 <= response.status < 300 or response.status == 404
             results.append(WriteResult(ms_id, ok, status=response.status,
-                                       error=None if ok else _error_text(response), retry_after=response.retry_after))
+                                       error=None if ok else response.error_text, retry_after=response.retry_after))
         return results
 
     @staticmethod
@@ -157,7 +157,7 @@ class GraphContacts:
                 return WriteResult(key, True, contact=mapping.graph_to_contact(response.body), status=response.status)
             except InvalidRecordError as exc:
                 return WriteResult(key, False, status=response.status, error=f"unreadable answer: {exc}")
-        return WriteResult(key, False, status=response.status, error=_error_text(response),
+        return WriteResult(key, False, status=response.status, error=response.error_text,
                            retry_after=response.retry_after)
 
 
@@ -167,9 +167,3 @@ def _crm_tag(item: object) -> str | None:
         if isinstance(tag, dict) and isinstance(tag.get("value"), str) and tag["value"]:
             return str(tag["value"])
     return None
-
-
-def _error_text(response: SubResponse) -> str:
-    body = response.body if isinstance(response.body, dict) else {}
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
-    return f"HTTP {response.status} {error.get('code', '')}: {str(error.get('message', ''))[:200]}".strip()

@@ -94,6 +94,14 @@ class SubResponse:
     body: Any
 
     @property
+    def error_text(self) -> str:
+        """Graph's error code and message (clipped), for the user's quarantine list."""
+        body = self.body if isinstance(self.body, dict) else {}
+        error = body.get("error")
+        error = error if isinstance(error, dict) else {}
+        return f"HTTP {self.status} {error.get('code', '')}: {str(error.get('message', ''))[:200]}".strip()
+
+    @property
     def retry_after(self) -> float | None:
         value = next((v for k, v in self.headers.items() if k.lower() == "retry-after"), None)
         try:

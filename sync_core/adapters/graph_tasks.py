@@ -212,7 +212,7 @@ class GraphTasks:
             response = answered[str(i)]
             ok = 200 <= response.status < 300 or response.status == 404  # already gone is what we wanted
             results.append(TaskWriteResult(ms_id, ok, status=response.status,
-                                           error=None if ok else _error_text(response), retry_after=response.retry_after))
+                                           error=None if ok else response.error_text, retry_after=response.retry_after))
         return results
 
     def _result(self, target: TaskTarget, key: str, response: SubResponse) -> TaskWriteResult:
@@ -222,11 +222,5 @@ class GraphTasks:
             except InvalidRecordError as exc:
                 return TaskWriteResult(key, False, status=response.status, error=f"unreadable answer: {exc}")
             return TaskWriteResult(key, True, task=task, status=response.status)
-        return TaskWriteResult(key, False, status=response.status, error=_error_text(response),
+        return TaskWriteResult(key, False, status=response.status, error=response.error_text,
                                retry_after=response.retry_after)
-
-
-def _error_text(response: SubResponse) -> str:
-    body = response.body if isinstance(response.body, dict) else {}
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
-    return f"HTTP {response.status} {error.get('code', '')}: {str(error.get('message', ''))[:200]}".strip()

@@ -5,7 +5,7 @@ to build the Graph body, so the preview cannot differ from what is sent.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from collections.abc import Mapping
 from typing import Any
@@ -109,23 +109,23 @@ def build_preview(crm: CrmPort, settings: UserSyncSettings, *, tasks_crm: CrmTas
         task_columns, tasks, tasks_note = _task_preview(tasks_crm, settings)
     elif tasks_shown:
         tasks_note = "Microsoft → CRM: Microsoft receives no tasks; tasks you add there are copied into the CRM."
-    extra = {"tasks_shown": tasks_shown, "task_columns": task_columns, "tasks": tasks, "tasks_note": tasks_note,
-             "unsaved": unsaved}
+    extra = PreviewView(summary="", tasks_shown=tasks_shown, task_columns=task_columns, tasks=tasks,
+                        tasks_note=tasks_note, unsaved=unsaved)
     if settings.mode is SyncMode.MICROSOFT_TO_CRM:
-        return PreviewView(
-            summary="Microsoft → CRM: Microsoft receives no contacts from the CRM; contacts you keep in the "
-                    "Outlook folder “Really Simple Systems” are copied into the CRM.", **extra)
+        return replace(extra, summary="Microsoft → CRM: Microsoft receives no contacts from the CRM; contacts "
+                                      "you keep in the Outlook folder “Really Simple Systems” are copied into the CRM.")
     pairs = contacts_in_scope(crm, settings)
     previews = [mapping.preview_contact(contact, account.name) for contact, account in pairs]
     scope = ("the accounts you own" if settings.contact_scope is ContactScope.OWNED_ACCOUNTS
              else "all accounts of the CRM")
     if not previews:
-        return PreviewView(summary=f"No CRM contacts in {scope} yet: Microsoft will receive nothing for now.",
-                           contact_fields=mapping.OWNED_GRAPH_FIELDS, **extra)
+        return replace(extra, summary=f"No CRM contacts in {scope} yet: Microsoft will receive nothing for now.",
+                       contact_fields=mapping.OWNED_GRAPH_FIELDS)
     columns = tuple(label for label, _ in previews[0].rows)
     rows = [tuple(value for _, value in preview.rows) for preview in previews]
-    return PreviewView(
+    return replace(
+        extra,
         summary=(f"The first {len(previews)} contacts" if len(previews) > 1 else "The first contact")
         + f" of {scope}, as the Outlook folder “Really Simple Systems” will receive "
         + ("them:" if len(previews) > 1 else "it:"),
-        contact_fields=mapping.OWNED_GRAPH_FIELDS, contact_columns=columns, contacts=rows, **extra)
+        contact_fields=mapping.OWNED_GRAPH_FIELDS, contact_columns=columns, contacts=rows)
