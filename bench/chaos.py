@@ -44,6 +44,7 @@ from bench.chaos_oracle import Verdict, check_contacts, check_tasks
 from bench.chaos_people import GraphPerson, People, SimUser, TagMaker
 from bench.chaos_stack import ChaosStack, start_chaos_stack
 from sync_core import freshness, jobs
+from sync_core.bootstrap import Services
 from sync_core.connections import ConnectionStatus
 from sync_core.models import ContactScope, RunOutcome, RunRecord, SyncMode, TaskTarget, UserSyncSettings
 from sync_core.web.settings_form import form_values
@@ -432,7 +433,8 @@ def check(run: Run) -> dict[str, Any]:
         settings = connection.settings
         person = run.persons[user.key]
         person.forget_folders()
-        check_contacts(user, settings, services.crm, person, verdict, agree=not user.revoked)
+        check_contacts(user, settings, services.crm, person, verdict, agree=not user.revoked,
+                       last_run_start=_last_completed_run_start(services, user) if user.revoked else None)
         if settings.tasks_enabled:
             check_tasks(user, settings, services.crm, person, verdict, agree=not user.revoked,
                         old_targets=run.old_targets.get(user.key, []))
@@ -582,6 +584,7 @@ def _summary(run: Run, hits: dict[str, int], settled: dict[str, Any], checked: d
     return {
         "profile": run.profile.name, "seed": run.seed, "ok": all(checks.values()), "checks": checks,
         "violations": violations,
+        "excused": [f"{v.user}: {message}" for v in verdicts for message in v.excused],
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
         "seconds": {"total": round(seconds, 1), **run.phases, "time_to_settle": settled["seconds"]},
@@ -640,3 +643,10 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _last_completed_run_start(services: Services, user: SimUser) -> float:
+    """When the user's last run that went through (succeeded or partial) started, in epoch seconds."""
+    done = [r.started_at for r in services.state.latest_runs(user.user_id, 200)
+            if r.outcome in (RunOutcome.SUCCEEDED, RunOutcome.PARTIAL)]
+    return max(done).timestamp() if done else 0.0

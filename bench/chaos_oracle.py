@@ -38,6 +38,7 @@ class Verdict:
     user: str
     violations: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    excused: list[str] = field(default_factory=list)  # what no run could have fixed, and why
 
     def fail(self, message: str) -> None:
         self.violations.append(message)
@@ -64,8 +65,10 @@ def _dups(kind: str, tags: Iterable[str], verdict: Verdict) -> None:
 
 
 def check_contacts(user: SimUser, settings: UserSyncSettings, crm: TableCrm, person: GraphPerson,
-                   verdict: Verdict, *, agree: bool = True) -> None:
-    """`agree` False (the revoked user): only no duplicates and no CRM record lost."""
+                   verdict: Verdict, *, agree: bool = True, last_run_start: float | None = None) -> None:
+    """`agree` False (the revoked user): only no duplicates and no CRM record lost. A card moved back into
+    the folder after the start of the user's last completed run (`last_run_start`, epoch seconds) may sit
+    beside the card a run re-created: no run could see it before the sign-in was revoked."""
     contacts = crm.list_contacts(user.tenant_id, limit=100_000)
     accounts = {a.id: a for a in crm.list_accounts(user.tenant_id)}
     by_tag_crm: dict[str, Any] = {}
@@ -93,6 +96,13 @@ def check_contacts(user: SimUser, settings: UserSyncSettings, crm: TableCrm, per
             continue
         ms_tags.append(tag)
         by_tag_ms[tag] = item
+    if last_run_start is not None:
+        for tag, count in Counter(ms_tags).items():
+            history = user.contacts.get(tag)
+            if count > 1 and history is not None and history.moved_in_at > last_run_start:
+                verdict.excused.append(f"{count} Outlook contacts with tag {tag}: one moved back in after the "
+                                       "last run that completed before the sign-in was revoked")
+                ms_tags = [t for t in ms_tags if t != tag] + [tag]
     _dups("Outlook contacts in the folder", ms_tags, verdict)
     verdict.counts.update({"crm_contacts": len(contacts), "outlook_contacts": len(items)})
 

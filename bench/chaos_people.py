@@ -86,6 +86,7 @@ class History:
     last_ms_removal: int = 0  # deleted in Microsoft, or moved out of the synced folder
     outside: dict[str, int] = field(default_factory=dict)  # items moved out of the folder → when
     last_in_folder: int = 0  # when the Outlook person last saw this tag in the folder
+    moved_in_at: float = 0.0  # wall time of the last move back into the folder
 
 
 @dataclass
@@ -522,6 +523,7 @@ class People:
             return False
         history.outside.pop(item_id, None)
         self._did("ms_move_in", history.tag, ms_id=item_id)
+        history.moved_in_at = time.time()
         return True
 
     # -- tasks ---------------------------------------------------------------------------------------

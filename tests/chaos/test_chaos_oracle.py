@@ -108,6 +108,26 @@ def test_duplicates_on_either_side_fail() -> None:
     assert "duplicate: 2 CRM contacts with tag c1" in _violations(user, settings, crm, person)
 
 
+def test_the_revoked_users_card_moved_back_in_after_the_last_run_is_excused_only_then() -> None:
+    user, settings, crm, person, account = _world()
+    contact = _crm(crm, account, "c1")
+    history = _history(user, "c1", last_crm_edit=1, moved_in_at=1000.0)
+    person.contacts = [_outlook_copy(contact), {**_outlook_copy(contact), "id": "moved-back"}]
+
+    def verdict(last_run_start: float) -> Verdict:
+        judged = Verdict("u1")
+        check_contacts(user, settings, crm, person, judged, agree=False,  # type: ignore[arg-type]
+                       last_run_start=last_run_start)
+        return judged
+
+    later = verdict(last_run_start=900.0)  # moved back in after the last run began: no run could see it
+    assert later.violations == [] and len(later.excused) == 1
+    earlier = verdict(last_run_start=1100.0)  # a run saw it and still left two
+    assert earlier.violations == ["duplicate: 2 Outlook contacts in the folder with tag c1"] and not earlier.excused
+    history.moved_in_at = 0.0
+    assert verdict(last_run_start=900.0).violations
+
+
 def test_a_lost_crm_record_and_a_leftover_outlook_item_fail() -> None:
     user, settings, crm, person, account = _world()
     kept = _crm(crm, account, "c2")
