@@ -328,11 +328,15 @@ def chaos(run: Run) -> None:
             if delay > 0:
                 time.sleep(delay)
             log.info("chaos: %s", what)
-            try:
-                do()
-            except Exception as exc:  # a fault that could not be injected is reported, not fatal
-                run.scripted[f"failed:{what.split()[0]}:{type(exc).__name__}"] += 1
-                log.warning("chaos event %s failed: %s", what, exc)
+            for attempt in range(3):
+                try:
+                    do()
+                    break
+                except Exception as exc:  # a fault that could not be injected is reported, not fatal
+                    # e.g. storage unreachable while another fault restarts Azurite: tried again shortly.
+                    run.scripted[f"failed:{what.split()[0]}:{type(exc).__name__}"] += 1
+                    log.warning("chaos event %s failed (attempt %d): %s", what, attempt + 1, exc)
+                    time.sleep(3.0)
         remaining = started + length - time.monotonic()
         if remaining > 0:
             time.sleep(remaining)
@@ -641,12 +645,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if summary["ok"] else 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _last_completed_run_start(services: Services, user: SimUser) -> float:
     """When the user's last run that went through (succeeded or partial) started, in epoch seconds."""
     done = [r.started_at for r in services.state.latest_runs(user.user_id, 200)
             if r.outcome in (RunOutcome.SUCCEEDED, RunOutcome.PARTIAL)]
     return max(done).timestamp() if done else 0.0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
