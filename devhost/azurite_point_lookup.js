@@ -21,3 +21,56 @@ Loki.Collection.prototype.findOne = function (query) {
   }
   return findOne.call(this, query);
 };
+
+// A query whose filter is "PartitionKey eq '<pk>' and ..." (no top-level `or`) is answered by Table
+// Storage from that partition; Azurite runs its compiled filter over every row of the table. The same
+// filter, run over the partition's rows only (from the PartitionKey index), gives the same rows.
+const Store = require(path.join(azuriteDir, "dist", "src", "table", "persistence",
+                                "LokiTableMetadataStore.js")).default;
+const queryTableEntities = Store.prototype.queryTableEntities;
+const chain = Loki.Collection.prototype.chain;
+let partitionHint = null;
+
+function topLevelOr(text) {
+  let depth = 0;
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (quoted) {
+      if (ch === "'") {
+        if (text[i + 1] === "'") i++;
+        else quoted = false;
+      }
+    } else if (ch === "'") quoted = true;
+    else if (ch === "(") depth++;
+    else if (ch === ")") depth--;
+    else if (depth === 0 && /\s/.test(ch) && /^\s+or\s/i.test(text.slice(i, i + 5))) return true;
+  }
+  return false;
+}
+
+function partitionOf(filter) {
+  if (typeof filter !== "string") return null;
+  const match = /^\s*PartitionKey\s+eq\s+'((?:[^']|'')*)'(\s*$|\s+and\s)/.exec(filter);
+  if (!match || topLevelOr(filter)) return null;
+  return match[1].replace(/''/g, "'");
+}
+
+Store.prototype.queryTableEntities = function (context, account, table, queryOptions, ...rest) {
+  // The original builds its query synchronously (no await before it chains the collection).
+  partitionHint = partitionOf(queryOptions && queryOptions.filter);
+  try {
+    return queryTableEntities.call(this, context, account, table, queryOptions, ...rest);
+  } finally {
+    partitionHint = null;
+  }
+};
+
+Loki.Collection.prototype.chain = function (...args) {
+  const hint = partitionHint;
+  if (hint !== null && args.length === 0 && this.binaryIndices && this.binaryIndices.PartitionKey) {
+    partitionHint = null; // this query's collection only
+    return chain.call(this).find({ PartitionKey: hint });
+  }
+  return chain.apply(this, args);
+};

@@ -46,3 +46,25 @@ def test_one_row_key_in_several_partitions_is_kept_apart(table) -> None:  # type
     table.delete_entity("c", "same")
     assert {e["PartitionKey"]: e["Who"] for e in table.list_entities()} == {"a": "a", "b": "B", "d": "d"}
 
+
+
+def test_a_query_within_one_partition_answers_as_over_the_whole_table(table) -> None:  # type: ignore[no-untyped-def]
+    odd = "it''s or (not) one"  # a key with a quote, the word "or" and brackets: OData-quoted below
+    for partition in ("a", "b", "it's or (not) one"):
+        for row in ("r1", "r2", "r3"):
+            table.create_entity({"PartitionKey": partition, "RowKey": row, "V": f"{partition}/{row}"})
+
+    def rows(filter_: str, **kwargs) -> list[str]:  # type: ignore[no-untyped-def]
+        return [e["V"] for e in table.query_entities(filter_, **kwargs)]
+
+    assert rows("PartitionKey eq 'b'") == ["b/r1", "b/r2", "b/r3"]
+    assert rows("PartitionKey eq 'b' and ( RowKey eq 'r1' or RowKey eq 'r3' )") == ["b/r1", "b/r3"]
+    assert rows("PartitionKey eq 'b' and RowKey ge 'r2'") == ["b/r2", "b/r3"]
+    # A top-level `or` reaches beyond the partition: the whole table answers.
+    assert rows("PartitionKey eq 'b' and RowKey eq 'r1' or PartitionKey eq 'a'") == ["a/r1", "a/r2", "a/r3", "b/r1"]
+    assert rows(f"PartitionKey eq '{odd}' and RowKey lt 'r3'") == ["it's or (not) one/r1", "it's or (not) one/r2"]
+    assert rows("PartitionKey eq 'c'") == []
+    assert rows("PartitionKey ge 'b'") == ["b/r1", "b/r2", "b/r3", "it's or (not) one/r1", "it's or (not) one/r2",
+                                           "it's or (not) one/r3"]
+    # Paged with continuation tokens inside the partition.
+    assert rows("PartitionKey eq 'a'", results_per_page=2) == ["a/r1", "a/r2", "a/r3"]
