@@ -64,6 +64,8 @@ def linked_scenarios(azurite: Azurite, emulator: EmulatorProcess, sizes: list[in
         rig = make_rig(azurite.connection_string, f"l{size}", emulator.graph, emulator.control_client())
         seed_crm(rig, size)
         memory = run_in_fresh_process(azurite, emulator, rig)
+        out[str(size)] = {"initial_sync_memory": memory}
+        done(out)  # written at once: the rounds below wait out the mailbox's request ceiling after a big push
         echo = measure_sync(rig)  # the first delta after a push returns our own creates: settled, not re-sent
         no_change = measure_sync(rig)  # the steady state: nothing changed anywhere
         # One CRM edit: exactly that contact moves.
