@@ -12,6 +12,7 @@ from sync_core.models import (
     DEFAULT_IMPORT_ACCOUNT,
     FOLDER_NAME,
     ContactScope,
+    CrmContact,
     LinkState,
     RunOutcome,
     SyncMode,
@@ -579,15 +580,20 @@ def test_an_outlook_company_edit_reaches_the_crm_after_an_import_typed_from_offi
     assert world.sync().crm.updated == 0
 
 
-def test_an_old_card_moved_back_in_after_we_recreated_it_is_no_second_contact(world: World) -> None:
-    """Chaos long run (u4 c584): moved out of the folder, re-created by us after a CRM edit (an account
-    rename), then the old card moved back in. It carries our CRM id: never imported as a contact of its own."""
+def _synced_then_moved_out(world: World) -> tuple[str, str, CrmContact]:
+    """One CRM contact synced, its card moved out of the folder in Outlook, and a sync that saw it go."""
     [crm_id] = populate(world, 1)
     world.sync()
     old_card = world.pairs()[crm_id]
     world.ms.user_move(old_card, DEFAULT_CONTACTS_FOLDER)
     world.sync()
-    contact = world.crm.contacts[(TENANT, crm_id)]
+    return crm_id, old_card, world.crm.contacts[(TENANT, crm_id)]
+
+
+def test_an_old_card_moved_back_in_after_we_recreated_it_is_no_second_contact(world: World) -> None:
+    """Chaos long run (u4 c584): moved out of the folder, re-created by us after a CRM edit (an account
+    rename), then the old card moved back in. It carries our CRM id: never imported as a contact of its own."""
+    crm_id, old_card, contact = _synced_then_moved_out(world)
     world.crm.rename_account(TENANT, contact.account_id, "Contoso Holdings")
     world.sync()
     recreated = world.pairs()[crm_id]
@@ -633,12 +639,7 @@ def test_the_users_own_card_moved_back_in_after_we_recreated_it_is_no_second_con
 
 
 def test_an_old_card_moved_back_in_after_its_recreated_copy_was_deleted_is_linked_again(world: World) -> None:
-    [crm_id] = populate(world, 1)
-    world.sync()
-    old_card = world.pairs()[crm_id]
-    world.ms.user_move(old_card, DEFAULT_CONTACTS_FOLDER)
-    world.sync()
-    contact = world.crm.contacts[(TENANT, crm_id)]
+    crm_id, old_card, contact = _synced_then_moved_out(world)
     world.crm.update_contact(contact.model_copy(update={"job_title": "Head of Buying"}))
     world.sync()
     world.ms.user_delete(world.pairs()[crm_id])
