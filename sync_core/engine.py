@@ -189,7 +189,7 @@ class Engine:
         self._unresolved_creates = False
         self._ms_updates: list[_MsWrite] = []
         self._tags: dict[str, str | None] = {}  # our CRM-id tag of each Outlook item this chunk may import
-        self._imported_before: set[str] = set()  # first import ids of those items that name a CRM contact
+        self._owners: dict[str, str] = {}  # of those items, the CRM contact each is a card of, if it exists
 
     @property
     def tenant_id(self) -> str:
@@ -387,9 +387,11 @@ class Engine:
         except MicrosoftError as exc:
             self.tally.log(f"tags of {len(ms_ids)} Outlook items not readable ({type(exc).__name__}): not imported yet")
             self._tags = {}
-        untagged = [import_crm_ids(self.tenant_id, self.user_id, ms_id)[0]
-                    for ms_id, tag in self._tags.items() if tag is None]
-        self._imported_before = set(self.crm.get_contacts(self.tenant_id, untagged)) if untagged else set()
+        # An untagged item is the user's own card, imported before if the id its import takes is a contact.
+        owners = {ms_id: tag or import_crm_ids(self.tenant_id, self.user_id, ms_id)[0]
+                  for ms_id, tag in self._tags.items()}
+        existing = self.crm.get_contacts(self.tenant_id, set(owners.values())) if owners else {}
+        self._owners = {ms_id: owner for ms_id, owner in owners.items() if owner in existing}
 
     def _a_copy_of_ours(self, action: CreateInCrm) -> bool:
         """A card of a CRM contact that is now synced with another item, never imported as a contact of its
@@ -401,13 +403,10 @@ class Engine:
         if action.ms_id not in self._tags:
             self._fail(Side.CRM, Side.MICROSOFT, action.ms_id, "not imported: its tag was not readable", retry=True)
             return True
-        # Untagged: the user's own card, imported before if the id its import takes is a contact already.
-        owner = self._tags[action.ms_id] or import_crm_ids(self.tenant_id, self.user_id, action.ms_id)[0]
-        if self._tags[action.ms_id] is None and owner not in self._imported_before:
+        owner = self._owners.get(action.ms_id)
+        contact = self._read_contact(owner) if owner is not None else None  # fresh: the chunk may have changed it
+        if owner is None or contact is None:
             return False  # the user's own contact, new to us
-        contact = self._read_contact(owner)
-        if contact is None:
-            return False
         link = self.state.get_links_by_crm(self.user_id, [owner]).get(owner)
         if link is None or link.ms_id == action.ms_id:
             return False
