@@ -7,6 +7,10 @@ Coalescing, so a burst of webhooks and CRM edits never stacks up runs:
 - the worker holding the lease runs one more pass while the user is dirty;
 - and in case that worker is dead (killed mid-run, its lease left to run out), one follow-up job is
   scheduled for the moment the lease expires, so the work is never left to wait for the next timer tick.
+
+A job works within SYNC_RUN_BUDGET_SECONDS (issue 10), extra passes included: a run that stops at the budget
+(CONTINUING) ends the job, which asks for a continuation through enqueue_sync, so it coalesces with a job
+already queued (that one continues the sync just as well) instead of adding a second.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from typing import Any
 from sync_core.adapters.queues import SyncJob
 from sync_core.adapters.tables import Table, etag_of, key_part
 from sync_core.bootstrap import Services
+from sync_core.budget import Budget, chunk_floor, chunk_size_for
 from sync_core.connections import Connection, ConnectionStatus
 from sync_core.errors import (
     AlreadyExistsError,
@@ -31,7 +36,8 @@ from sync_core.errors import (
     StorageError,
 )
 from sync_core.models import RunOutcome, RunRecord
-from sync_core.service import sync_user
+from sync_core.service import SyncOptions, sync_user
+from sync_core.task_service import TaskSyncOptions
 
 log = logging.getLogger("sync_core.jobs")
 
@@ -113,13 +119,17 @@ def handle_sync_message(services: Services, body: dict[str, Any] | str) -> RunRe
     """The queue worker: run the user's sync (sync_user holds the per-user lease), with coalesced
     extra passes while more work arrived during the run."""
     job = SyncJob.from_message(body if isinstance(body, str) else SyncJob.model_validate(body).to_message())
+    budget = job_budget(services)
     _update_flags(services, job.tenant_id, job.user_id, {"queued": False})
     run: RunRecord | None = None
     passes = 0
     for _ in range(MAX_PASSES):
+        if passes and not budget.allows_another():
+            enqueue_sync(services, job.tenant_id, job.user_id, "continuation")  # the extra pass, in a fresh job
+            break
         _update_flags(services, job.tenant_id, job.user_id, {"dirty": False})
         try:
-            run = run_user_sync(services, job.tenant_id, job.user_id)
+            run = run_user_sync(services, job.tenant_id, job.user_id, budget)
         except LeaseHeldError as exc:
             # Someone is syncing this user now: make them do one more pass instead of waiting here.
             _update_flags(services, job.tenant_id, job.user_id, {"dirty": True})
@@ -127,6 +137,9 @@ def handle_sync_message(services: Services, body: dict[str, Any] | str) -> RunRe
             _follow_lease(services, job, exc)
             return None
         passes += 1
+        if run is not None and run.outcome is RunOutcome.CONTINUING:
+            enqueue_sync(services, job.tenant_id, job.user_id, "continuation")
+            break
         if run is None or run.outcome in (RunOutcome.RECONNECT_NEEDED, RunOutcome.FAILED):
             break
         row = _flags(services).get(key_part(job.tenant_id), key_part(job.user_id))
@@ -157,7 +170,16 @@ def _follow_lease(services: Services, job: SyncJob, held: LeaseHeldError) -> Non
                                                       "delay_seconds": delay})
 
 
-def run_user_sync(services: Services, tenant_id: str, user_id: str) -> RunRecord | None:
+def job_budget(services: Services) -> Budget:
+    """The time budget of one queue job (SYNC_RUN_BUDGET_SECONDS), started now."""
+    settings = services.settings
+    size = chunk_size_for(SyncOptions().chunk_size, settings.sync_run_budget_seconds, settings.graph_rate_limit,
+                          settings.graph_rate_window_seconds)
+    return Budget(settings.sync_run_budget_seconds,
+                  chunk_floor(size, settings.graph_rate_limit, settings.graph_rate_window_seconds))
+
+
+def run_user_sync(services: Services, tenant_id: str, user_id: str, budget: Budget | None = None) -> RunRecord | None:
     """One sync of one user, recording its outcome on the connection. None when not connected."""
     from sync_core.tenants import tenant_store
 
@@ -170,8 +192,13 @@ def run_user_sync(services: Services, tenant_id: str, user_id: str) -> RunRecord
     try:
         # One owner per run, not per process: a worker runs several queue messages at once, and two
         # runs of one user under the same owner would both "hold" the lease.
+        limit, window = services.settings.graph_rate_limit, services.settings.graph_rate_window_seconds
+        seconds = budget.seconds if budget is not None else None
+        options = SyncOptions(chunk_size=chunk_size_for(SyncOptions().chunk_size, seconds, limit, window))
         run = sync_user(connection.settings, services.crm, services.contacts_for(session), services.state,
-                        owner=f"{OWNER}:{uuid.uuid4().hex[:8]}", tasks=services.tasks_for(session, connection.settings))
+                        owner=f"{OWNER}:{uuid.uuid4().hex[:8]}", tasks=services.tasks_for(session, connection.settings),
+                        options=options, budget=budget,
+                        task_chunk_size=chunk_size_for(TaskSyncOptions().chunk_size, seconds, limit, window))
     except ReconnectNeededError as exc:
         _record(services, connection, error=f"{exc} — reconnect on this page to resume syncing.",
                 status=ConnectionStatus.RECONNECT_NEEDED)
@@ -190,7 +217,7 @@ def run_user_sync(services: Services, tenant_id: str, user_id: str) -> RunRecord
                 status=ConnectionStatus.RECONNECT_NEEDED)
         log.warning("reconnect needed", extra={"event": "reconnect_needed", "user": user_id, "run_id": run.run_id})
         return run
-    ok = run.outcome in (RunOutcome.SUCCEEDED, RunOutcome.PARTIAL)
+    ok = run.outcome in (RunOutcome.SUCCEEDED, RunOutcome.PARTIAL, RunOutcome.CONTINUING)
     _record(services, connection, run=run, error=None if ok else (run.error or "the last sync failed; it will retry"))
     log.info("sync finished", extra={"event": "run", "user": user_id, "run_id": run.run_id,
                                      "outcome": run.outcome.value, **run_figures(run)})

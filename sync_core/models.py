@@ -230,6 +230,7 @@ class RunOutcome(StrEnum):
     PARTIAL = "partial"  # finished, some records quarantined or failed
     FAILED = "failed"
     RECONNECT_NEEDED = "reconnect_needed"
+    CONTINUING = "continuing"  # stopped at its time budget with work left; a continuation job is queued
 
 
 class SideCounts(Frozen):
@@ -237,6 +238,16 @@ class SideCounts(Frozen):
     updated: int = 0
     deleted: int = 0
     errors: int = 0
+
+
+class Progress(Frozen):
+    """How far a sync that runs over several invocations (issue 10) has come: records worked through and to go
+    through, since the first run of the chain (a continuation adds to the run it continues)."""
+
+    contacts_done: int = 0
+    contacts_total: int = 0
+    tasks_done: int = 0
+    tasks_total: int = 0
 
 
 class RunRecord(Frozen):
@@ -253,6 +264,7 @@ class RunRecord(Frozen):
     log: tuple[str, ...] = ()  # conflicts, guards and errors, no personal data
     error: str | None = None
     lease_expires_at: datetime | None = None
+    progress: Progress | None = None  # set on a run that stopped at its budget, and on the runs continuing it
     etag: str | None = None
 
 

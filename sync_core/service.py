@@ -3,6 +3,11 @@
     lease → run record (RUNNING) → cursor → folder → Outlook delta (expired → full resync) → CRM feed
     → pair, guard, plan and apply in chunks → cursor saved → run record (outcome, counts) → lease released
 
+With a time budget (issue 10) the run stops between two chunks once another would not fit, and saves where
+it is: the CRM feed position just before the first record it did not apply, and the new deltaLink when every
+Outlook change of the round was applied (else the old one: the round is replayed, judged against the links).
+The run record then says CONTINUING, and the caller queues a continuation.
+
 The cursor (deltaLink and CRM feed position) is saved only after everything read was applied, so a run
 that dies anywhere is replayed by the next one; replays are harmless because "changed" is judged against
 the links, and creates are idempotent. An incremental run reads storage in proportion to what changed:
@@ -17,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from sync_core.budget import Budget, Stint, carried_progress, run_progress, safe_feed_position
 from sync_core.engine import Engine, EngineConfig, Tally
 from sync_core.errors import (
     ConcurrencyError,
@@ -43,7 +49,7 @@ from sync_core.models import (
 )
 from sync_core.planner import CrmItem, DeleteGuard, GuardLimits, guard_needs_link_count, import_crm_ids, mass_delete_guard, plan
 from sync_core.ports import CrmPort, MicrosoftContactsPort, MicrosoftTasksPort, StateStore
-from sync_core.task_service import is_task_entry, sync_tasks
+from sync_core.task_service import TaskSyncOptions, is_task_entry, sync_tasks
 
 # An account change (rename, new owner) is fanned out to its contacts; more than this is not a CRM account.
 ACCOUNT_FANOUT_LIMIT = 1_000_000
@@ -73,6 +79,8 @@ def sync_user(
     options: SyncOptions = SyncOptions(),
     sleep: Callable[[float], None] = time.sleep,
     tasks: MicrosoftTasksPort | None = None,
+    budget: Budget | None = None,
+    task_chunk_size: int | None = None,
 ) -> RunRecord:
     """Run one contact sync for `user`; returns the finished run record (also saved). With `tasks` and the
     user's task sync switched on, the task sync (task_service) runs after the contacts in the same run.
@@ -81,22 +89,30 @@ def sync_user(
     RECONNECT_NEEDED with the error recorded; anything else is recorded as FAILED and re-raised.
     """
     owner = owner or f"sync-{uuid.uuid4().hex[:12]}"
+    budget = budget or Budget.unlimited()
     lease = state.acquire_lease(user.user_id, owner, options.lease_seconds, now())
     job: _Run | None = None
     try:
+        carried = carried_progress(state, user.user_id) if budget.seconds is not None else None
         started = now()
         run = state.save_run(RunRecord(user_id=user.user_id, run_id=f"{started:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}",
                                        started_at=started, lease_expires_at=lease.expires_at))
-        job = _Run(user, crm, microsoft, state, options, now, sleep, owner, lease)
+        job = _Run(user, crm, microsoft, state, options, now, sleep, owner, lease, budget)
+        task_stint: Stint | None = None
         requests_before = _requests(microsoft) + _requests(tasks)
         outcome, error, unexpected = RunOutcome.SUCCEEDED, None, None
         try:
             job.execute()
-            if tasks is not None and user.tasks_enabled:
-                # Tasks (issue 5): after the contacts, under the same lease, counted in the same run record.
+            if tasks is not None and user.tasks_enabled and not job.stint.stopped:
+                # Tasks (issue 5): after the contacts, under the same lease and budget, in the same run record.
+                task_stint = Stint()
+                budget.new_part()
+                task_options = TaskSyncOptions(chunk_size=task_chunk_size or TaskSyncOptions().chunk_size)
                 sync_tasks(user, crm, tasks, state, renew_lease=job._renew_lease, now=now,  # type: ignore[arg-type]
-                           sleep=sleep, into=job.tally)
-            if job.tally.failures:
+                           sleep=sleep, into=job.tally, options=task_options, budget=budget, stint=task_stint)
+            if job.stint.stopped or (task_stint is not None and task_stint.stopped):
+                outcome = RunOutcome.CONTINUING
+            elif job.tally.failures:
                 outcome = RunOutcome.PARTIAL
         except ReconnectNeededError as exc:
             outcome, error = RunOutcome.RECONNECT_NEEDED, f"{type(exc).__name__}: {exc}"
@@ -106,7 +122,8 @@ def sync_user(
             outcome, error, unexpected = RunOutcome.FAILED, f"{type(exc).__name__}: {exc}", exc
         finished = job.tally.fold_into(run).model_copy(update={
             "finished_at": now(), "outcome": outcome, "error": error[:500] if error else None,
-            "graph_requests": _requests(microsoft) + _requests(tasks) - requests_before, "lease_expires_at": job.lease.expires_at})
+            "graph_requests": _requests(microsoft) + _requests(tasks) - requests_before, "lease_expires_at": job.lease.expires_at,
+            "progress": run_progress(carried, job.stint, task_stint, outcome)})
         saved = state.save_run(finished)
         if unexpected is not None:
             raise unexpected
@@ -116,6 +133,11 @@ def sync_user(
             state.release_lease(job.lease if job is not None else lease)
         except ConcurrencyError:
             pass  # the lease ran out and another worker took it over: it is theirs to release
+
+
+def _echo(link: Link, change: MsChange) -> bool:
+    """Our own write coming back in the next round: nothing to do, not counted as progress."""
+    return link.state is LinkState.LINKED and change.contact is not None and link.ms_version == change.contact.change_key
 
 
 def _requests(microsoft: object) -> int:
@@ -128,12 +150,14 @@ class _Feed:
     contacts: dict[str, bool]  # CRM id → deleted, in feed order (last state wins)
     accounts: set[str]
     position: int
+    last_seen: dict[str, int] = field(default_factory=dict)  # CRM id → position of the entry naming it last
+    first_account: int | None = None  # position of the first account entry (its fan-out needs it)
 
 
 class _Run:
     def __init__(self, user: UserSyncSettings, crm: CrmPort, microsoft: MicrosoftContactsPort, state: StateStore,
                  options: SyncOptions, now: Callable[[], datetime], sleep: Callable[[float], None], owner: str,
-                 lease: Lease) -> None:
+                 lease: Lease, budget: Budget | None = None) -> None:
         self.user = user
         self.crm = crm
         self.microsoft = microsoft
@@ -144,6 +168,8 @@ class _Run:
         self.owner = owner
         self.lease = lease
         self.tally = Tally(log_limit=options.engine.log_limit)
+        self.budget = budget or Budget.unlimited()
+        self.stint = Stint()
 
     @property
     def user_id(self) -> str:
@@ -166,7 +192,12 @@ class _Run:
         feed = self._read_feed(cursor.crm_position)
         crm_ids = dict.fromkeys(feed.contacts)
         crm_ids.update(dict.fromkeys(q.record_id for q in quarantined if q.side == "crm"))
-        crm_ids.update(dict.fromkeys(self._fan_out(engine, feed.accounts)))
+        fanned = self._fan_out(engine, feed.accounts)
+        crm_ids.update(dict.fromkeys(fanned))
+        required = dict(feed.last_seen)
+        if feed.first_account is not None:  # a fanned-out contact left undone keeps its account's entry unread
+            required.update({i: min(feed.first_account, required.get(i, feed.first_account)) for i in fanned})
+        counted = set(crm_ids)  # progress counts what the CRM side asked for and real Outlook changes
 
         ms_changes: dict[str, MsChange] = {}
         for change in delta.changes:  # an item may come twice in a round: its last state wins
@@ -184,6 +215,8 @@ class _Run:
             if link is not None:
                 crm_ids.setdefault(link.crm_id, None)
                 attached[link.crm_id] = change
+                if not _echo(link, change):
+                    counted.add(link.crm_id)
         unlinked = {ms_id: import_crm_ids(self.tenant_id, self.user_id, ms_id)
                     for ms_id in ms_changes if ms_id not in links_by_ms}
         # Our own import whose link was lost is a CRM record with a derived id and no link.
@@ -193,22 +226,42 @@ class _Run:
             free = [i for i in derived_ids if i in crm_ids and i not in taken and i not in attached]
             if free:
                 attached[free[0]] = ms_changes[ms_id]
+                counted.add(free[0])
             else:
                 lone[ms_id] = ms_changes[ms_id]
 
         guard = self._guard(feed, [q.record_id for q in quarantined if q.side == "crm"], ms_changes, links_by_ms,
                             link_count)
-        ids = list(crm_ids)
+        # Records paired with an Outlook change go first: a stop after them keeps the new deltaLink.
+        ids = [i for i in crm_ids if i in attached] + [i for i in crm_ids if i not in attached]
+        self.stint.total = sum(1 for i in ids if i in counted) + len(lone)
         size = self.options.chunk_size
+        position = feed.position
         for start in range(0, len(ids), size):
-            self._crm_chunk(engine, ids[start:start + size], attached, lone, guard)
-        waiting = list(lone.values())
+            if not self.budget.allows_another():
+                position = safe_feed_position(feed.position, required, ids[start:])
+                self.stint.stopped = True
+                break
+            chunk = ids[start:start + size]
+            with self.budget.chunk():
+                self._crm_chunk(engine, chunk, attached, lone, guard)
+            self.stint.done += sum(1 for i in chunk if i in counted)
+        waiting = [] if self.stint.stopped else list(lone.values())
         for start in range(0, len(waiting), size):
-            self._ms_chunk(engine, waiting[start:start + size], guard)
+            if not self.budget.allows_another():
+                self.stint.stopped = True
+                break
+            with self.budget.chunk():
+                self._ms_chunk(engine, waiting[start:start + size], guard)
+            self.stint.done += len(waiting[start:start + size])
+            for change in waiting[start:start + size]:
+                lone.pop(change.ms_id, None)
 
-        new_link = replay_link if self.tally.hold_delta else delta.delta_link
+        # Outlook changes not applied yet (a stop) are read again from the old deltaLink.
+        outlook_left = self.stint.stopped and bool(attached or lone)
+        new_link = replay_link if self.tally.hold_delta or outlook_left else delta.delta_link
         self._save_cursor(cursor.model_copy(update={"folder_id": folder_id, "delta_link": new_link,
-                                                    "crm_position": feed.position}))
+                                                    "crm_position": position}))
 
     # --- reading both sides -----------------------------------------------------------------------
 
@@ -229,20 +282,21 @@ class _Run:
         return self.microsoft.contact_delta(folder_id, None), folder_id, None
 
     def _read_feed(self, after: int) -> _Feed:
-        contacts: dict[str, bool] = {}
-        accounts: set[str] = set()
-        position = after
+        feed = _Feed({}, set(), after)
         while True:
-            page = self.crm.read_changes(self.tenant_id, position, self.options.feed_page_size)
+            page = self.crm.read_changes(self.tenant_id, feed.position, self.options.feed_page_size)
             for entry in page.entries:
                 if entry.kind == "contact":
-                    contacts.pop(entry.record_id, None)
-                    contacts[entry.record_id] = entry.deleted
+                    feed.contacts.pop(entry.record_id, None)
+                    feed.contacts[entry.record_id] = entry.deleted
+                    feed.last_seen[entry.record_id] = entry.position
                 elif entry.kind == "account":
-                    accounts.add(entry.record_id)
-            position = page.last_position
+                    feed.accounts.add(entry.record_id)
+                    if feed.first_account is None:
+                        feed.first_account = entry.position
+            feed.position = page.last_position
             if len(page.entries) < self.options.feed_page_size:
-                return _Feed(contacts, accounts, position)
+                return feed
 
     def _fan_out(self, engine: Engine, account_ids: set[str]) -> list[str]:
         """Contacts of accounts changed in the CRM (renamed, owner changed) that this user syncs: Outlook's

@@ -34,7 +34,12 @@ SETTING_HELP: dict[str, str] = {
     "GRAPH_RATE_LIMIT": "Graph requests allowed per mailbox per window (Outlook: 10000; batch items count)",
     "GRAPH_RATE_WINDOW_SECONDS": "the window of GRAPH_RATE_LIMIT in seconds (Outlook: 600)",
     "GRAPH_TIMEOUT_SECONDS": "seconds before a Graph request counts as timed out",
+    "SYNC_RUN_BUDGET_SECONDS": "seconds one sync invocation works before it stops at a safe point and queues a continuation (default 480, at most 520: under host.json's functionTimeout of 10 minutes, the Consumption plan's maximum)",
 }
+
+# Under host.json's functionTimeout (10 minutes): the last chunk may run past the budget by an eighth
+# of it at most, and the job settles the user's subscriptions after the sync.
+MAX_RUN_BUDGET_SECONDS = 520.0
 
 
 class AppSettings(BaseSettings):
@@ -69,6 +74,8 @@ class AppSettings(BaseSettings):
         default=600.0, validation_alias=AliasChoices("GRAPH_RATE_WINDOW_SECONDS"), gt=0
     )
     graph_timeout_seconds: float = Field(default=30.0, validation_alias=AliasChoices("GRAPH_TIMEOUT_SECONDS"), gt=0)
+    sync_run_budget_seconds: float = Field(default=480.0, validation_alias=AliasChoices("SYNC_RUN_BUDGET_SECONDS"),
+                                           ge=1, le=MAX_RUN_BUDGET_SECONDS)
 
     @field_validator("graph_base_url", "identity_authority", "public_base_url")
     @classmethod

@@ -16,14 +16,22 @@ weeks, so it moves once a week: a moved window starts a fresh delta round, which
 Occurrences keep their ids across rounds, so nothing is imported twice. An event reported gone whose due
 day is outside the window just left it (Graph reports those as removed too) and keeps its link; one inside is
 looked up before it counts as deleted (it may have been moved out of the window by an edit).
+
+With a time budget (issue 10) the pass of the current target stops between chunks once another would not fit.
+A first run (or a new mode or target) goes through its tasks in id order and notes in the marker the last id it
+finished ("after"): the continuation looks only at the tasks after it, keeps the feed position of the first
+run (edits made meanwhile are read from the feed afterwards), and starts the target's delta from the deltaLink
+the stop saved. A feed-driven run stores the feed position just before the first task it did not apply.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from urllib.parse import quote, unquote
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time as wall_time, timedelta
 
+from sync_core.budget import Budget, Stint, safe_feed_position
 from sync_core.engine import EngineConfig, Tally
 from sync_core.errors import ConcurrencyError, DeltaExpiredError, NotFoundError
 from sync_core.models import (
@@ -101,6 +109,9 @@ class _Marker:
     mode: SyncMode
     full_owed: bool = False
     pending: frozenset[TaskTarget] = frozenset()
+    # A full look that stopped at its budget: "target|mode|id", tasks up to that id are done for that target and
+    # mode (a later switch of either starts the full look over).
+    after: str | None = None
 
     def encode(self) -> str:
         text = f"tasks;target={self.target.value};mode={self.mode.value}"
@@ -108,6 +119,8 @@ class _Marker:
             text += ";full=owed"
         if self.pending:
             text += ";pending=" + ",".join(sorted(t.value for t in self.pending))
+        if self.after is not None:
+            text += ";after=" + quote(self.after, safe="")
         return text
 
     @classmethod
@@ -117,8 +130,9 @@ class _Marker:
         parts = dict(part.split("=", 1) for part in text.split(";")[1:] if "=" in part)
         try:
             pending = frozenset(TaskTarget(t) for t in parts.get("pending", "").split(",") if t)
+            after = unquote(parts["after"]) if "after" in parts else None
             return cls(TaskTarget(parts.get("target", "")), SyncMode(parts.get("mode", "")),
-                       parts.get("full") == "owed", pending)
+                       parts.get("full") == "owed", pending, after)
         except ValueError:
             return None
 
@@ -134,11 +148,14 @@ def sync_tasks(
     sleep: Callable[[float], None] = time.sleep,
     options: TaskSyncOptions = TaskSyncOptions(),
     into: Tally | None = None,
+    budget: Budget | None = None,
+    stint: Stint | None = None,
 ) -> Tally:
     """One task sync of `user` (the caller holds the user's lease and keeps the run record); returns what it
     did, also folded into `into` (the run's tally) even when it fails. Sync errors propagate to the caller,
-    which records them."""
-    run = _TaskRun(user, crm, microsoft, state, renew_lease, now, sleep, options)
+    which records them. With `budget`, `stint` tells how far it got and whether it stopped with work left."""
+    run = _TaskRun(user, crm, microsoft, state, renew_lease, now, sleep, options, budget or Budget.unlimited(),
+                   stint or Stint())
     try:
         run.execute()
     finally:
@@ -172,8 +189,10 @@ def is_task_entry(entry: QuarantineEntry) -> bool:
 class _TaskRun:
     def __init__(self, user: UserSyncSettings, crm: CrmTasksPort, microsoft: MicrosoftTasksPort, state: StateStore,
                  renew_lease: Callable[[], None], now: Callable[[], datetime], sleep: Callable[[float], None],
-                 options: TaskSyncOptions) -> None:
+                 options: TaskSyncOptions, budget: Budget, stint: Stint) -> None:
         self.user = user
+        self.budget = budget
+        self.stint = stint
         self.crm = crm
         self.microsoft = microsoft
         self.state = state
@@ -206,7 +225,9 @@ class _TaskRun:
                     if marker is not None else _Marker(new, self.user.mode, True))
             home = self._save_any(home.model_copy(update={"folder_id": owed.encode()}))
         self.quarantined = [q for q in self.state.list_quarantine(self.user.user_id) if is_task_entry(q)]
-        position, crm_ids = self._crm_side(home, fresh)
+        marker_now = _Marker.parse(home.folder_id)
+        after = _done_up_to(marker_now, new, self.user.mode) if fresh else None
+        position, crm_ids, required = self._crm_side(home, fresh, after)
         crm_ids.update(dict.fromkeys(q.record_id[len("task:"):] for q in self.quarantined if q.side == Side.CRM.value))
         others = sorted(({marker.target} if switched and marker is not None else set()) | (marker.pending - {new} if marker else set()))
         if switched:
@@ -221,8 +242,21 @@ class _TaskRun:
             # Every task linked in the old target (or with a create pending) is planned in the new target's
             # pass, where the planner moves it: created there, then deleted in the old target.
             crm_ids.update(dict.fromkeys(link.crm_id for link in self.state.iter_links(self.partition)
-                                         if link.state is LinkState.PENDING_CREATE or key_target(link.ms_id) is not new))
-        self._pass(new, crm_ids, full=fresh or switched)
+                                         if (link.state is LinkState.PENDING_CREATE or key_target(link.ms_id) is not new)
+                                         and (after is None or link.crm_id > after)))
+        # A continuation of a full look starts from the deltaLink its stop saved (the full round was listed).
+        left = self._pass(new, crm_ids, full=(fresh or switched) and after is None, ordered=fresh)
+        if left is not None:
+            assert marker_now is not None or not fresh
+            if fresh and marker_now is not None:
+                undone = set(left)
+                done = [i for i in sorted(crm_ids) if i not in undone]
+                last = max(done[-1], after or "") if done else after
+                mark = replace(marker_now, after=f"{new.value}|{self.user.mode.value}|{last}" if last else None)
+                self._save_cursor(home.model_copy(update={"folder_id": mark.encode(), "crm_position": position}))
+            else:
+                self._save_cursor(home.model_copy(update={"crm_position": safe_feed_position(position, required, left)}))
+            return
         for old in others:
             self._forget_target(old)
         self._save_cursor(home.model_copy(update={"folder_id": _Marker(new, self.user.mode).encode(),
@@ -230,17 +264,22 @@ class _TaskRun:
 
     # --- the CRM side -----------------------------------------------------------------------------
 
-    def _crm_side(self, home: Cursor, fresh: bool) -> tuple[int, dict[str, None]]:
-        """(feed position to store, CRM task ids to look at). On first use (or a new sync mode) every task
-        assigned to the user and every linked one; else the tasks in the feed since the cursor."""
+    def _crm_side(self, home: Cursor, fresh: bool, after: str | None) -> tuple[int, dict[str, None], dict[str, int]]:
+        """(feed position to store, CRM task ids to look at, id → position of the feed entry naming it last).
+        On first use (or a new sync mode) every task assigned to the user and every linked one (those after
+        `after` when continuing one); else the tasks in the feed since the cursor."""
         if fresh:
-            position = self.crm.feed_position(self.tenant_id)  # first: later writes are replayed, not lost
+            # First: later writes are replayed, not lost. A continuation keeps the position of the first run.
+            position = home.crm_position if after is not None else self.crm.feed_position(self.tenant_id)
             ids: dict[str, None] = dict.fromkeys(t.id for t in self.crm.tasks_assigned_to(self.tenant_id,
-                                                                             self.user.user_id))
+                                                                             self.user.user_id)
+                                                 if after is None or t.id > after)
             if home.etag is not None:
-                ids.update(dict.fromkeys(link.crm_id for link in self.state.iter_links(self.partition)))
-            return position, ids
+                ids.update(dict.fromkeys(link.crm_id for link in self.state.iter_links(self.partition)
+                                         if after is None or link.crm_id > after))
+            return position, ids, {}
         ids = {}
+        required: dict[str, int] = {}
         position = home.crm_position
         while True:
             page = self.crm.read_changes(self.tenant_id, position, self.options.feed_page_size)
@@ -248,9 +287,10 @@ class _TaskRun:
                 if entry.kind == "task":
                     ids.pop(entry.record_id, None)
                     ids[entry.record_id] = None
+                    required[entry.record_id] = entry.position
             position = page.last_position
             if len(page.entries) < self.options.feed_page_size:
-                return position, ids
+                return position, ids, required
 
     def _items(self, ids: Iterable[str], tasks: dict[str, CrmTask]) -> list[TaskItem]:
         zone = user_zone(self.user)
@@ -285,8 +325,11 @@ class _TaskRun:
             return calendar_window(self.now(), self.user)
         return self._container(TaskTarget.TO_DO, None)
 
-    def _pass(self, target: TaskTarget, crm_ids: dict[str, None], *, full: bool, container: str | None = None) -> None:
-        """One sync of `target` (in `container`: default, the To Do list or the current window)."""
+    def _pass(self, target: TaskTarget, crm_ids: dict[str, None], *, full: bool, container: str | None = None,
+              ordered: bool | None = None) -> list[str] | None:
+        """One sync of `target` (in `container`: default, the To Do list or the current window). With `ordered`
+        set (the current target's pass) it may stop at the budget: then it returns the CRM ids it did not apply
+        (in id order when `ordered`, the Outlook-paired ones first otherwise). None when it finished."""
         cursor_key = target_cursor_key(self.user.user_id, target)
         cursor = self.state.get_cursor(cursor_key)
         container = container or self._container(target, cursor.folder_id)
@@ -310,6 +353,7 @@ class _TaskRun:
             self._settle_removals(container, changes, links_by_ms)
 
         context = TaskPlanContext(self.user, target)
+        counted = set(crm_ids)  # progress: what the CRM side asked for and real Outlook changes
         attached: dict[str, TaskChange] = {}
         lone: dict[str, TaskChange] = {}
         tagged: dict[str, TaskChange] = {}
@@ -319,6 +363,9 @@ class _TaskRun:
             if found is not None:
                 crm_ids.setdefault(found.crm_id, None)
                 attached[found.crm_id] = change
+                if not (found.state is LinkState.LINKED and change.task is not None
+                        and found.ms_version == change.task.version):
+                    counted.add(found.crm_id)  # not our own write coming back
             elif change.task is not None and (mate := next((i for i in candidates
                                                              if i in crm_ids and i not in attached), None)):
                 attached[mate] = change  # our own item, or our import whose link was lost
@@ -340,17 +387,42 @@ class _TaskRun:
                     self.tally.log(f"tasks: {change.ms_id} carries crm:{crm_id}, which is synced with another item")
 
         guard = self._guard(crm_ids, changes, links_by_ms, link_count)
-        ids = list(crm_ids)
+        counted.update(i for i, change in attached.items() if change.ms_id not in links_by_ms)  # paired by tag or id
+        if ordered is None:
+            ids = list(crm_ids)
+        elif ordered:
+            ids = sorted(crm_ids)  # a stop notes the last id done
+        else:  # a stop after the Outlook-paired tasks keeps the new deltaLink
+            ids = [i for i in crm_ids if i in attached] + [i for i in crm_ids if i not in attached]
+        if ordered is not None:
+            self.stint.total += sum(1 for i in ids if i in counted) + len(lone)
+        left: list[str] | None = None
         size = self.options.chunk_size
         for start in range(0, len(ids), size):
-            self._crm_chunk(engine, context, ids[start:start + size], attached, lone, guard)
-        waiting = list(lone.values())
+            if ordered is not None and not self.budget.allows_another():
+                left = ids[start:]
+                break
+            with self.budget.chunk():
+                self._crm_chunk(engine, context, ids[start:start + size], attached, lone, guard)
+            self.stint.done += sum(1 for i in ids[start:start + size] if i in counted)
+        waiting = [] if left is not None else list(lone.values())
         for start in range(0, len(waiting), size):
-            self._ms_chunk(engine, context, waiting[start:start + size], guard)
+            if ordered is not None and not self.budget.allows_another():
+                left = []
+                break
+            with self.budget.chunk():
+                self._ms_chunk(engine, context, waiting[start:start + size], guard)
+            self.stint.done += len(waiting[start:start + size])
+            for change in waiting[start:start + size]:
+                lone.pop(change.ms_id, None)
+        self.stint.stopped = self.stint.stopped or left is not None
 
-        new_link = replay if self.tally.hold_delta else delta.delta_link
+        # Outlook changes not applied yet (a stop) are read again from the old deltaLink.
+        outlook_left = left is not None and bool(attached or lone)
+        new_link = replay if self.tally.hold_delta or outlook_left else delta.delta_link
         self.tally.hold_delta = held_before or self.tally.hold_delta
         self._save_target_cursor(cursor_key, container, new_link)
+        return left
 
     def _know_other_container(self, target: TaskTarget) -> None:
         """Where the other target's items are, for moving or deleting what is still linked there."""
@@ -497,6 +569,15 @@ class _TaskRun:
             # We hold the lease, so what we applied stands: write over the other copy, once.
             current = self.state.get_cursor(cursor.user_id)
             return self.state.save_cursor(cursor.model_copy(update={"etag": current.etag}))
+
+
+def _done_up_to(marker: _Marker | None, target: TaskTarget, mode: SyncMode) -> str | None:
+    """The last task id a stopped full look finished, if it was a look for this target and mode."""
+    if marker is None or marker.after is None:
+        return None
+    done_target, _, rest = marker.after.partition("|")
+    done_mode, _, last = rest.partition("|")
+    return last if done_target == target.value and done_mode == mode.value and last else None
 
 
 def forget_task_state(state: StateStore, user_id: str) -> None:

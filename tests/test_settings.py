@@ -33,6 +33,9 @@ def test_valid_settings_load_with_defaults() -> None:
         ({"AzureWebJobsStorage": None}, "Setting AzureWebJobsStorage is missing"),
         ({"IDENTITY_CA_FILE": "/nonexistent/ca.pem"}, "Setting IDENTITY_CA_FILE is invalid"),
         ({"STORAGE_PREFIX": "Bad_Prefix"}, "Setting STORAGE_PREFIX is invalid"),
+        ({"SYNC_RUN_BUDGET_SECONDS": "0"}, "Setting SYNC_RUN_BUDGET_SECONDS is invalid"),
+        ({"SYNC_RUN_BUDGET_SECONDS": "600"}, "Setting SYNC_RUN_BUDGET_SECONDS is invalid"),
+        ({"SYNC_RUN_BUDGET_SECONDS": "eight minutes"}, "Setting SYNC_RUN_BUDGET_SECONDS is invalid"),
     ],
 )
 def test_bad_setting_is_one_line_naming_it(change: dict[str, str | None], expected: str) -> None:
@@ -68,3 +71,20 @@ def test_host_json_is_valid_for_core_tools() -> None:
     assert host["version"] == "2.0"
     assert host["extensionBundle"]["id"] == "Microsoft.Azure.Functions.ExtensionBundle"
     assert host["extensions"]["queues"]["maxDequeueCount"] == 5
+
+
+def test_the_run_budget_stays_under_the_function_timeout() -> None:
+    """The default and the largest budget leave the last chunk (an eighth of the budget at most) and the
+    subscription settling room before host.json's functionTimeout stops the invocation."""
+    import json
+    from pathlib import Path
+
+    from sync_core.settings import MAX_RUN_BUDGET_SECONDS
+
+    host = json.loads((Path(__file__).parent.parent / "host.json").read_text())
+    hours, minutes, seconds = (int(part) for part in host["functionTimeout"].split(":"))
+    timeout = hours * 3600 + minutes * 60 + seconds
+    assert timeout <= 600  # the Consumption plan's maximum
+    assert load_settings(VALID).sync_run_budget_seconds == 480
+    assert MAX_RUN_BUDGET_SECONDS * 1.125 < timeout
+    assert load_settings({**VALID, "SYNC_RUN_BUDGET_SECONDS": "60"}).sync_run_budget_seconds == 60

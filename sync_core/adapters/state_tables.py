@@ -53,6 +53,7 @@ from sync_core.models import (
     Lease,
     Link,
     LinkState,
+    Progress,
     QuarantineEntry,
     RunOutcome,
     RunRecord,
@@ -220,6 +221,7 @@ def run_to_entity(run: RunRecord) -> Entity:
         "Log": _bounded_log(run.log),
         "Error": (run.error or "")[:MAX_PROPERTY_CHARS],
         "LeaseExpiresAt": iso(run.lease_expires_at),
+        "Progress": run.progress.model_dump_json() if run.progress is not None else "",
     }
 
 
@@ -240,6 +242,8 @@ def run_from_entity(entity: Mapping[str, Any]) -> RunRecord:
         log=tuple(json.loads(entity.get("Log") or "[]")),
         error=entity.get("Error") or None,
         lease_expires_at=from_iso(entity.get("LeaseExpiresAt")),
+        # Rows written before issue 10 have no progress.
+        progress=Progress.model_validate_json(entity["Progress"]) if entity.get("Progress") else None,
         etag=etag_of(entity),
     )
 

@@ -20,6 +20,7 @@ _OUTCOME_TEXT = {
     RunOutcome.PARTIAL: "finished; some records could not be synced and will be retried",
     RunOutcome.FAILED: "failed; it will be retried automatically",
     RunOutcome.RECONNECT_NEEDED: "stopped: Microsoft needs you to sign in again",
+    RunOutcome.CONTINUING: "paused at its time limit; it continues by itself",
 }
 
 
@@ -33,6 +34,7 @@ class StatusView:
     last_success: str | None = None  # formatted in the user's time zone; None: awaiting first sync
     last_run: str | None = None  # the latest run's outcome, in words
     counts: list[tuple[str, int]] = field(default_factory=list)
+    progress: str | None = None  # a sync that runs over several invocations, while it continues
     can_sync_now: bool = False
     can_connect: bool = True
 
@@ -60,6 +62,17 @@ def run_counts(run: RunRecord) -> list[tuple[str, int]]:
     ]
 
 
+def progress_text(run: RunRecord) -> str | None:
+    """"Continuing: 2,000 of 5,000 contacts synced so far" while a large sync goes on over several runs."""
+    if run.outcome is not RunOutcome.CONTINUING or run.progress is None:
+        return None
+    p = run.progress
+    parts = [f"{p.contacts_done:,} of {p.contacts_total:,} contacts"]
+    if p.tasks_total:
+        parts.append(f"{p.tasks_done:,} of {p.tasks_total:,} tasks")
+    return f"Continuing: {' and '.join(parts)} synced so far"
+
+
 def status_view(connection: Connection | None, latest_run: RunRecord | None) -> StatusView:
     if connection is None or connection.status is ConnectionStatus.NOT_CONNECTED:
         return StatusView(state=ConnectionStatus.NOT_CONNECTED.value,
@@ -68,8 +81,10 @@ def status_view(connection: Connection | None, latest_run: RunRecord | None) -> 
     zone = connection.settings.time_zone
     last_success = format_time(connection.last_success_at, zone) if connection.last_success_at else None
     last_run = None
+    progress = None
     counts: list[tuple[str, int]] = []
     if latest_run is not None:
+        progress = progress_text(latest_run)
         when = format_time(latest_run.finished_at or latest_run.started_at, zone)
         last_run = f"{when}: {_OUTCOME_TEXT.get(latest_run.outcome, latest_run.outcome.value)}"
         counts = run_counts(latest_run)
@@ -80,12 +95,14 @@ def status_view(connection: Connection | None, latest_run: RunRecord | None) -> 
             account=connection.ms_account,
             problem=connection.last_error or "Microsoft no longer accepts the saved sign-in.",
             fix="Reconnect to Microsoft to sign in again; syncing resumes where it stopped.",
-            last_success=last_success, last_run=last_run, counts=counts, can_sync_now=False, can_connect=True,
+            last_success=last_success, last_run=last_run, counts=counts, progress=progress, can_sync_now=False,
+            can_connect=True,
         )
     problem = connection.last_error
     return StatusView(
         state=connection.status.value, headline=f"Connected to {account}", account=connection.ms_account,
         problem=problem,
         fix="The next sync retries automatically; use Sync now to try at once." if problem else None,
-        last_success=last_success, last_run=last_run, counts=counts, can_sync_now=True, can_connect=False,
+        last_success=last_success, last_run=last_run, counts=counts, progress=progress, can_sync_now=True,
+        can_connect=False,
     )
