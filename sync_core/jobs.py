@@ -89,7 +89,7 @@ def enqueue_sync(services: Services, tenant_id: str, user_id: str, reason: str) 
     if _update_flags(services, tenant_id, user_id, {"queued": True, "queued_at": now, "dirty": False},
                      only_if=not_queued):
         services.queue.enqueue_user(tenant_id, user_id, reason)
-        log.info("sync enqueued", extra={"event": "enqueue", "user": user_id, "reason": reason})
+        log.info("sync enqueued (%s)", reason, extra={"event": "enqueue", "user": user_id, "reason": reason})
         return True
     _update_flags(services, tenant_id, user_id, {"dirty": True})
     log.info("sync already queued", extra={"event": "enqueue_coalesced", "user": user_id, "reason": reason})

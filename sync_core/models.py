@@ -221,6 +221,9 @@ class Cursor(Frozen):
     folder_id: str | None = None
     delta_link: str | None = None
     crm_position: int = 0
+    # A run stopped at its budget while fanning account changes out to their contacts: "feed position|CRM id",
+    # the account entries up to that position are done for their contacts up to that id (issue 10).
+    fanout_after: str | None = None
     etag: str | None = None
 
 

@@ -96,7 +96,7 @@ def sync_user(
         carried = carried_progress(state, user.user_id) if budget.seconds is not None else None
         started = now()
         run = state.save_run(RunRecord(user_id=user.user_id, run_id=f"{started:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}",
-                                       started_at=started, lease_expires_at=lease.expires_at))
+                                       started_at=started, lease_expires_at=lease.expires_at, progress=carried))
         job = _Run(user, crm, microsoft, state, options, now, sleep, owner, lease, budget)
         task_stint: Stint | None = None
         requests_before = _requests(microsoft) + _requests(tasks)
@@ -151,7 +151,7 @@ class _Feed:
     accounts: set[str]
     position: int
     last_seen: dict[str, int] = field(default_factory=dict)  # CRM id → position of the entry naming it last
-    first_account: int | None = None  # position of the first account entry (its fan-out needs it)
+    account_positions: dict[str, int] = field(default_factory=dict)  # account id → its last entry's position
 
 
 class _Run:
@@ -192,11 +192,11 @@ class _Run:
         feed = self._read_feed(cursor.crm_position)
         crm_ids = dict.fromkeys(feed.contacts)
         crm_ids.update(dict.fromkeys(q.record_id for q in quarantined if q.side == "crm"))
-        fanned = self._fan_out(engine, feed.accounts)
+        # Contacts with a feed entry of their own are judged by it (it is read again while they are left undone,
+        # and the sync reads the account as it is now); the others only by their account's entry: done in id
+        # order, the last one noted in the cursor when the run stops among them.
+        fanned = sorted(set(self._fan_out(engine, feed, cursor.fanout_after)) - set(crm_ids))
         crm_ids.update(dict.fromkeys(fanned))
-        required = dict(feed.last_seen)
-        if feed.first_account is not None:  # a fanned-out contact left undone keeps its account's entry unread
-            required.update({i: min(feed.first_account, required.get(i, feed.first_account)) for i in fanned})
         counted = set(crm_ids)  # progress counts what the CRM side asked for and real Outlook changes
 
         ms_changes: dict[str, MsChange] = {}
@@ -233,13 +233,21 @@ class _Run:
         guard = self._guard(feed, [q.record_id for q in quarantined if q.side == "crm"], ms_changes, links_by_ms,
                             link_count)
         # Records paired with an Outlook change go first: a stop after them keeps the new deltaLink.
-        ids = [i for i in crm_ids if i in attached] + [i for i in crm_ids if i not in attached]
+        fanned_only = set(fanned)
+        ids = ([i for i in crm_ids if i in attached] + [i for i in crm_ids if i not in attached and i not in fanned_only]
+               + [i for i in fanned if i not in attached])
         self.stint.total = sum(1 for i in ids if i in counted) + len(lone)
         size = self.options.chunk_size
-        position = feed.position
+        position, fanout_after = feed.position, None
         for start in range(0, len(ids), size):
             if not self.budget.allows_another():
-                position = safe_feed_position(feed.position, required, ids[start:])
+                position = safe_feed_position(feed.position, feed.last_seen, ids[start:])
+                fanout_after = cursor.fanout_after  # still true: those contacts were synced after those entries
+                undone = [i for i in ids[start:] if i in fanned_only]
+                if undone:  # the account entries are read again; the contacts done so far are not fanned again
+                    position = min(position, min(feed.account_positions.values()) - 1)
+                    done = [i for i in fanned if i < min(undone)]
+                    fanout_after = f"{feed.position}|{done[-1]}" if done else fanout_after
                 self.stint.stopped = True
                 break
             chunk = ids[start:start + size]
@@ -261,7 +269,7 @@ class _Run:
         outlook_left = self.stint.stopped and bool(attached or lone)
         new_link = replay_link if self.tally.hold_delta or outlook_left else delta.delta_link
         self._save_cursor(cursor.model_copy(update={"folder_id": folder_id, "delta_link": new_link,
-                                                    "crm_position": position}))
+                                                    "crm_position": position, "fanout_after": fanout_after}))
 
     # --- reading both sides -----------------------------------------------------------------------
 
@@ -292,17 +300,19 @@ class _Run:
                     feed.last_seen[entry.record_id] = entry.position
                 elif entry.kind == "account":
                     feed.accounts.add(entry.record_id)
-                    if feed.first_account is None:
-                        feed.first_account = entry.position
+                    feed.account_positions[entry.record_id] = entry.position
             feed.position = page.last_position
             if len(page.entries) < self.options.feed_page_size:
                 return feed
 
-    def _fan_out(self, engine: Engine, account_ids: set[str]) -> list[str]:
+    def _fan_out(self, engine: Engine, feed: _Feed, resume: str | None) -> list[str]:
         """Contacts of accounts changed in the CRM (renamed, owner changed) that this user syncs: Outlook's
-        company name follows the account. Accounts of other owners are skipped unless the scope is the tenant."""
+        company name follows the account. Accounts of other owners are skipped unless the scope is the tenant.
+        `resume` ("position|id"): a stopped run fanned the entries up to that position out up to that id."""
+        account_ids = feed.accounts
         if not account_ids:
             return []
+        through, _, after = (resume or "").partition("|")
         engine.forget_accounts(account_ids)
         accounts = engine.accounts(account_ids)
         ids: list[str] = []
@@ -310,7 +320,9 @@ class _Run:
             account = accounts.get(account_id)
             if account is None or not self._in_scope(account):
                 continue
-            ids.extend(c.id for c in self.crm.list_contacts(self.tenant_id, account_id, limit=ACCOUNT_FANOUT_LIMIT))
+            done_up_to = after if through and feed.account_positions[account_id] <= int(through) else ""
+            ids.extend(c.id for c in self.crm.list_contacts(self.tenant_id, account_id, limit=ACCOUNT_FANOUT_LIMIT)
+                       if c.id > done_up_to)
         return ids
 
     def _reconcile_full(self, delta: DeltaResult, ms_changes: dict[str, MsChange]) -> int:

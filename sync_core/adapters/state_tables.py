@@ -173,6 +173,7 @@ def cursor_to_entity(cursor: Cursor) -> Entity:
         "FolderId": cursor.folder_id or "",
         "DeltaLink": cursor.delta_link or "",
         "CrmPosition": int64(cursor.crm_position),
+        "FanoutAfter": cursor.fanout_after or "",
     }
 
 
@@ -182,6 +183,7 @@ def cursor_from_entity(entity: Mapping[str, Any]) -> Cursor:
         folder_id=entity.get("FolderId") or None,
         delta_link=entity.get("DeltaLink") or None,
         crm_position=as_int(entity.get("CrmPosition", 0)),
+        fanout_after=entity.get("FanoutAfter") or None,  # rows written before issue 10 have none
         etag=etag_of(entity),
     )
 

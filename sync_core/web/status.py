@@ -64,8 +64,8 @@ def run_counts(run: RunRecord) -> list[tuple[str, int]]:
 
 def progress_text(run: RunRecord) -> str | None:
     """"Continuing: 2,000 of 5,000 contacts synced so far" while a large sync goes on over several runs."""
-    if run.outcome is not RunOutcome.CONTINUING or run.progress is None:
-        return None
+    if run.outcome not in (RunOutcome.CONTINUING, RunOutcome.RUNNING) or run.progress is None:
+        return None  # a running run has progress when it continues an earlier one
     p = run.progress
     parts = [f"{p.contacts_done:,} of {p.contacts_total:,} contacts"]
     if p.tasks_total:

@@ -151,7 +151,8 @@ def clean_environ(**overrides: str) -> dict[str, str]:
 
 
 def start_stack(azurite: Azurite, emulator: EmulatorProcess, control: ControlClient, workdir: Path,
-                collector: LogCollector) -> tuple[Stack, Callable[[], None]]:
+                collector: LogCollector, extra_env: dict[str, str] | None = None) -> tuple[Stack, Callable[[], None]]:
+    """The app on its own storage prefix; `extra_env` sets further app settings (e.g. a tiny run budget)."""
     assert emulator.authority and emulator.ca_file, "the emulator serves no identity platform"
     port = free_port()
     public = f"http://127.0.0.1:{port}"
@@ -170,6 +171,7 @@ def start_stack(azurite: Azurite, emulator: EmulatorProcess, control: ControlCli
         "CRM_LAUNCH_SECRET": secrets.token_hex(32),
         "STORAGE_PREFIX": prefix,
         "SYNC_QUEUE_NAME": f"{prefix}-sync-jobs",
+        **(extra_env or {}),
     }
     settings_file = workdir / "local.settings.json"
     settings_file.write_text(json.dumps({"IsEncrypted": False, "Values": env}), encoding="utf-8")
