@@ -1,6 +1,6 @@
 """`make bench`: run the benchmarks, print the figures, write bench/results/*.json.
 
-    python -m bench [--quick] [--only contacts|pacing|...]
+    python -m bench [--quick] [--only contacts|pacing|tasks|webhook|fanout|continuation]
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[], help="run only these benchmarks")
     parser.add_argument("--sizes", default="", help="linked-contact sizes, e.g. 1000,10000,50000 (default)")
     ns = parser.parse_args(argv)
-    wanted = set(ns.only) or {"contacts", "pacing", "tasks", "webhook", "fanout"}
+    wanted = set(ns.only) or {"contacts", "pacing", "tasks", "webhook", "fanout", "continuation"}
     failures: list[str] = []
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     azurite = Azurite(log_path=workdir / "azurite.log").start()
@@ -81,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
                 figures = tasks.run_all(azurite, emulator, quick=ns.quick)
                 print(f"tasks: {json.dumps(figures['checks'])} -> {write('tasks', figures)}")
                 failures += [f"tasks:{k}" for k, ok in figures["checks"].items() if not ok]
+            if "continuation" in wanted:
+                from bench import continuation
+
+                figures = continuation.run_all(azurite, quick=ns.quick)
+                print(f"continuation: {json.dumps(figures['checks'])} -> {write('continuation', figures)}")
+                failures += [f"continuation:{k}" for k, ok in figures["checks"].items() if not ok]
             if "webhook" in wanted:
                 from bench import freshness
 

@@ -232,10 +232,15 @@ class _Run:
 
         guard = self._guard(feed, [q.record_id for q in quarantined if q.side == "crm"], ms_changes, links_by_ms,
                             link_count)
-        # Records paired with an Outlook change go first: a stop after them keeps the new deltaLink.
-        fanned_only = set(fanned)
-        ids = ([i for i in crm_ids if i in attached] + [i for i in crm_ids if i not in attached and i not in fanned_only]
+        # Records paired with an Outlook change go first: a stop after them keeps the new deltaLink. Our own
+        # writes coming back (nothing changed on either side since) need no chunk: under a budget they are
+        # left out, so a replayed round never spends a run on them again and again.
+        fanned_only, echoes = set(fanned), {i for i in attached if i not in counted}
+        ids = ([i for i in crm_ids if i in attached and i in counted]
+               + [i for i in crm_ids if i not in attached and i not in fanned_only]
                + [i for i in fanned if i not in attached])
+        if self.budget.seconds is None:
+            ids += [i for i in crm_ids if i in echoes]
         self.stint.total = sum(1 for i in ids if i in counted) + len(lone)
         size = self.options.chunk_size
         position, fanout_after = feed.position, None
@@ -266,7 +271,7 @@ class _Run:
                 lone.pop(change.ms_id, None)
 
         # Outlook changes not applied yet (a stop) are read again from the old deltaLink.
-        outlook_left = self.stint.stopped and bool(attached or lone)
+        outlook_left = self.stint.stopped and (any(i not in echoes for i in attached) or bool(lone))
         new_link = replay_link if self.tally.hold_delta or outlook_left else delta.delta_link
         self._save_cursor(cursor.model_copy(update={"folder_id": folder_id, "delta_link": new_link,
                                                     "crm_position": position, "fanout_after": fanout_after}))

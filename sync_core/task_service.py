@@ -388,12 +388,17 @@ class _TaskRun:
 
         guard = self._guard(crm_ids, changes, links_by_ms, link_count)
         counted.update(i for i, change in attached.items() if change.ms_id not in links_by_ms)  # paired by tag or id
+        # Our own writes coming back (nothing changed on either side since) need no chunk: under a budget they
+        # are left out, so a replayed round never spends a run on them again and again.
+        echoes = {i for i in attached if i not in counted}
+        tail = [] if ordered is not None and self.budget.seconds is not None else [i for i in crm_ids if i in echoes]
         if ordered is None:
             ids = list(crm_ids)
-        elif ordered:
-            ids = sorted(crm_ids)  # a stop notes the last id done
+        elif ordered:  # a stop notes the last id done
+            ids = sorted(i for i in crm_ids if i not in echoes) + tail
         else:  # a stop after the Outlook-paired tasks keeps the new deltaLink
-            ids = [i for i in crm_ids if i in attached] + [i for i in crm_ids if i not in attached]
+            ids = ([i for i in crm_ids if i in attached and i not in echoes]
+                   + [i for i in crm_ids if i not in attached and i not in echoes] + tail)
         if ordered is not None:
             self.stint.total += sum(1 for i in ids if i in counted) + len(lone)
         left: list[str] | None = None
@@ -418,7 +423,7 @@ class _TaskRun:
         self.stint.stopped = self.stint.stopped or left is not None
 
         # Outlook changes not applied yet (a stop) are read again from the old deltaLink.
-        outlook_left = left is not None and bool(attached or lone)
+        outlook_left = left is not None and (any(i not in echoes for i in attached) or bool(lone))
         new_link = replay if self.tally.hold_delta or outlook_left else delta.delta_link
         self.tally.hold_delta = held_before or self.tally.hold_delta
         self._save_target_cursor(cursor_key, container, new_link)
