@@ -2,8 +2,9 @@
 
 A run checks `allows_another()` between chunks, never inside one (a chunk's Graph creates and their links are
 saved together). The first chunk of an invocation always runs, so every invocation moves the sync forward.
-A chunk is assumed to take at least `chunk_floor_seconds` (the time the mailbox's request ceiling allows for
-a chunk's writes: a run that rode a burst so far may be paced next) and at least the longest chunk seen.
+The next chunk is expected to take as long as the longest so far did apart from pacing waits, plus the wait
+the mailbox's pacer would impose on its requests now (after a burst the request window frees nothing until
+its first request is a window old), and at least `chunk_floor_seconds`.
 """
 from __future__ import annotations
 
@@ -12,8 +13,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from typing import Protocol
+
 from sync_core.models import Progress, RunOutcome
 from sync_core.ports import StateStore
+
+
+class Pacing(Protocol):
+    """What the budget needs of the mailbox's pacer (adapters.graph_session.Pacer)."""
+
+    waited_seconds: float
+
+    def delay_for(self, cost: int) -> float: ...
 
 
 @dataclass
@@ -21,8 +32,10 @@ class Budget:
     seconds: float | None = None  # None: no limit (the CLI, tests of other features)
     chunk_floor_seconds: float = 0.0
     clock: Callable[[], float] = time.monotonic
+    pacing: Pacing | None = None  # set once the run's Graph session exists
+    chunk_cost: int = 0  # Graph requests a chunk may need (about one per record)
     started: float = field(default=0.0)
-    longest_chunk: float = 0.0
+    longest_chunk: float = 0.0  # apart from pacing waits
     chunks: int = 0  # chunks applied in this invocation
 
     def __post_init__(self) -> None:
@@ -39,7 +52,8 @@ class Budget:
         """Whether one more chunk fits in what is left (always, before the invocation's first chunk)."""
         if self.seconds is None or self.chunks == 0:
             return True
-        return self.elapsed() + max(self.longest_chunk, self.chunk_floor_seconds) <= self.seconds
+        paced = self.pacing.delay_for(self.chunk_cost) if self.pacing is not None and self.chunk_cost else 0.0
+        return self.elapsed() + paced + max(self.longest_chunk, self.chunk_floor_seconds) <= self.seconds
 
     def new_part(self) -> None:
         """The tasks after the contacts: their first chunk runs too, so a budget the contacts used up never
@@ -49,8 +63,10 @@ class Budget:
     @contextmanager
     def chunk(self) -> Iterator[None]:
         began = self.clock()
+        waited = self.pacing.waited_seconds if self.pacing is not None else 0.0
         yield
-        self.longest_chunk = max(self.longest_chunk, self.clock() - began)
+        paced = (self.pacing.waited_seconds - waited) if self.pacing is not None else 0.0
+        self.longest_chunk = max(self.longest_chunk, self.clock() - began - paced)
         self.chunks += 1
 
 
@@ -61,11 +77,6 @@ def chunk_size_for(default: int, budget_seconds: float | None, rate_limit: int, 
         return default
     fits = int(rate_limit * budget_seconds / window_seconds / 8)
     return max(20, min(default, fits))
-
-
-def chunk_floor(chunk_size: int, rate_limit: int, window_seconds: float) -> float:
-    """How long the request ceiling makes a chunk of `chunk_size` writes take once the window is used up."""
-    return chunk_size * window_seconds / rate_limit
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import Any
 from sync_core.adapters.queues import SyncJob
 from sync_core.adapters.tables import Table, etag_of, key_part
 from sync_core.bootstrap import Services
-from sync_core.budget import Budget, chunk_floor, chunk_size_for
+from sync_core.budget import Budget, chunk_size_for
 from sync_core.connections import Connection, ConnectionStatus
 from sync_core.errors import (
     AlreadyExistsError,
@@ -175,8 +175,7 @@ def job_budget(services: Services) -> Budget:
     settings = services.settings
     size = chunk_size_for(SyncOptions().chunk_size, settings.sync_run_budget_seconds, settings.graph_rate_limit,
                           settings.graph_rate_window_seconds)
-    return Budget(settings.sync_run_budget_seconds,
-                  chunk_floor(size, settings.graph_rate_limit, settings.graph_rate_window_seconds))
+    return Budget(settings.sync_run_budget_seconds, chunk_cost=size)
 
 
 def run_user_sync(services: Services, tenant_id: str, user_id: str, budget: Budget | None = None) -> RunRecord | None:
@@ -189,6 +188,8 @@ def run_user_sync(services: Services, tenant_id: str, user_id: str, budget: Budg
     if not tenant_store(services).get(tenant_id).integration_allowed:
         return None  # the tenant moved to the free plan: no Microsoft call
     session = services.graph_session_for(tenant_id, user_id)
+    if budget is not None:
+        budget.pacing = getattr(session, "pacer", None)  # the mailbox's pacer: how long the next chunk would be held back
     try:
         # One owner per run, not per process: a worker runs several queue messages at once, and two
         # runs of one user under the same owner would both "hold" the lease.

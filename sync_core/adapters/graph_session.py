@@ -81,6 +81,17 @@ class Pacer:
             self.waited_seconds += wait
             self._sleep(wait)
 
+    def delay_for(self, cost: int) -> float:
+        """How long from now until `cost` more requests may all have gone (a run's time budget asks this
+        before a chunk: after a burst, the window frees nothing until its first request is a window old)."""
+        cost = min(cost, self.capacity)
+        with self._lock:
+            now = self._clock()
+            live = [sent for sent in self._sent if sent > now - self.window]
+            blocked = max(0.0, self._blocked_until - now)
+            over = len(live) + cost - self.capacity
+            return blocked if over <= 0 else max(blocked, live[over - 1] + self.window - now)
+
     def block_for(self, seconds: float) -> None:
         with self._lock:
             self._blocked_until = max(self._blocked_until, self._clock() + seconds)

@@ -118,3 +118,34 @@ def _task_sync(world: TaskWorld) -> RunRecord:
     world.ms.settings = world.user
     return sync_user(world.user, world.crm, world.contacts, world.state, now=world.clock, sleep=world.sleeps.append,
                      options=OPTIONS, tasks=world.ms, budget=one_chunk(), task_chunk_size=10)
+
+
+class _Ticks:
+    """A hand-driven monotonic clock."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_budget_counts_the_wait_the_pacer_would_impose_on_the_next_chunk() -> None:
+    from sync_core.adapters.graph_session import Pacer
+
+    ticks = _Ticks()
+    pacer = Pacer(100, 60, headroom=1.0, clock=ticks, sleep=lambda seconds: None)
+    budget = Budget(seconds=30, clock=ticks, pacing=pacer, chunk_cost=20)
+    assert budget.allows_another()  # the invocation's first chunk always runs
+    with budget.chunk():
+        pacer.acquire(80)  # a burst: 80 of the window's 100 requests at once
+        ticks.now += 2
+    assert pacer.delay_for(20) == 0.0 and budget.allows_another()  # 20 more fit in the window now
+    with budget.chunk():
+        pacer.acquire(20)
+        ticks.now += 2
+    # The window is full until the burst is 60 s old: the next chunk would wait 56 s, past the 30 s budget.
+    assert pacer.delay_for(20) == 56.0
+    assert not budget.allows_another()
+    ticks.now += 56
+    assert pacer.delay_for(20) == 0.0
