@@ -67,7 +67,7 @@ def progress_text(run: RunRecord) -> str | None:
     if run.outcome not in (RunOutcome.CONTINUING, RunOutcome.RUNNING) or run.progress is None:
         return None  # a running run has progress when it continues an earlier one
     p = run.progress
-    parts = [f"{p.contacts_done:,} of {p.contacts_total:,} contacts"]
+    parts = [f"{p.contacts_done:,} of {p.contacts_total:,} contacts"] if p.contacts_total or not p.tasks_total else []
     if p.tasks_total:
         parts.append(f"{p.tasks_done:,} of {p.tasks_total:,} tasks")
     return f"Continuing: {' and '.join(parts)} synced so far"
