@@ -74,7 +74,7 @@ class World:
 
     # --- state
     def links(self) -> dict[str, Link]:
-        return {link.crm_id: link for link in self.state.iter_links(USER)}
+        return {link.crm_id: link for link in self.state.iter_links(TENANT, USER)}
 
     def pairs(self) -> dict[str, str]:
         """CRM id → Outlook id of every LINKED link."""
