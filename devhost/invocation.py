@@ -231,7 +231,8 @@ class Invoker:
         limit = format_timespan(timeout)
         log.error("Timeout value of %s exceeded by function 'Functions.%s' (Id: '%s'). Initiating cancellation.",
                   limit, self.function_name, invocation_id)
-        return FunctionTimeoutError(f"Timeout value of {limit} was exceeded by function: Functions.{self.function_name}")
+        return FunctionTimeoutError(
+            f"Timeout value of {limit} was exceeded by function: Functions.{self.function_name}")
 
     def _late_outcome(self, invocation_id: str, deadline: float) -> Callable[[Any], None]:
         """A done-callback for abandoned work: say how it ended, and retrieve its exception so nothing warns

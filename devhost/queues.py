@@ -3,10 +3,10 @@
 - Messages are fetched in batches of up to `batchSize` and processed concurrently on threads; the next batch is
   fetched once in-flight messages drop to `newBatchThreshold` (default batchSize / 2).
 - Bodies are base64-decoded unless host.json sets `messageEncoding: none`.
-- Success deletes the message. Failure (an exception, or running past host.json's functionTimeout, in which case
-  the message is released at the deadline, not when the abandoned function finally returns) makes it visible again after host.json's `visibilityTimeout`; when the
+- Success deletes the message. Failure makes it visible again after host.json's `visibilityTimeout`; when the
   failed delivery was number `maxDequeueCount` (default 5) the message moves, content unchanged, to
-  `<queue>-poison` instead.
+  `<queue>-poison` instead. Running past host.json's functionTimeout is a failure, settled at the deadline,
+  not when the abandoned function finally returns.
 - An idle queue is polled with exponential backoff up to the maximum polling interval.
 """
 from __future__ import annotations
