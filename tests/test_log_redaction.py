@@ -16,7 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from sync_core.adapters.connections_tables import TableTokens
+from sync_core.adapters.tables import connect, key_part
+from sync_core.adapters.tokens import TokenCipher
 from sync_core.redaction import MASK, RUNTIME_SECRETS_MAX, redact, redact_record, register_secret
+from sync_core.settings import load_settings
 from tests.log_redaction_probe import LOGGERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,3 +120,32 @@ def test_runtime_secrets_are_bounded_and_the_oldest_are_forgotten_first() -> Non
         register_secret(value, runtime=True)
     assert first in redact(first)
     assert newer[0] not in redact(newer[0]) and newer[-1] not in redact(newer[-1])
+
+
+def _msal_cache(access: str, refresh: str) -> str:
+    """A token cache in MSAL's serialization (the format SerializableTokenCache reads and writes)."""
+    home = "oid.tid-login.example-"
+    return json.dumps({
+        "AccessToken": {home + "accesstoken": {"credential_type": "AccessToken", "secret": access}},
+        "RefreshToken": {home + "refreshtoken": {"credential_type": "RefreshToken", "secret": refresh}},
+        "Account": {}, "IdToken": {}, "AppMetadata": {},
+    })
+
+
+def test_tokens_saved_or_loaded_by_the_token_store_are_masked(app_env: dict[str, str]) -> None:
+    settings = load_settings(app_env)
+    tokens = TableTokens(connect(settings.storage_connection_string), settings.storage_name,
+                         TokenCipher(settings.token_key_bytes))
+    saved_access, saved_refresh = "EwB" + secrets.token_urlsafe(60), "0.AAAA" + secrets.token_urlsafe(90)
+    assert saved_refresh in redact(f"rt {saved_refresh}")
+    tokens.save("tenant-1", "user-1", _msal_cache(saved_access, saved_refresh))
+    line = redact(f"got {saved_access} and {saved_refresh}")
+    assert saved_access not in line and saved_refresh not in line
+    # A cache written by another process (a sign-in elsewhere): its tokens are known once loaded here.
+    other_access, other_refresh = "EwB" + secrets.token_urlsafe(60), "0.AAAA" + secrets.token_urlsafe(90)
+    sealed = tokens.cipher.encrypt(_msal_cache(other_access, other_refresh), "tenant-1/user-2")
+    tokens.table.upsert({"PartitionKey": key_part("tenant-1"), "RowKey": key_part("user-2"), "chunks": 1,
+                         "c0": sealed})
+    assert other_refresh in redact(other_refresh)
+    assert tokens.load("tenant-1", "user-2") is not None
+    assert other_access not in redact(other_access) and other_refresh not in redact(other_refresh)
