@@ -14,7 +14,6 @@ are read from the environment each time, and tokens obtained at run time are reg
 """
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
@@ -106,11 +105,15 @@ def _leaks(value: object) -> bool:
     return redact(text) != text
 
 
-@functools.lru_cache(maxsize=256)
+_stand_in_classes: dict[type[BaseException], type[Exception]] = {}  # one per exception class, few
+
+
 def _stand_in_class(original: type[BaseException]) -> type[Exception]:
     """An exception class that prints like `original` (same name and module) in a traceback."""
-    return type(original.__name__, (Exception,), {"__module__": original.__module__,
-                                                   "__qualname__": original.__qualname__})
+    if original not in _stand_in_classes:
+        _stand_in_classes[original] = type(original.__name__, (Exception,), {
+            "__module__": original.__module__, "__qualname__": original.__qualname__})
+    return _stand_in_classes[original]
 
 
 def _stand_in(exc: BaseException, memo: dict[int, BaseException]) -> BaseException:
