@@ -32,6 +32,7 @@ from sync_core.errors import (
 )
 from sync_core.models import RunOutcome, RunRecord
 from sync_core.service import sync_user
+from sync_core.state_migration import migrate_user
 
 log = logging.getLogger("sync_core.jobs")
 
@@ -166,6 +167,9 @@ def run_user_sync(services: Services, tenant_id: str, user_id: str) -> RunRecord
         return None
     if not tenant_store(services).get(tenant_id).integration_allowed:
         return None  # the tenant moved to the free plan: no Microsoft call
+    # State the previous version kept under the user id alone moves to this (tenant, user) first.
+    migrate_user(services.table_service, services.settings.storage_name, services.connections.table,
+                 tenant_id, user_id, services.counter)
     session = services.graph_session_for(tenant_id, user_id)
     try:
         # One owner per run, not per process: a worker runs several queue messages at once, and two
