@@ -8,6 +8,11 @@ from functions.pages import bp as pages_bp
 from functions.timer import bp as timer_bp
 from functions.webhook import bp as webhook_bp
 from functions.worker import bp as worker_bp
+from sync_core.logs import install_redaction
+
+# The Functions worker imports this module before the platform adds its log handlers (Application
+# Insights): from here on every record reaching any handler, added now or later, has its secrets masked.
+install_redaction()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

@@ -389,7 +389,7 @@ def settle(run: Run) -> dict[str, Any]:
                 if connection is None or connection.status is not ConnectionStatus.CONNECTED:
                     waiting.discard(user.key)
                     continue
-                recent = [r for r in services.state.latest_runs(user.user_id, 10) if r.started_at >= round_start]
+                recent = [r for r in services.state.latest_runs(user.tenant_id, user.user_id, 10) if r.started_at >= round_start]
                 if recent and all(r.outcome is not RunOutcome.RUNNING for r in recent):
                     runs[user.key] = recent
                     waiting.discard(user.key)
@@ -401,7 +401,7 @@ def settle(run: Run) -> dict[str, Any]:
         # Runs that started while the round was finishing belong to it too.
         for user in run.users:
             if user.key in runs:
-                runs[user.key] = [r for r in services.state.latest_runs(user.user_id, 10) if r.started_at >= round_start]
+                runs[user.key] = [r for r in services.state.latest_runs(user.tenant_id, user.user_id, 10) if r.started_at >= round_start]
         writes = {key: sum(_writes(r) for r in records) for key, records in runs.items()}
         outcomes = {key: sorted({r.outcome.value for r in records}) for key, records in runs.items()}
         rounds.append({"writes": writes, "outcomes": outcomes})
@@ -417,7 +417,7 @@ def _runs_in_progress(run: Run) -> list[RunRecord]:
     """Runs still holding a live lease: a job that found a lease held scheduled a follow-up for its expiry,
     and such a run may start after the last settling round (a no-op, unless something changed)."""
     now = datetime.now(UTC)
-    return [r for u in run.users for r in run.stack.services.state.latest_runs(u.user_id, 5)
+    return [r for u in run.users for r in run.stack.services.state.latest_runs(u.tenant_id, u.user_id, 5)
             if r.outcome is RunOutcome.RUNNING and r.lease_expires_at is not None and r.lease_expires_at > now]
 
 
@@ -455,7 +455,7 @@ def check(run: Run) -> dict[str, Any]:
                 verdict.fail(f"settings page shows an error after settling: {connection.last_error[:200]}")
             if "has stopped" in page or "Connected to" not in page:
                 verdict.fail("settings page does not show a working connection")
-        records = services.state.latest_runs(user.user_id, 100_000)
+        records = services.state.latest_runs(user.tenant_id, user.user_id, 100_000)
         for record in records:
             run_outcomes[record.outcome.value] += 1
             if record.outcome is RunOutcome.RUNNING:
@@ -647,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _last_completed_run_start(services: Services, user: SimUser) -> float:
     """When the user's last run that went through (succeeded or partial) started, in epoch seconds."""
-    done = [r.started_at for r in services.state.latest_runs(user.user_id, 200)
+    done = [r.started_at for r in services.state.latest_runs(user.tenant_id, user.user_id, 200)
             if r.outcome in (RunOutcome.SUCCEEDED, RunOutcome.PARTIAL)]
     return max(done).timestamp() if done else 0.0
 

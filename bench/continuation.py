@@ -60,7 +60,7 @@ def _scenario(azurite: Azurite, emulator: EmulatorProcess, control: ControlClien
         web.launch(tenant, user)
 
         def latest() -> RunRecord | None:
-            runs = stack.services.state.latest_runs(user, 1)
+            runs = stack.services.state.latest_runs(tenant, user, 1)
             return runs[0] if runs else None
 
         if kind == "contacts":
@@ -90,7 +90,7 @@ def _scenario(azurite: Azurite, emulator: EmulatorProcess, control: ControlClien
         web.close()
         # Oldest first; the chain ends with the first run that finished after the last one that stopped at its
         # budget (notifications of our own writes may start more runs after it, which find nothing to do).
-        chain = sorted((r for r in stack.services.state.latest_runs(user, 500) if r.started_at > started),
+        chain = sorted((r for r in stack.services.state.latest_runs(tenant, user, 500) if r.started_at > started),
                        key=lambda r: r.started_at)
         last_stop = max((i for i, r in enumerate(chain) if r.outcome is RunOutcome.CONTINUING), default=-1)
         ended = next(r for r in chain[last_stop + 1:] if r.outcome in (RunOutcome.SUCCEEDED, RunOutcome.PARTIAL))

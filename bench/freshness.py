@@ -38,7 +38,7 @@ def webhook_latency(azurite: Azurite, emulator: EmulatorProcess, edits: int = 50
         web = stack.browser()
         web.launch(tenant, user)
         connect_with_emulator(web, mailbox)
-        link = wait_for(lambda: (found := stack.services.state.get_links_by_crm(user, [contact.id]).get(contact.id))
+        link = wait_for(lambda: (found := stack.services.state.get_links_by_crm(tenant, user, [contact.id]).get(contact.id))
                         and found.ms_id and found, 60, "the first sync")
         wait_subscribed(stack, tenant, user)
         token = control.token(mailbox["id"])

@@ -2,11 +2,13 @@
 
     python -m devhost [--app function_app:app] [--host 127.0.0.1] [--port 7071]
                       [--settings local.settings.json] [--host-json host.json] [--ready-file PATH]
-                      [--max-poll-interval 1.0] [--shutdown-timeout 30]
+                      [--max-poll-interval 1.0] [--shutdown-timeout 30] [--function-timeout SECONDS]
 
 Settings: `Values` of the settings file become environment variables before the app is imported (variables
 already set win). HTTP keys come from DEVHOST_FUNCTION_KEY (function level) and DEVHOST_MASTER_KEY (function and
-admin level). Exit codes: 0 after a graceful shutdown, 2 for a configuration error (one line on stderr).
+admin level). host.json's functionTimeout (default 5 min) bounds every invocation; --function-timeout or
+DEVHOST_FUNCTION_TIMEOUT (seconds, a TimeSpan, or -1 for none) overrides it for this host.
+Exit codes: 0 after a graceful shutdown, 2 for a configuration error (one line on stderr).
 """
 from __future__ import annotations
 
@@ -42,6 +44,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="longest wait between polls of an idle queue, in seconds (env DEVHOST_MAX_POLL_INTERVAL)")
     parser.add_argument("--shutdown-timeout", type=float, default=30.0,
                         help="seconds to let in-flight invocations finish on shutdown")
+    parser.add_argument("--function-timeout", default=None,
+                        help="override host.json's functionTimeout: seconds, a TimeSpan or -1 for none "
+                             "(env DEVHOST_FUNCTION_TIMEOUT, which the settings file may also set)")
     return parser.parse_args(argv)
 
 
@@ -69,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, request_stop)
 
     from devhost.host import AppLoadError, DevHost, ServeOptions, load_app
-    from devhost.hostjson import HostJsonError, load_host_json
+    from devhost.hostjson import FUNCTION_TIMEOUT_SETTING, HostJsonError, load_host_json, override_function_timeout
     from devhost.settings_file import SettingsFileError, apply_to_environ, load_local_settings
 
     args = _arguments(argv)
@@ -91,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
             port = local.local_http_port
     try:
         config = load_host_json(args.host_json)
+        # Read after the settings file reached the environment, so the file can set it too.
+        timeout_override = args.function_timeout or os.environ.get(FUNCTION_TIMEOUT_SETTING)
+        if timeout_override:
+            config = override_function_timeout(config, timeout_override)
     except HostJsonError as exc:
         return _fail(str(exc))
     try:

@@ -20,7 +20,7 @@ from typing import Any
 import uvicorn
 
 from devhost.catalog import Catalog, load_catalog
-from devhost.hostjson import HostConfig
+from devhost.hostjson import HostConfig, format_timespan
 from devhost.http_server import FUNCTION_KEY_SETTING, MASTER_KEY_SETTING, HttpHost, Keys
 from devhost.queues import QueueListener
 from devhost.timers import TimerRunner
@@ -68,15 +68,16 @@ class DevHost:
         self.stop = stop
         self.catalog: Catalog = load_catalog(app)
         self.keys = Keys.from_environ(os.environ)
-        self.http = HttpHost(self.catalog.http, config.route_prefix, self.keys)
+        timeout = config.function_timeout
+        self.http = HttpHost(self.catalog.http, config.route_prefix, self.keys, function_timeout=timeout)
         max_poll = options.max_poll_interval
         if config.queues.max_polling_interval is not None:
             max_poll = min(max_poll, config.queues.max_polling_interval)
-        self.timers = [TimerRunner(timer, stop) for timer in self.catalog.timers]
+        self.timers = [TimerRunner(timer, stop, function_timeout=timeout) for timer in self.catalog.timers]
         self.listeners: list[QueueListener] = []
         for queue in self.catalog.queues:
             try:
-                self.listeners.append(QueueListener(queue, config.queues, stop, max_poll))
+                self.listeners.append(QueueListener(queue, config.queues, stop, max_poll, timeout))
             except ValueError as exc:
                 # A malformed connection string: that function is in error, the others still run.
                 self.catalog.errors[queue.name] = f"its connection string is invalid: {exc}"
@@ -95,6 +96,8 @@ class DevHost:
         lines += [f"  {timer.name}: timerTrigger '{timer.schedule.expression}'" for timer in self.catalog.timers]
         lines += [f"  {queue.name}: queueTrigger '{queue.queue_name}'" for queue in self.catalog.queues]
         log.info("\n".join(lines))
+        timeout = self.config.function_timeout
+        log.info("Function timeout: %s", "none" if timeout is None else format_timespan(timeout))
         levels = {function.auth_level for function in self.catalog.http}
         if "function" in levels and not (self.keys.function_key or self.keys.master_key):
             log.warning("Function-level routes answer 401 until %s (or %s) is set", FUNCTION_KEY_SETTING,

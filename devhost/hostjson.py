@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 # "hh:mm:ss", "hh:mm:ss.fff" or "d.hh:mm:ss": the .NET TimeSpan forms host.json uses.
@@ -12,6 +12,13 @@ _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
 
 class HostJsonError(ValueError):
     """host.json is unreadable or holds a value of the wrong shape; one line."""
+
+
+# functionTimeout when host.json is silent: the Consumption plan's default (Premium and Dedicated use 30 min).
+DEFAULT_FUNCTION_TIMEOUT = 300.0
+# Overrides host.json's functionTimeout for this host only (tests use a few seconds): seconds, a TimeSpan or -1.
+FUNCTION_TIMEOUT_SETTING = "DEVHOST_FUNCTION_TIMEOUT"
+UNLIMITED = "-1"
 
 
 def parse_timespan(text: str, where: str) -> float:
@@ -47,6 +54,45 @@ class QueueOptions:
 class HostConfig:
     route_prefix: str = "api"
     queues: QueueOptions = field(default_factory=QueueOptions)
+    # Seconds one invocation may run; None is unlimited ("-1", which Azure allows on Premium/Dedicated plans).
+    function_timeout: float | None = DEFAULT_FUNCTION_TIMEOUT
+
+
+def parse_function_timeout(value: object, where: str = "functionTimeout") -> float | None:
+    """host.json's functionTimeout: a TimeSpan ("00:10:00") or "-1" for unlimited; None means unlimited."""
+    if not isinstance(value, str):
+        raise HostJsonError(f"host.json {where} must be a string like \"00:05:00\" or \"-1\", got {value!r}")
+    if value.strip() == UNLIMITED:
+        return None
+    seconds = parse_timespan(value, where)
+    if seconds <= 0:
+        raise HostJsonError(f"host.json {where} must be longer than zero (or \"-1\" for unlimited), got {value!r}")
+    return seconds
+
+
+def override_function_timeout(config: HostConfig, text: str) -> HostConfig:
+    """The config with functionTimeout replaced by `text`: seconds ("2.5"), a TimeSpan, or "-1" for unlimited."""
+    problem = f"{FUNCTION_TIMEOUT_SETTING} must be seconds above zero, a TimeSpan like \"00:00:30\" or -1, got {text!r}"
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            return replace(config, function_timeout=parse_function_timeout(text))
+        except HostJsonError:
+            raise HostJsonError(problem) from None
+    if seconds == -1:
+        return replace(config, function_timeout=None)
+    if not 0 < seconds < float("inf"):
+        raise HostJsonError(problem)
+    return replace(config, function_timeout=seconds)
+
+
+def format_timespan(seconds: float) -> str:
+    """"00:10:00" as the Functions host writes a TimeSpan in its logs."""
+    whole, fraction = divmod(seconds, 1)
+    hours, rest = divmod(int(whole), 3600)
+    text = f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+    return text + f"{fraction:.3f}"[1:] if fraction else text
 
 
 def _int(section: dict[str, object], key: str, default: int, low: int, high: int) -> int:
@@ -96,4 +142,6 @@ def load_host_json(path: Path | None) -> HostConfig:
     prefix = http.get("routePrefix", "api")
     if not isinstance(prefix, str):
         raise HostJsonError(f"host.json extensions.http.routePrefix must be a string, got {prefix!r}")
-    return HostConfig(route_prefix=prefix.strip("/"), queues=_queue_options(queues))
+    timeout = document.get("functionTimeout")
+    return HostConfig(route_prefix=prefix.strip("/"), queues=_queue_options(queues),
+                      function_timeout=DEFAULT_FUNCTION_TIMEOUT if timeout is None else parse_function_timeout(timeout))

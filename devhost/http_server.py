@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, unquote
 import azure.functions as func
 
 from devhost.catalog import HttpFunction
+from devhost.invocation import FunctionTimeoutError, start_daemon
 
 log = logging.getLogger("devhost")
 
@@ -88,12 +89,18 @@ def _reply_from(result: object) -> _Reply:
 class HttpHost:
     """The ASGI callable. `prefix` is host.json's routePrefix ("" for none)."""
 
-    def __init__(self, functions: list[HttpFunction], prefix: str, keys: Keys, threads: int = 32) -> None:
+    def __init__(self, functions: list[HttpFunction], prefix: str, keys: Keys, threads: int = 32,
+                 function_timeout: float | None = None) -> None:
         # Most specific routes first, as ASP.NET orders them.
         self.functions = sorted(functions, key=lambda f: (f.route.precedence, f.route.template.lower()))
         self.prefix = prefix.strip("/")
         self.keys = keys
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="http")
+        self.function_timeout = function_timeout
+        # Sync functions run on daemon threads, at most `threads` at once. Not a ThreadPoolExecutor: the
+        # interpreter joins its threads at exit, so one function abandoned at its timeout could hold devhost
+        # open forever. An abandoned thread keeps its slot until it ends: it is still running.
+        self.slots = asyncio.Semaphore(threads)
+        self.thread_numbers = itertools.count()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -117,7 +124,7 @@ class HttpHost:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                self.pool.shutdown(wait=True)
+                # uvicorn has drained the requests by now; threads still running were abandoned at their timeout.
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -172,14 +179,43 @@ class HttpHost:
                      function.auth_level, function.name)
             return _Reply(401, [], b"")
         try:
-            result = await function.invoker.call_async(request, "HTTP request", self._run_sync)
+            result = await function.invoker.call_async(request, "HTTP request", self._run_sync, self.function_timeout)
             return _reply_from(result)
+        except FunctionTimeoutError:
+            # Azure answers a timed-out HTTP invocation with a 500 too; the invoker has logged the timeout.
+            return _plain(500, "Internal Server Error")
         except Exception:
             log.exception("Function '%s' failed on %s %s", function.name, method, unquote(path))
             return _plain(500, "Internal Server Error")
 
     async def _run_sync(self, call: Callable[[], Any]) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, call)
+        await self.slots.acquire()
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[Any] = loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            self.slots.release()
+            if outcome.done():
+                return  # the request was cancelled (shutdown) while the function ran
+            if error is not None:
+                outcome.set_exception(error)
+            else:
+                outcome.set_result(result)
+
+        def run() -> None:
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = call()
+            except BaseException as exc:  # handed to the event loop, which raises it in the request
+                error = exc
+            try:
+                loop.call_soon_threadsafe(settle, result, error)
+            except RuntimeError:
+                log.warning("A function thread ended after the HTTP server stopped; its outcome is dropped")
+
+        start_daemon(run, f"http-{next(self.thread_numbers)}")
+        return await outcome
 
     @staticmethod
     def _request(scope: Scope, method: str, route_values: dict[str, str], body: bytes) -> func.HttpRequest:

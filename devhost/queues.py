@@ -5,7 +5,8 @@
 - Bodies are base64-decoded unless host.json sets `messageEncoding: none`.
 - Success deletes the message. Failure makes it visible again after host.json's `visibilityTimeout`; when the
   failed delivery was number `maxDequeueCount` (default 5) the message moves, content unchanged, to
-  `<queue>-poison` instead.
+  `<queue>-poison` instead. Running past host.json's functionTimeout is a failure, settled at the deadline,
+  not when the abandoned function finally returns.
 - An idle queue is polled with exponential backoff up to the maximum polling interval.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from azure.storage.queue import QueueClient, QueueMessage
 
 from devhost.catalog import QueueFunction
 from devhost.hostjson import QueueOptions
+from devhost.invocation import FunctionTimeoutError
 
 log = logging.getLogger("devhost")
 
@@ -56,8 +58,9 @@ def _ensure_queue(client: QueueClient) -> None:
 
 class QueueListener:
     def __init__(self, function: QueueFunction, options: QueueOptions, stop: threading.Event,
-                 max_poll_interval: float) -> None:
+                 max_poll_interval: float, function_timeout: float | None = None) -> None:
         self.function = function
+        self.function_timeout = function_timeout
         self.options = options
         self.stop = stop
         self.max_poll_interval = max(FIRST_POLL_DELAY, max_poll_interval)
@@ -144,7 +147,12 @@ class QueueListener:
                 pop_receipt=message.pop_receipt,
             )
             self.function.invoker.call(trigger, f"New queue message detected on '{self.function.queue_name}'.",
-                                       retry_count=count - 1)
+                                       retry_count=count - 1, timeout=self.function_timeout)
+        except FunctionTimeoutError:
+            log.error("Queue function '%s' timed out on message %s (delivery %d of %d)", self.function.name,
+                      message.id, count, limit)
+            self._failed(message, count)
+            return
         except Exception:
             log.exception("Queue function '%s' failed on message %s (delivery %d of %d)", self.function.name,
                           message.id, count, limit)

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from azure.functions.timer import TimerRequest
 
 from devhost.catalog import TimerFunction
+from devhost.invocation import FunctionTimeoutError
 
 log = logging.getLogger("devhost")
 
@@ -32,8 +33,9 @@ def _iso(moment: datetime | None) -> str | None:
 
 class TimerRunner:
     def __init__(self, timer: TimerFunction, stop: threading.Event,
-                 clock: Callable[[], datetime] = _utc_now) -> None:
+                 clock: Callable[[], datetime] = _utc_now, function_timeout: float | None = None) -> None:
         self.timer = timer
+        self.function_timeout = function_timeout
         self.stop = stop
         self.clock = clock
         self.last_fired: datetime | None = None
@@ -56,7 +58,11 @@ class TimerRunner:
         )
         self.last_fired = fired
         try:
-            self.timer.invoker.call(request, reason)
+            self.timer.invoker.call(request, reason, timeout=self.function_timeout)
+        except FunctionTimeoutError:
+            # Logged by the invoker. The schedule carries on; the abandoned run may still overlap the next one,
+            # where Azure would have restarted the worker.
+            return
         except Exception:
             log.exception("Timer function '%s' failed", self.timer.name)
 

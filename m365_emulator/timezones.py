@@ -1,9 +1,9 @@
 """Time zones as Outlook names them: Windows ids ("Pacific Standard Time") and IANA names ("America/Los_Angeles").
 
 Graph accepts either in `dateTimeTimeZone.timeZone` and in `Prefer: outlook.timezone`; the emulator computes with
-IANA rules (zoneinfo), so every Windows id needs its IANA zone. The table is Unicode CLDR's windowsZones.xml
-mapping for territory "001" (the zone CLDR picks for each Windows id), plus other zones CLDR lists under the same
-Windows ids so that IANA → Windows also works for common cities.
+IANA rules (zoneinfo), so every Windows id needs its IANA zone: Unicode CLDR's windowsZones.xml mapping (the zone
+CLDR picks for each Windows id, territory "001"), as the `tzlocal` package ships it — the one mapping the product
+uses too, so the emulator cannot accept a Windows id the product does not know, or the other way round.
 
 A name Graph does not know is answered as Exchange answers it: 400 TimeZoneNotSupportedException.
 """
@@ -14,213 +14,14 @@ import re
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from tzlocal.windows_tz import win_tz
+
 from m365_emulator.graph_common import GraphError
 
 UTC = dt.timezone.utc
 
-# Windows id → IANA zone (CLDR windowsZones.xml, territory 001).
-WINDOWS_TO_IANA: dict[str, str] = {
-    "Dateline Standard Time": "Etc/GMT+12",
-    "UTC-11": "Etc/GMT+11",
-    "Aleutian Standard Time": "America/Adak",
-    "Hawaiian Standard Time": "Pacific/Honolulu",
-    "Marquesas Standard Time": "Pacific/Marquesas",
-    "Alaskan Standard Time": "America/Anchorage",
-    "UTC-09": "Etc/GMT+9",
-    "Pacific Standard Time (Mexico)": "America/Tijuana",
-    "UTC-08": "Etc/GMT+8",
-    "Pacific Standard Time": "America/Los_Angeles",
-    "US Mountain Standard Time": "America/Phoenix",
-    "Mountain Standard Time (Mexico)": "America/Mazatlan",
-    "Mountain Standard Time": "America/Denver",
-    "Yukon Standard Time": "America/Whitehorse",
-    "Central America Standard Time": "America/Guatemala",
-    "Central Standard Time": "America/Chicago",
-    "Easter Island Standard Time": "Pacific/Easter",
-    "Central Standard Time (Mexico)": "America/Mexico_City",
-    "Canada Central Standard Time": "America/Regina",
-    "SA Pacific Standard Time": "America/Bogota",
-    "Eastern Standard Time (Mexico)": "America/Cancun",
-    "Eastern Standard Time": "America/New_York",
-    "Haiti Standard Time": "America/Port-au-Prince",
-    "Cuba Standard Time": "America/Havana",
-    "US Eastern Standard Time": "America/Indiana/Indianapolis",
-    "Turks And Caicos Standard Time": "America/Grand_Turk",
-    "Paraguay Standard Time": "America/Asuncion",
-    "Atlantic Standard Time": "America/Halifax",
-    "Venezuela Standard Time": "America/Caracas",
-    "Central Brazilian Standard Time": "America/Cuiaba",
-    "SA Western Standard Time": "America/La_Paz",
-    "Pacific SA Standard Time": "America/Santiago",
-    "Newfoundland Standard Time": "America/St_Johns",
-    "Tocantins Standard Time": "America/Araguaina",
-    "E. South America Standard Time": "America/Sao_Paulo",
-    "SA Eastern Standard Time": "America/Cayenne",
-    "Argentina Standard Time": "America/Argentina/Buenos_Aires",
-    "Greenland Standard Time": "America/Nuuk",
-    "Montevideo Standard Time": "America/Montevideo",
-    "Magallanes Standard Time": "America/Punta_Arenas",
-    "Saint Pierre Standard Time": "America/Miquelon",
-    "Bahia Standard Time": "America/Bahia",
-    "UTC-02": "Etc/GMT+2",
-    "Azores Standard Time": "Atlantic/Azores",
-    "Cape Verde Standard Time": "Atlantic/Cape_Verde",
-    "UTC": "Etc/UTC",
-    "GMT Standard Time": "Europe/London",
-    "Greenwich Standard Time": "Atlantic/Reykjavik",
-    "Sao Tome Standard Time": "Africa/Sao_Tome",
-    "Morocco Standard Time": "Africa/Casablanca",
-    "W. Europe Standard Time": "Europe/Berlin",
-    "Central Europe Standard Time": "Europe/Budapest",
-    "Romance Standard Time": "Europe/Paris",
-    "Central European Standard Time": "Europe/Warsaw",
-    "W. Central Africa Standard Time": "Africa/Lagos",
-    "Jordan Standard Time": "Asia/Amman",
-    "GTB Standard Time": "Europe/Bucharest",
-    "Middle East Standard Time": "Asia/Beirut",
-    "Egypt Standard Time": "Africa/Cairo",
-    "E. Europe Standard Time": "Europe/Chisinau",
-    "Syria Standard Time": "Asia/Damascus",
-    "West Bank Standard Time": "Asia/Hebron",
-    "South Africa Standard Time": "Africa/Johannesburg",
-    "FLE Standard Time": "Europe/Kyiv",
-    "Israel Standard Time": "Asia/Jerusalem",
-    "South Sudan Standard Time": "Africa/Juba",
-    "Kaliningrad Standard Time": "Europe/Kaliningrad",
-    "Sudan Standard Time": "Africa/Khartoum",
-    "Libya Standard Time": "Africa/Tripoli",
-    "Namibia Standard Time": "Africa/Windhoek",
-    "Arabic Standard Time": "Asia/Baghdad",
-    "Turkey Standard Time": "Europe/Istanbul",
-    "Arab Standard Time": "Asia/Riyadh",
-    "Belarus Standard Time": "Europe/Minsk",
-    "Russian Standard Time": "Europe/Moscow",
-    "E. Africa Standard Time": "Africa/Nairobi",
-    "Volgograd Standard Time": "Europe/Volgograd",
-    "Iran Standard Time": "Asia/Tehran",
-    "Arabian Standard Time": "Asia/Dubai",
-    "Astrakhan Standard Time": "Europe/Astrakhan",
-    "Azerbaijan Standard Time": "Asia/Baku",
-    "Russia Time Zone 3": "Europe/Samara",
-    "Mauritius Standard Time": "Indian/Mauritius",
-    "Saratov Standard Time": "Europe/Saratov",
-    "Georgian Standard Time": "Asia/Tbilisi",
-    "Caucasus Standard Time": "Asia/Yerevan",
-    "Afghanistan Standard Time": "Asia/Kabul",
-    "West Asia Standard Time": "Asia/Tashkent",
-    "Ekaterinburg Standard Time": "Asia/Yekaterinburg",
-    "Pakistan Standard Time": "Asia/Karachi",
-    "Qyzylorda Standard Time": "Asia/Qyzylorda",
-    "India Standard Time": "Asia/Kolkata",
-    "Sri Lanka Standard Time": "Asia/Colombo",
-    "Nepal Standard Time": "Asia/Kathmandu",
-    "Central Asia Standard Time": "Asia/Bishkek",
-    "Bangladesh Standard Time": "Asia/Dhaka",
-    "Omsk Standard Time": "Asia/Omsk",
-    "Myanmar Standard Time": "Asia/Yangon",
-    "SE Asia Standard Time": "Asia/Bangkok",
-    "Altai Standard Time": "Asia/Barnaul",
-    "W. Mongolia Standard Time": "Asia/Hovd",
-    "North Asia Standard Time": "Asia/Krasnoyarsk",
-    "N. Central Asia Standard Time": "Asia/Novosibirsk",
-    "Tomsk Standard Time": "Asia/Tomsk",
-    "China Standard Time": "Asia/Shanghai",
-    "North Asia East Standard Time": "Asia/Irkutsk",
-    "Singapore Standard Time": "Asia/Singapore",
-    "W. Australia Standard Time": "Australia/Perth",
-    "Taipei Standard Time": "Asia/Taipei",
-    "Ulaanbaatar Standard Time": "Asia/Ulaanbaatar",
-    "Aus Central W. Standard Time": "Australia/Eucla",
-    "Transbaikal Standard Time": "Asia/Chita",
-    "Tokyo Standard Time": "Asia/Tokyo",
-    "North Korea Standard Time": "Asia/Pyongyang",
-    "Korea Standard Time": "Asia/Seoul",
-    "Yakutsk Standard Time": "Asia/Yakutsk",
-    "Cen. Australia Standard Time": "Australia/Adelaide",
-    "AUS Central Standard Time": "Australia/Darwin",
-    "E. Australia Standard Time": "Australia/Brisbane",
-    "AUS Eastern Standard Time": "Australia/Sydney",
-    "West Pacific Standard Time": "Pacific/Port_Moresby",
-    "Tasmania Standard Time": "Australia/Hobart",
-    "Vladivostok Standard Time": "Asia/Vladivostok",
-    "Lord Howe Standard Time": "Australia/Lord_Howe",
-    "Bougainville Standard Time": "Pacific/Bougainville",
-    "Russia Time Zone 10": "Asia/Srednekolymsk",
-    "Magadan Standard Time": "Asia/Magadan",
-    "Norfolk Standard Time": "Pacific/Norfolk",
-    "Sakhalin Standard Time": "Asia/Sakhalin",
-    "Central Pacific Standard Time": "Pacific/Guadalcanal",
-    "Russia Time Zone 11": "Asia/Kamchatka",
-    "New Zealand Standard Time": "Pacific/Auckland",
-    "UTC+12": "Etc/GMT-12",
-    "Fiji Standard Time": "Pacific/Fiji",
-    "Chatham Islands Standard Time": "Pacific/Chatham",
-    "UTC+13": "Etc/GMT-13",
-    "Tonga Standard Time": "Pacific/Tongatapu",
-    "Samoa Standard Time": "Pacific/Apia",
-    "Line Islands Standard Time": "Pacific/Kiritimati",
-}
-
-# Further IANA zones CLDR files under a Windows id (other territories and old spellings), for IANA → Windows.
-_MORE_IANA: dict[str, tuple[str, ...]] = {
-    "Pacific Standard Time": ("America/Vancouver", "PST8PDT", "US/Pacific"),
-    "Mountain Standard Time": ("America/Edmonton", "America/Boise", "MST7MDT", "US/Mountain"),
-    "Central Standard Time": ("America/Winnipeg", "America/Indiana/Knox", "CST6CDT", "US/Central"),
-    "Eastern Standard Time": ("America/Toronto", "America/Detroit", "America/Nassau", "EST5EDT", "US/Eastern"),
-    "US Eastern Standard Time": ("America/Indianapolis",),
-    "Argentina Standard Time": ("America/Buenos_Aires",),
-    "Greenland Standard Time": ("America/Godthab",),
-    "UTC": ("UTC", "Etc/GMT", "GMT", "Etc/Universal", "Etc/Zulu", "Zulu"),
-    "GMT Standard Time": ("Europe/Dublin", "Europe/Lisbon", "Atlantic/Canary", "Atlantic/Madeira", "Europe/Guernsey",
-                          "Europe/Isle_of_Man", "Europe/Jersey"),
-    "Greenwich Standard Time": ("Africa/Abidjan", "Africa/Accra", "Africa/Dakar"),
-    "W. Europe Standard Time": ("Europe/Amsterdam", "Europe/Andorra", "Europe/Rome", "Europe/Stockholm",
-                                "Europe/Vienna", "Europe/Zurich", "Europe/Oslo", "Europe/Luxembourg",
-                                "Europe/Malta", "Europe/Monaco", "Europe/Vaduz", "Europe/San_Marino",
-                                "Europe/Vatican", "Europe/Gibraltar", "Arctic/Longyearbyen", "Europe/Busingen"),
-    "Central Europe Standard Time": ("Europe/Prague", "Europe/Belgrade", "Europe/Bratislava", "Europe/Ljubljana",
-                                     "Europe/Podgorica", "Europe/Tirane"),
-    "Romance Standard Time": ("Europe/Brussels", "Europe/Copenhagen", "Europe/Madrid", "Africa/Ceuta"),
-    "Central European Standard Time": ("Europe/Sarajevo", "Europe/Skopje", "Europe/Zagreb"),
-    "GTB Standard Time": ("Europe/Athens", "Asia/Nicosia", "Asia/Famagusta"),
-    "FLE Standard Time": ("Europe/Kiev", "Europe/Helsinki", "Europe/Riga", "Europe/Sofia", "Europe/Tallinn",
-                          "Europe/Vilnius", "Europe/Mariehamn", "Europe/Uzhgorod", "Europe/Zaporozhye"),
-    "Israel Standard Time": ("Asia/Tel_Aviv",),
-    "Russian Standard Time": ("Europe/Simferopol", "Europe/Kirov"),
-    "Arab Standard Time": ("Asia/Kuwait", "Asia/Qatar", "Asia/Bahrain", "Asia/Aden"),
-    "Arabian Standard Time": ("Asia/Muscat",),
-    "India Standard Time": ("Asia/Calcutta",),
-    "Nepal Standard Time": ("Asia/Katmandu",),
-    "Myanmar Standard Time": ("Asia/Rangoon",),
-    "SE Asia Standard Time": ("Asia/Jakarta", "Asia/Ho_Chi_Minh", "Asia/Saigon", "Asia/Phnom_Penh",
-                              "Asia/Vientiane"),
-    "China Standard Time": ("Asia/Hong_Kong", "Asia/Macau", "Asia/Chongqing", "PRC"),
-    "Singapore Standard Time": ("Asia/Kuala_Lumpur", "Asia/Manila", "Asia/Makassar", "Asia/Brunei"),
-    "Tokyo Standard Time": ("Japan",),
-    "AUS Eastern Standard Time": ("Australia/Melbourne", "Australia/Canberra", "Australia/ACT", "Australia/NSW"),
-    "E. Australia Standard Time": ("Australia/Lindeman", "Australia/Queensland"),
-    "New Zealand Standard Time": ("Antarctica/McMurdo", "NZ"),
-    "E. Africa Standard Time": ("Africa/Addis_Ababa", "Africa/Dar_es_Salaam", "Africa/Kampala",
-                                "Africa/Mogadishu", "Indian/Antananarivo"),
-    "South Africa Standard Time": ("Africa/Harare", "Africa/Maputo", "Africa/Lusaka", "Africa/Kigali"),
-    "W. Central Africa Standard Time": ("Africa/Algiers", "Africa/Tunis", "Africa/Kinshasa", "Africa/Luanda"),
-    "Turkey Standard Time": ("Asia/Istanbul", "Turkey"),
-    "Hawaiian Standard Time": ("US/Hawaii",),
-    "Alaskan Standard Time": ("America/Juneau", "US/Alaska"),
-    "SA Pacific Standard Time": ("America/Lima", "America/Panama", "America/Jamaica", "America/Guayaquil"),
-    "SA Western Standard Time": ("America/Puerto_Rico", "America/Santo_Domingo", "America/Manaus"),
-    "Central America Standard Time": ("America/Costa_Rica", "America/El_Salvador", "America/Managua",
-                                      "America/Tegucigalpa"),
-    "Central Standard Time (Mexico)": ("America/Monterrey", "America/Merida"),
-}
-
-_BY_LOWER_WINDOWS = {name.lower(): name for name in WINDOWS_TO_IANA}
-_IANA_TO_WINDOWS: dict[str, str] = {}
-for _win, _iana in WINDOWS_TO_IANA.items():
-    _IANA_TO_WINDOWS.setdefault(_iana.lower(), _win)
-for _win, _zones in _MORE_IANA.items():
-    for _zone in _zones:
-        _IANA_TO_WINDOWS.setdefault(_zone.lower(), _win)
+# Exchange matches Windows ids regardless of case.
+_IANA_BY_LOWER_WINDOWS: dict[str, str] = {name.lower(): iana for name, iana in win_tz.items()}
 
 
 def not_supported(name: str) -> GraphError:
@@ -244,11 +45,7 @@ def zone(name: str | None) -> dt.tzinfo:
     if name is None or not str(name).strip():
         raise not_supported("" if name is None else str(name))
     text = str(name).strip()
-    windows = _BY_LOWER_WINDOWS.get(text.lower())
-    if windows is not None:
-        found = _iana_zone(WINDOWS_TO_IANA[windows])
-    else:
-        found = _iana_zone(text)
+    found = _iana_zone(_IANA_BY_LOWER_WINDOWS.get(text.lower(), text))
     if found is None:
         raise not_supported(text)
     return found
@@ -260,24 +57,6 @@ def is_known(name: str | None) -> bool:
         return True
     except GraphError:
         return False
-
-
-def windows_name(name: str) -> str | None:
-    """The Windows id for a Windows or IANA name, or None when CLDR files no Windows id under it."""
-    text = name.strip()
-    windows = _BY_LOWER_WINDOWS.get(text.lower())
-    if windows is not None:
-        return windows
-    return _IANA_TO_WINDOWS.get(text.lower())
-
-
-def iana_name(name: str) -> str | None:
-    """The IANA zone for a Windows id (CLDR's territory-001 choice), or the IANA name itself if valid."""
-    text = name.strip()
-    windows = _BY_LOWER_WINDOWS.get(text.lower())
-    if windows is not None:
-        return WINDOWS_TO_IANA[windows]
-    return text if _iana_zone(text) is not None else None
 
 
 # ------------------------------------------------------------------------------- dateTimeTimeZone values

@@ -4,6 +4,8 @@
     status [--user U] [--json]          every user's connection state, last success, last error,
                                         quarantined records, subscription expiry; the poison queue
     launch-link --tenant T --user U     a fresh signed launch link into the settings page
+    migrate-state                       move the previous version's per-user state (keyed by user id
+                                        alone) to the per-tenant tables; idempotent, resumable
 
 Settings come from the environment (the app settings); when AzureWebJobsStorage is not set and
 ./local.settings.json exists (what `make run` writes), its Values are used. Exit codes: 0 done,
@@ -37,6 +39,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     link.add_argument("--tenant", required=True)
     link.add_argument("--user", required=True)
     link.add_argument("--lifetime", type=int, default=600, help="seconds the link stays valid")
+    commands.add_parser("migrate-state", help="move sync state kept by user id alone to (tenant, user) keys, once")
     return parser.parse_args(argv)
 
 
@@ -116,11 +119,23 @@ def _launch_link(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate_state(args: argparse.Namespace) -> int:
+    from sync_core.bootstrap import build_services
+    from sync_core.state_migration import StateMigration
+
+    services = build_services()
+    report = StateMigration(services.table_service, services.settings.storage_name, services.connections.table,
+                            services.counter).run()
+    print(json.dumps(report.as_dict(), indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     try:
         _load_settings_file(args.settings)
-        command = {"sync": _sync, "status": _status, "launch-link": _launch_link}[args.command]
+        command = {"sync": _sync, "status": _status, "launch-link": _launch_link,
+                   "migrate-state": _migrate_state}[args.command]
         return command(args)
     except SettingsError as exc:
         print(str(exc), file=sys.stderr)

@@ -97,9 +97,9 @@ def safe_feed_position(end: int, required: dict[str, int], left: list[str]) -> i
     return min(needed) - 1 if needed else end
 
 
-def carried_progress(state: StateStore, user_id: str) -> Progress | None:
+def carried_progress(state: StateStore, tenant_id: str, user_id: str) -> Progress | None:
     """The progress of the run this one continues (the user's latest, when it stopped at its budget)."""
-    latest = state.latest_runs(user_id, 1)
+    latest = state.latest_runs(tenant_id, user_id, 1)
     if latest and latest[0].outcome is RunOutcome.CONTINUING:
         return latest[0].progress or Progress()
     return None

@@ -67,11 +67,11 @@ def what_will_be_deleted(settings: UserSyncSettings) -> list[str]:
     return items
 
 
-def _take_lease(services: Services, user_id: str) -> Lease:
+def _take_lease(services: Services, tenant_id: str, user_id: str) -> Lease:
     deadline = time.monotonic() + LEASE_WAIT_SECONDS
     while True:
         try:
-            return services.state.acquire_lease(user_id, LEASE_OWNER, LEASE_SECONDS, datetime.now(UTC))
+            return services.state.acquire_lease(tenant_id, user_id, LEASE_OWNER, LEASE_SECONDS, datetime.now(UTC))
         except LeaseHeldError:
             if time.monotonic() >= deadline:
                 raise SyncRunning("a sync is running right now; try again in a minute") from None
@@ -101,12 +101,12 @@ def _delete_in_microsoft(services: Services, session: GraphSession, tenant_id: s
                          report: DisconnectReport) -> None:
     left = remove_user_subscriptions(services, tenant_id, user_id, session)
     (report.left if left else report.deleted).append(SUBSCRIPTIONS)
-    folder_id = find_contact_folder(services, session, user_id)
+    folder_id = find_contact_folder(services, session, tenant_id, user_id)
     if folder_id is not None:
         _delete(session, f"/me/contactFolders/{quote(folder_id, safe='')}")
     report.deleted.append(FOLDER)
     lists, _ = session.get_pages("/me/todo/lists")
-    known_list = services.state.get_cursor(target_cursor_key(user_id, TaskTarget.TO_DO)).folder_id
+    known_list = services.state.get_cursor(tenant_id, target_cursor_key(user_id, TaskTarget.TO_DO)).folder_id
     for item in lists:
         if isinstance(item, dict) and item.get("id") and (
                 item.get("displayName") == FOLDER_NAME or item.get("id") == known_list):
@@ -121,7 +121,7 @@ def _created_events(services: Services, tenant_id: str, user_id: str) -> list[st
     """Graph ids of the events the task sync created: linked calendar items that were not imported from
     Outlook (an import's CRM id is derived from its Microsoft key)."""
     ids: list[str] = []
-    for link in services.state.iter_links(task_partition(user_id)):
+    for link in services.state.iter_links(tenant_id, task_partition(user_id)):
         if not link.ms_id or key_target(link.ms_id) is not TaskTarget.CALENDAR:
             continue
         if link.crm_id == import_task_id(tenant_id, user_id, link.ms_id):
@@ -134,23 +134,23 @@ def _forget_here(services: Services, tenant_id: str, user_id: str) -> None:
     services.tokens.delete(tenant_id, user_id)
     remove_user_subscriptions(services, tenant_id, user_id, None)
     for partition in (user_id, task_partition(user_id)):
-        for link in list(services.state.iter_links(partition)):
+        for link in list(services.state.iter_links(tenant_id, partition)):
             try:
                 services.state.delete_link(link)
             except (ConcurrencyError, NotFoundError):
                 continue  # changed or gone meanwhile; the lease makes this rare
     for key in (user_id, task_partition(user_id), *(target_cursor_key(user_id, t) for t in TaskTarget)):
-        cursor = services.state.get_cursor(key)
+        cursor = services.state.get_cursor(tenant_id, key)
         if cursor.etag is not None:
-            services.state.save_cursor(Cursor(user_id=key, etag=cursor.etag))
-    for entry in services.state.list_quarantine(user_id):
-        services.state.clear_quarantine(user_id, entry.side, entry.record_id)
+            services.state.save_cursor(Cursor(tenant_id=tenant_id, user_id=key, etag=cursor.etag))
+    for entry in services.state.list_quarantine(tenant_id, user_id):
+        services.state.clear_quarantine(tenant_id, user_id, entry.side, entry.record_id)
 
 
 def disconnect_user(services: Services, tenant_id: str, user_id: str) -> DisconnectReport:
     report = DisconnectReport()
     connection = services.connections.get(tenant_id, user_id)
-    lease = _take_lease(services, user_id)
+    lease = _take_lease(services, tenant_id, user_id)
     try:
         if connection is not None:
             # First, so no queued job starts a sync of this user any more.
@@ -163,7 +163,7 @@ def disconnect_user(services: Services, tenant_id: str, user_id: str) -> Disconn
                              else f"Microsoft could not be reached ({type(exc).__name__})")
             report.left = [code for code in (SUBSCRIPTIONS, FOLDER, TODO_LIST, EVENTS) if code not in report.deleted]
             log.warning("disconnect of %s left %s in Microsoft (%s)", user_id, ",".join(report.left),
-                        type(exc).__name__, extra={"event": "disconnect_partial", "user": user_id,
+                        type(exc).__name__, extra={"event": "disconnect_partial", "tenant": tenant_id, "user": user_id,
                                                    "left": ",".join(report.left), "error": type(exc).__name__})
         finally:
             session.close()
@@ -175,6 +175,6 @@ def disconnect_user(services: Services, tenant_id: str, user_id: str) -> Disconn
         try:
             services.state.release_lease(lease)
         except ConcurrencyError:
-            log.warning("disconnect outlived its lease", extra={"event": "lease_lost", "user": user_id})
-    log.info("disconnected %s", user_id, extra={"event": "disconnect", "user": user_id, "left": ",".join(report.left)})
+            log.warning("disconnect outlived its lease", extra={"event": "lease_lost", "tenant": tenant_id, "user": user_id})
+    log.info("disconnected %s", user_id, extra={"event": "disconnect", "tenant": tenant_id, "user": user_id, "left": ",".join(report.left)})
     return report

@@ -277,7 +277,7 @@ class Engine:
         return link.pending_since is not None and (self.now() - link.pending_since).total_seconds() < grace
 
     def _linked_elsewhere(self, ms_id: str, crm_id: str) -> bool:
-        link = self.state.get_links_by_ms(self.user_id, [ms_id]).get(ms_id)
+        link = self.state.get_links_by_ms(self.tenant_id, self.user_id, [ms_id]).get(ms_id)
         return link is not None and link.crm_id != crm_id
 
     def quarantine_malformed(self, change: MsChange) -> None:
@@ -329,7 +329,7 @@ class Engine:
             self.tally.hold_delta = True  # the removals come again with the same deltaLink
         else:
             self.state.put_quarantine(QuarantineEntry(
-                user_id=self.user_id, side=Side.CRM.value, record_id=action.key, reason=action.reason,
+                tenant_id=self.tenant_id, user_id=self.user_id, side=Side.CRM.value, record_id=action.key, reason=action.reason,
                 first_seen=self.now()))
 
     # --- CRM writes -------------------------------------------------------------------------------
@@ -363,7 +363,7 @@ class Engine:
                 created = self._try_create(record.model_copy(update={"id": ""}), action.ms_id)
         if match is not None:
             self._claimed.add(match.id)
-            link = self.state.get_links_by_crm(self.user_id, [match.id]).get(match.id)
+            link = self.state.get_links_by_crm(self.tenant_id, self.user_id, [match.id]).get(match.id)
             target = merge_two(crm_to_fields(match, self.account_name(match.account_id)), action.fields)
             self.tally.log(f"microsoft:{action.ms_id} linked to existing crm:{match.id} instead of importing it")
             self._converge(LinkExisting(match.id, action.ms_id, action.ms_version, action.fields, target, match,
@@ -407,7 +407,7 @@ class Engine:
         contact = self._read_contact(owner) if owner is not None else None  # fresh: the chunk may have changed it
         if owner is None or contact is None:
             return False  # the user's own contact, new to us
-        link = self.state.get_links_by_crm(self.user_id, [owner]).get(owner)
+        link = self.state.get_links_by_crm(self.tenant_id, self.user_id, [owner]).get(owner)
         if link is None or link.ms_id == action.ms_id:
             return False
         if link.state is LinkState.PENDING_CREATE:
@@ -443,7 +443,7 @@ class Engine:
         contact = self._read_contact(crm_id)
         if contact is None or crm_id in self._claimed:
             return None
-        link = self.state.get_links_by_crm(self.user_id, [crm_id]).get(crm_id)
+        link = self.state.get_links_by_crm(self.tenant_id, self.user_id, [crm_id]).get(crm_id)
         if link is not None and link.state is not LinkState.MS_REMOVED:
             return None
         return contact
@@ -462,7 +462,7 @@ class Engine:
                           if c.id not in self._claimed]
             if not candidates:
                 continue
-            links = self.state.get_links_by_crm(self.user_id, [c.id for c in candidates])
+            links = self.state.get_links_by_crm(self.tenant_id, self.user_id, [c.id for c in candidates])
             free = [c for c in candidates
                     if (link := links.get(c.id)) is None or link.state is LinkState.MS_REMOVED]
             if free:
@@ -552,7 +552,7 @@ class Engine:
         # Intent first, for a whole chunk in few storage transactions: if we die after Graph created
         # the items, the next run finds each by our CRM id.
         intents: list[tuple[CreateInMicrosoft, Link]] = []
-        planned = [Link(user_id=self.user_id, crm_id=action.crm_id, ms_id=None, state=LinkState.PENDING_CREATE,
+        planned = [Link(tenant_id=self.tenant_id, user_id=self.user_id, crm_id=action.crm_id, ms_id=None, state=LinkState.PENDING_CREATE,
                         crm_version=action.crm_version, synced=action.fields, synced_hash=action.fields.content_hash(),
                         pending_since=self.now(), etag=self._fresh(action.link).etag if action.link else None)
                    for action in creates]
@@ -587,7 +587,7 @@ class Engine:
         for action, intent, result in created:
             assert result.contact is not None
             current = self._saved.get(action.crm_id) or intent
-            links.append(Link(user_id=self.user_id, crm_id=action.crm_id, ms_id=result.contact.id,
+            links.append(Link(tenant_id=self.tenant_id, user_id=self.user_id, crm_id=action.crm_id, ms_id=result.contact.id,
                               state=LinkState.LINKED, crm_version=action.crm_version,
                               ms_version=result.contact.change_key, synced=action.fields,
                               synced_hash=action.fields.content_hash(), etag=current.etag))
@@ -694,7 +694,7 @@ class Engine:
         current = self._saved.get(crm_id) or prior
         etag = current.etag if current is not None else None
         return self._save_link(Link(
-            user_id=self.user_id, crm_id=crm_id, ms_id=ms_id, state=LinkState.LINKED, crm_version=crm_version,
+            tenant_id=self.tenant_id, user_id=self.user_id, crm_id=crm_id, ms_id=ms_id, state=LinkState.LINKED, crm_version=crm_version,
             ms_version=ms_version, synced=synced, synced_hash=synced.content_hash(), etag=etag))
 
     def _save_links(self, links: list[Link]) -> list[Link | None]:
@@ -705,7 +705,7 @@ class Engine:
             saved = self.state.save_link(link)
         except (ConcurrencyError, AlreadyExistsError):
             # Someone (a worker whose lease ran out) wrote it meanwhile: we hold the lease, ours stands. Once.
-            current = self.state.get_links_by_crm(self.user_id, [link.crm_id]).get(link.crm_id)
+            current = self.state.get_links_by_crm(self.tenant_id, self.user_id, [link.crm_id]).get(link.crm_id)
             try:
                 saved = self.state.save_link(link.model_copy(update={"etag": current.etag if current else None}))
             except (ConcurrencyError, AlreadyExistsError) as exc:
@@ -719,7 +719,7 @@ class Engine:
         try:
             self.state.delete_link(current)
         except ConcurrencyError:
-            fresh = self.state.get_links_by_crm(self.user_id, [link.crm_id]).get(link.crm_id)
+            fresh = self.state.get_links_by_crm(self.tenant_id, self.user_id, [link.crm_id]).get(link.crm_id)
             if fresh is not None:
                 self.state.delete_link(fresh)
         self._saved.pop(link.crm_id, None)
@@ -727,23 +727,23 @@ class Engine:
     def _succeeded(self, crm_id: str, ms_id: str | None) -> None:
         for side, record_id in ((Side.CRM.value, crm_id), (Side.MICROSOFT.value, ms_id)):
             if record_id is not None and (side, record_id) in self._quarantined:
-                self.state.clear_quarantine(self.user_id, side, record_id)
+                self.state.clear_quarantine(self.tenant_id, self.user_id, side, record_id)
                 self._quarantined.discard((side, record_id))
 
     def _fail(self, write_side: Side, record_side: Side, record_id: str, reason: str, *, retry: bool,
               detail: str = "") -> None:
-        record_failure(self.state, self.tally, self.user_id, write_side, record_side, record_id, reason,
+        record_failure(self.state, self.tally, self.tenant_id, self.user_id, write_side, record_side, record_id, reason,
                        retry=retry, detail=detail, now=self.now())
         self._quarantined.add((record_side.value, record_id))
 
 
-def record_failure(state: StateStore, tally: Tally, user_id: str, write_side: Side, record_side: Side,
+def record_failure(state: StateStore, tally: Tally, tenant_id: str, user_id: str, write_side: Side, record_side: Side,
                    record_id: str, reason: str, *, retry: bool, detail: str, now: datetime, label: str = "") -> None:
     """A record that failed, on the user's quarantine list. retry: counted as an error of `write_side` and
     retried next run; else quarantined until it changes. `reason` goes to the run log and must hold no
     personal data; `detail` (e.g. Graph's error message) only to the user's own list. Shared by the contact
     and task engines."""
-    state.put_quarantine(QuarantineEntry(user_id=user_id, side=record_side.value, record_id=record_id,
+    state.put_quarantine(QuarantineEntry(tenant_id=tenant_id, user_id=user_id, side=record_side.value, record_id=record_id,
                                          reason=f"{reason}: {detail}" if detail else reason, first_seen=now))
     if retry:
         tally.side(write_side)["errors"] += 1

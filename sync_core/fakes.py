@@ -707,12 +707,12 @@ class FakeStateStore:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._ids = _Ids("state")
-        self.links: dict[tuple[str, str], Link] = {}
-        self._by_ms: dict[tuple[str, str], str] = {}
-        self.cursors: dict[str, Cursor] = {}
-        self.runs: dict[tuple[str, str], RunRecord] = {}
-        self.leases: dict[str, Lease] = {}
-        self.quarantine: dict[tuple[str, str, str], QuarantineEntry] = {}
+        self.links: dict[tuple[str, str, str], Link] = {}
+        self._by_ms: dict[tuple[str, str, str], str] = {}
+        self.cursors: dict[tuple[str, str], Cursor] = {}
+        self.runs: dict[tuple[str, str, str], RunRecord] = {}
+        self.leases: dict[tuple[str, str], Lease] = {}
+        self.quarantine: dict[tuple[str, str, str, str], QuarantineEntry] = {}
         self.calls: Counter[str] = Counter()
         self.faults = Faults()
 
@@ -724,47 +724,47 @@ class FakeStateStore:
         self.faults.check(method, True, *args)
 
     # -- links
-    def get_links_by_crm(self, user_id: str, crm_ids: Iterable[str]) -> dict[str, Link]:
+    def get_links_by_crm(self, tenant_id: str, user_id: str, crm_ids: Iterable[str]) -> dict[str, Link]:
         with self._lock:
             self._enter("get_links_by_crm", user_id)
-            found = (self.links.get((user_id, i)) for i in crm_ids)
+            found = (self.links.get((tenant_id, user_id, i)) for i in crm_ids)
             return {link.crm_id: link for link in found if link is not None}
 
-    def get_links_by_ms(self, user_id: str, ms_ids: Iterable[str]) -> dict[str, Link]:
+    def get_links_by_ms(self, tenant_id: str, user_id: str, ms_ids: Iterable[str]) -> dict[str, Link]:
         with self._lock:
             self._enter("get_links_by_ms", user_id)
             found = {}
             for ms_id in ms_ids:
-                crm_id = self._by_ms.get((user_id, ms_id))
+                crm_id = self._by_ms.get((tenant_id, user_id, ms_id))
                 if crm_id is not None:
-                    found[ms_id] = self.links[(user_id, crm_id)]
+                    found[ms_id] = self.links[(tenant_id, user_id, crm_id)]
             return found
 
-    def iter_links(self, user_id: str) -> Iterator[Link]:
+    def iter_links(self, tenant_id: str, user_id: str) -> Iterator[Link]:
         with self._lock:
             self._enter("iter_links", user_id)
-            chosen = [link for (u, _), link in sorted(self.links.items()) if u == user_id]
+            chosen = [link for (t, u, _), link in sorted(self.links.items()) if (t, u) == (tenant_id, user_id)]
         return iter(chosen)
 
     def save_link(self, link: Link) -> Link:
         with self._lock:
             self._enter("save_link", link)
-            key = (link.user_id, link.crm_id)
+            key = (link.tenant_id, link.user_id, link.crm_id)
             current = self.links.get(key)
             if link.etag is None and current is not None:
                 raise AlreadyExistsError("the link exists")
             if link.etag is not None and (current is None or current.etag != link.etag):
                 raise ConcurrencyError("the link changed or was deleted since it was read")
             if link.ms_id is not None:
-                holder = self._by_ms.get((link.user_id, link.ms_id))
+                holder = self._by_ms.get((link.tenant_id, link.user_id, link.ms_id))
                 if holder is not None and holder != link.crm_id:
                     raise AlreadyExistsError("the Microsoft item is linked to another CRM record")
             if current is not None and current.ms_id is not None:
-                del self._by_ms[(link.user_id, current.ms_id)]
+                del self._by_ms[(link.tenant_id, link.user_id, current.ms_id)]
             saved = link.model_copy(update={"etag": self._ids("etag-")})
             self.links[key] = saved
             if saved.ms_id is not None:
-                self._by_ms[(link.user_id, saved.ms_id)] = saved.crm_id
+                self._by_ms[(link.tenant_id, link.user_id, saved.ms_id)] = saved.crm_id
             self._leave("save_link", link)
             return saved
 
@@ -780,28 +780,28 @@ class FakeStateStore:
     def delete_link(self, link: Link) -> None:
         with self._lock:
             self._enter("delete_link", link)
-            current = self.links.get((link.user_id, link.crm_id))
+            current = self.links.get((link.tenant_id, link.user_id, link.crm_id))
             if current is None or current.etag != link.etag:
                 raise ConcurrencyError("the link changed or was deleted since it was read")
-            del self.links[(link.user_id, link.crm_id)]
+            del self.links[(link.tenant_id, link.user_id, link.crm_id)]
             if current.ms_id is not None:
-                del self._by_ms[(link.user_id, current.ms_id)]
+                del self._by_ms[(link.tenant_id, link.user_id, current.ms_id)]
             self._leave("delete_link", link)
 
     # -- cursor
-    def get_cursor(self, user_id: str) -> Cursor:
+    def get_cursor(self, tenant_id: str, user_id: str) -> Cursor:
         with self._lock:
             self._enter("get_cursor", user_id)
-            return self.cursors.get(user_id) or Cursor(user_id=user_id)
+            return self.cursors.get((tenant_id, user_id)) or Cursor(tenant_id=tenant_id, user_id=user_id)
 
     def save_cursor(self, cursor: Cursor) -> Cursor:
         with self._lock:
             self._enter("save_cursor", cursor)
-            current = self.cursors.get(cursor.user_id)
+            current = self.cursors.get((cursor.tenant_id, cursor.user_id))
             if (current.etag if current else None) != cursor.etag:
                 raise ConcurrencyError("the cursor changed since it was read")
             saved = cursor.model_copy(update={"etag": self._ids("etag-")})
-            self.cursors[cursor.user_id] = saved
+            self.cursors[(cursor.tenant_id, cursor.user_id)] = saved
             self._leave("save_cursor", cursor)
             return saved
 
@@ -809,7 +809,7 @@ class FakeStateStore:
     def save_run(self, run: RunRecord) -> RunRecord:
         with self._lock:
             self._enter("save_run", run)
-            key = (run.user_id, run.run_id)
+            key = (run.tenant_id, run.user_id, run.run_id)
             current = self.runs.get(key)
             if run.etag is None and current is not None:
                 raise AlreadyExistsError("the run exists")
@@ -819,53 +819,53 @@ class FakeStateStore:
             self.runs[key] = saved
             return saved
 
-    def latest_runs(self, user_id: str, limit: int = 10) -> list[RunRecord]:
+    def latest_runs(self, tenant_id: str, user_id: str, limit: int = 10) -> list[RunRecord]:
         with self._lock:
             self._enter("latest_runs", user_id)
-            mine = [r for (u, _), r in self.runs.items() if u == user_id]
+            mine = [r for (t, u, _), r in self.runs.items() if (t, u) == (tenant_id, user_id)]
             return sorted(mine, key=lambda r: (r.started_at, r.run_id), reverse=True)[:limit]
 
     # -- lease
-    def acquire_lease(self, user_id: str, owner: str, ttl_seconds: float, now: datetime) -> Lease:
+    def acquire_lease(self, tenant_id: str, user_id: str, owner: str, ttl_seconds: float, now: datetime) -> Lease:
         with self._lock:
             self._enter("acquire_lease", user_id, owner)
-            current = self.leases.get(user_id)
+            current = self.leases.get((tenant_id, user_id))
             if current is not None and current.owner != owner and current.expires_at > now:
                 raise LeaseHeldError("another worker is syncing this user", expires_at=current.expires_at)
-            lease = Lease(user_id=user_id, owner=owner, expires_at=now + timedelta(seconds=ttl_seconds),
+            lease = Lease(tenant_id=tenant_id, user_id=user_id, owner=owner, expires_at=now + timedelta(seconds=ttl_seconds),
                           etag=self._ids("etag-"))
-            self.leases[user_id] = lease
+            self.leases[(tenant_id, user_id)] = lease
             return lease
 
     def release_lease(self, lease: Lease) -> None:
         with self._lock:
             self._enter("release_lease", lease)
-            current = self.leases.get(lease.user_id)
+            current = self.leases.get((lease.tenant_id, lease.user_id))
             if current is None:
                 return
             if current.etag != lease.etag:
                 raise ConcurrencyError("the lease was taken over")
-            del self.leases[lease.user_id]
+            del self.leases[(lease.tenant_id, lease.user_id)]
 
     # -- quarantine
     def put_quarantine(self, entry: QuarantineEntry) -> None:
         with self._lock:
             self._enter("put_quarantine", entry)
-            key = (entry.user_id, entry.side, entry.record_id)
+            key = (entry.tenant_id, entry.user_id, entry.side, entry.record_id)
             current = self.quarantine.get(key)
             if current is not None:
                 entry = entry.model_copy(update={"first_seen": current.first_seen, "attempts": current.attempts + 1})
             self.quarantine[key] = entry
 
-    def list_quarantine(self, user_id: str) -> list[QuarantineEntry]:
+    def list_quarantine(self, tenant_id: str, user_id: str) -> list[QuarantineEntry]:
         with self._lock:
             self._enter("list_quarantine", user_id)
-            return [q for (u, _, _), q in sorted(self.quarantine.items()) if u == user_id]
+            return [q for (t, u, _, _), q in sorted(self.quarantine.items()) if (t, u) == (tenant_id, user_id)]
 
-    def clear_quarantine(self, user_id: str, side: str, record_id: str) -> None:
+    def clear_quarantine(self, tenant_id: str, user_id: str, side: str, record_id: str) -> None:
         with self._lock:
             self._enter("clear_quarantine", user_id, side, record_id)
-            self.quarantine.pop((user_id, side, record_id), None)
+            self.quarantine.pop((tenant_id, user_id, side, record_id), None)
 
     # -- counting for tests
     READS = ("get_links_by_crm", "get_links_by_ms", "iter_links", "get_cursor", "latest_runs", "list_quarantine")

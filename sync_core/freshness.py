@@ -80,7 +80,7 @@ def settle_subscriptions(services: Services, tenant_id: str, user_id: str) -> st
     records = subscription_store(services).for_user(tenant_id, user_id)
     tasks_on = connection.settings.tasks_enabled
     missing = Kind.CONTACTS not in records or tasks_on != (Kind.TASKS in records)
-    folder_id = services.state.get_cursor(user_id).folder_id
+    folder_id = services.state.get_cursor(tenant_id, user_id).folder_id
     soon = datetime.now(UTC) + RENEW_WITHIN
     work: list[tuple[Subscription, bool]] = []
     for record in records.values():
@@ -114,4 +114,4 @@ def run_job(services: Services, body: bytes | str) -> None:
     except SyncError as exc:
         # The sync itself went through; the timer retries the subscriptions.
         log.warning("subscriptions of %s not settled after sync (%s: %s)", user_id, type(exc).__name__, exc,
-                    extra={"event": "settle_failed", "user": user_id, "error": type(exc).__name__})
+                    extra={"event": "settle_failed", "tenant": tenant_id, "user": user_id, "error": type(exc).__name__})

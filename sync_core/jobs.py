@@ -37,6 +37,7 @@ from sync_core.errors import (
 )
 from sync_core.models import RunOutcome, RunRecord
 from sync_core.service import SyncOptions, sync_user
+from sync_core.state_migration import migrate_user
 from sync_core.task_service import TaskSyncOptions
 
 log = logging.getLogger("sync_core.jobs")
@@ -89,10 +90,11 @@ def enqueue_sync(services: Services, tenant_id: str, user_id: str, reason: str) 
     if _update_flags(services, tenant_id, user_id, {"queued": True, "queued_at": now, "dirty": False},
                      only_if=not_queued):
         services.queue.enqueue_user(tenant_id, user_id, reason)
-        log.info("sync enqueued (%s)", reason, extra={"event": "enqueue", "user": user_id, "reason": reason})
+        log.info("sync enqueued (%s)", reason, extra={"event": "enqueue", "tenant": tenant_id, "user": user_id,
+                                                      "reason": reason})
         return True
     _update_flags(services, tenant_id, user_id, {"dirty": True})
-    log.info("sync already queued", extra={"event": "enqueue_coalesced", "user": user_id, "reason": reason})
+    log.info("sync already queued", extra={"event": "enqueue_coalesced", "tenant": tenant_id, "user": user_id, "reason": reason})
     return False
 
 
@@ -133,7 +135,7 @@ def handle_sync_message(services: Services, body: dict[str, Any] | str) -> RunRe
         except LeaseHeldError as exc:
             # Someone is syncing this user now: make them do one more pass instead of waiting here.
             _update_flags(services, job.tenant_id, job.user_id, {"dirty": True})
-            log.info("sync coalesced", extra={"event": "coalesced", "user": job.user_id, "reason": job.reason})
+            log.info("sync coalesced", extra={"event": "coalesced", "tenant": job.tenant_id, "user": job.user_id, "reason": job.reason})
             _follow_lease(services, job, exc)
             return None
         passes += 1
@@ -145,7 +147,7 @@ def handle_sync_message(services: Services, body: dict[str, Any] | str) -> RunRe
         row = _flags(services).get(key_part(job.tenant_id), key_part(job.user_id))
         if not (row and row.get("dirty")):
             break
-    log.info("sync job done", extra={"event": "job", "user": job.user_id, "reason": job.reason, "passes": passes,
+    log.info("sync job done", extra={"event": "job", "tenant": job.tenant_id, "user": job.user_id, "reason": job.reason, "passes": passes,
                                      "run_id": run.run_id if run else None,
                                      "outcome": run.outcome.value if run else "not_run"})
     return run
@@ -166,7 +168,7 @@ def _follow_lease(services: Services, job: SyncJob, held: LeaseHeldError) -> Non
         return
     delay = max(1, math.ceil(expiry - time.time()) + 1)
     services.queue.enqueue_user(job.tenant_id, job.user_id, "lease_expiry", delay_seconds=delay)
-    log.info("sync scheduled after the lease", extra={"event": "lease_follow", "user": job.user_id,
+    log.info("sync scheduled after the lease", extra={"event": "lease_follow", "tenant": job.tenant_id, "user": job.user_id,
                                                       "delay_seconds": delay})
 
 
@@ -187,6 +189,9 @@ def run_user_sync(services: Services, tenant_id: str, user_id: str, budget: Budg
         return None
     if not tenant_store(services).get(tenant_id).integration_allowed:
         return None  # the tenant moved to the free plan: no Microsoft call
+    # State the previous version kept under the user id alone moves to this (tenant, user) first.
+    migrate_user(services.table_service, services.settings.storage_name, services.connections.table,
+                 tenant_id, user_id, services.counter)
     session = services.graph_session_for(tenant_id, user_id)
     if budget is not None:
         budget.pacing = getattr(session, "pacer", None)  # the mailbox's pacer: how long the next chunk would be held back
@@ -203,24 +208,24 @@ def run_user_sync(services: Services, tenant_id: str, user_id: str, budget: Budg
     except ReconnectNeededError as exc:
         _record(services, connection, error=f"{exc} — reconnect on this page to resume syncing.",
                 status=ConnectionStatus.RECONNECT_NEEDED)
-        log.warning("reconnect needed", extra={"event": "reconnect_needed", "user": user_id})
+        log.warning("reconnect needed", extra={"event": "reconnect_needed", "tenant": tenant_id, "user": user_id})
         return None
     finally:
         session.close()
     try:
-        close_abandoned_runs(services, user_id, run)
+        close_abandoned_runs(services, tenant_id, user_id, run)
     except StorageError as exc:  # housekeeping only: the next run closes them
         log.warning("abandoned runs not closed (%s)", type(exc).__name__,
-                    extra={"event": "run_abandoned_failed", "user": user_id, "run_id": run.run_id})
+                    extra={"event": "run_abandoned_failed", "tenant": tenant_id, "user": user_id, "run_id": run.run_id})
     if run.outcome is RunOutcome.RECONNECT_NEEDED:
         reason = run.error or "Microsoft no longer accepts the saved sign-in"
         _record(services, connection, run=run, error=f"{reason} — reconnect on this page to resume syncing.",
                 status=ConnectionStatus.RECONNECT_NEEDED)
-        log.warning("reconnect needed", extra={"event": "reconnect_needed", "user": user_id, "run_id": run.run_id})
+        log.warning("reconnect needed", extra={"event": "reconnect_needed", "tenant": tenant_id, "user": user_id, "run_id": run.run_id})
         return run
     ok = run.outcome in (RunOutcome.SUCCEEDED, RunOutcome.PARTIAL, RunOutcome.CONTINUING)
     _record(services, connection, run=run, error=None if ok else (run.error or "the last sync failed; it will retry"))
-    log.info("sync finished", extra={"event": "run", "user": user_id, "run_id": run.run_id,
+    log.info("sync finished", extra={"event": "run", "tenant": tenant_id, "user": user_id, "run_id": run.run_id,
                                      "outcome": run.outcome.value, **run_figures(run)})
     return run
 
@@ -235,11 +240,11 @@ def run_figures(run: RunRecord) -> dict[str, Any]:
             "seconds": round(seconds, 3) if seconds is not None else None}
 
 
-def close_abandoned_runs(services: Services, user_id: str, current: RunRecord) -> int:
+def close_abandoned_runs(services: Services, tenant_id: str, user_id: str, current: RunRecord) -> int:
     """Runs left "running" by a worker that died (killed, storage gone mid-run). `current` held the user's
     lease, so nobody was running the older ones any more: they are closed as failed, never left running."""
     closed = 0
-    for run in services.state.latest_runs(user_id, 20):
+    for run in services.state.latest_runs(tenant_id, user_id, 20):
         if run.outcome is not RunOutcome.RUNNING or run.run_id == current.run_id or run.started_at >= current.started_at:
             continue
         try:
@@ -248,7 +253,7 @@ def close_abandoned_runs(services: Services, user_id: str, current: RunRecord) -
         except ConcurrencyError:
             continue  # it finished after all, just now
         closed += 1
-        log.warning("abandoned run closed", extra={"event": "run_abandoned", "user": user_id, "run_id": run.run_id,
+        log.warning("abandoned run closed", extra={"event": "run_abandoned", "tenant": tenant_id, "user": user_id, "run_id": run.run_id,
                                                    "by_run_id": current.run_id})
     return closed
 

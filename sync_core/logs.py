@@ -1,40 +1,31 @@
 """Structured logs: one JSON line per event (user, run id, action, outcome), ids only, no secrets.
 
 Callers log with `extra={"event": ..., "user": ..., "run_id": ..., ...}`; the formatter keeps those
-keys, and a last-line-of-defence filter masks anything shaped like a token or a configured secret.
+keys and masks again anything shaped like a token or a registered secret (sync_core.redaction cleans
+every record for every handler first).
 """
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from sync_core.redaction import install, redact, register_secret, watch_environment
+from sync_core.settings import secret_setting_names
+
+__all__ = ["JsonFormatter", "configure_logging", "install_redaction", "redact", "register_secret"]
+
 # Attributes every LogRecord has: what is left over came from `extra=`.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
-_TOKEN_PATTERNS = [
-    re.compile(r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}(\.[A-Za-z0-9_\-]*)?"),  # JWTs
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-~+/=]{8,}"),
-    re.compile(r"(?i)((?:access|refresh|id)_token|client_secret|code|password|clientState|sig)(\"?\s*[:=]\s*\"?)[^\s\"&,;]{6,}"),
-]
-_secrets: set[str] = set()
 
 
-def register_secret(value: str | None) -> None:
-    """Values that must never appear in a log line (client secret, keys), masked if they do."""
-    if value and len(value) >= 6:
-        _secrets.add(value)
-
-
-def redact(text: str) -> str:
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, "***")
-    text = _TOKEN_PATTERNS[0].sub("***", text)
-    text = _TOKEN_PATTERNS[1].sub(r"\1***", text)
-    return _TOKEN_PATTERNS[2].sub(r"\1\2***", text)
+def install_redaction() -> None:
+    """Masks secrets in every record before any handler gets it (see sync_core.redaction); idempotent.
+    Called when function_app is imported, so handlers the Functions host adds later are covered."""
+    watch_environment(*secret_setting_names())
+    install()
 
 
 class JsonFormatter(logging.Formatter):
@@ -53,19 +44,9 @@ class JsonFormatter(logging.Formatter):
         return redact(json.dumps(payload, ensure_ascii=False, default=str))
 
 
-class RedactingFilter(logging.Filter):
-    """For handlers we don't format ourselves (the Functions host's): mask secrets in place."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
-
-
 def configure_logging(level: int = logging.INFO, stream: Any = None) -> None:
-    """JSON lines for sync_core's loggers; idempotent."""
+    """JSON lines for sync_core's loggers, secrets masked for every handler; idempotent."""
+    install_redaction()
     root = logging.getLogger("sync_core")
     if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         return
@@ -74,5 +55,3 @@ def configure_logging(level: int = logging.INFO, stream: Any = None) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = True
-    for name in ("azure", "msal", "httpx", "kiota_http"):
-        logging.getLogger(name).addFilter(RedactingFilter())

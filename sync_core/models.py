@@ -200,8 +200,9 @@ class LinkState(StrEnum):
 
 
 class Link(Frozen):
-    """The last-synced state of one CRM record ↔ Microsoft item pair (one per user)."""
+    """The last-synced state of one CRM record ↔ Microsoft item pair (one per tenant and user)."""
 
+    tenant_id: str
     user_id: str
     crm_id: str
     ms_id: str | None = None
@@ -217,6 +218,7 @@ class Link(Frozen):
 
 
 class Cursor(Frozen):
+    tenant_id: str
     user_id: str
     folder_id: str | None = None
     delta_link: str | None = None
@@ -254,6 +256,7 @@ class Progress(Frozen):
 
 
 class RunRecord(Frozen):
+    tenant_id: str
     user_id: str
     run_id: str
     started_at: datetime
@@ -272,6 +275,7 @@ class RunRecord(Frozen):
 
 
 class QuarantineEntry(Frozen):
+    tenant_id: str
     user_id: str
     side: str  # "crm" | "microsoft"
     record_id: str
@@ -281,6 +285,7 @@ class QuarantineEntry(Frozen):
 
 
 class Lease(Frozen):
+    tenant_id: str
     user_id: str
     owner: str
     expires_at: datetime

@@ -67,14 +67,14 @@ def abandoned(runs: list[RunRecord], now: datetime) -> list[RunRecord]:
 def user_status(services: Services, connection: Connection, *, runs: int = 20,
                 now: datetime | None = None) -> UserStatus:
     now = now or datetime.now(UTC)
-    recent = services.state.latest_runs(connection.user_id, runs)
+    recent = services.state.latest_runs(connection.tenant_id, connection.user_id, runs)
     subs = subscription_store(services).for_user(connection.tenant_id, connection.user_id)
     return UserStatus(
         tenant_id=connection.tenant_id, user_id=connection.user_id, state=connection.status.value,
         mode=_mode(connection.settings), last_success_at=connection.last_success_at,
         last_error=connection.last_error, latest_run=recent[0] if recent else None,
         abandoned_runs=abandoned(recent, now),
-        quarantined=services.state.list_quarantine(connection.user_id),
+        quarantined=services.state.list_quarantine(connection.tenant_id, connection.user_id),
         subscriptions={kind.value: (None if record.owed else record.expires_at) for kind, record in subs.items()},
     )
 

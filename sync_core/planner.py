@@ -418,7 +418,7 @@ def _decide(unit: _Unit, settings: UserSyncSettings) -> list[Action]:
         if c is Status.NEW and ms is not None:
             # our own import found again (link write lost), since removed in Outlook → remember the removal
             contact, fields = _current(crm)
-            removed = Link(user_id=settings.user_id, crm_id=key, ms_id=ms.ms_id, state=LinkState.MS_REMOVED,
+            removed = Link(tenant_id=settings.tenant_id, user_id=settings.user_id, crm_id=key, ms_id=ms.ms_id, state=LinkState.MS_REMOVED,
                            crm_version=crm.version, synced=fields, synced_hash=fields.content_hash())  # type: ignore[union-attr]
             return [MarkMsRemoved(key, removed)]
         if c is Status.GONE and item is not None:

@@ -90,12 +90,12 @@ def sync_user(
     """
     owner = owner or f"sync-{uuid.uuid4().hex[:12]}"
     budget = budget or Budget.unlimited()
-    lease = state.acquire_lease(user.user_id, owner, options.lease_seconds, now())
+    lease = state.acquire_lease(user.tenant_id, user.user_id, owner, options.lease_seconds, now())
     job: _Run | None = None
     try:
-        carried = carried_progress(state, user.user_id) if budget.seconds is not None else None
+        carried = carried_progress(state, user.tenant_id, user.user_id) if budget.seconds is not None else None
         started = now()
-        run = state.save_run(RunRecord(user_id=user.user_id, run_id=f"{started:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}",
+        run = state.save_run(RunRecord(tenant_id=user.tenant_id, user_id=user.user_id, run_id=f"{started:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}",
                                        started_at=started, lease_expires_at=lease.expires_at, progress=carried))
         job = _Run(user, crm, microsoft, state, options, now, sleep, owner, lease, budget)
         task_stint: Stint | None = None
@@ -180,9 +180,9 @@ class _Run:
         return self.user.tenant_id
 
     def execute(self) -> None:
-        cursor = self.state.get_cursor(self.user_id)
+        cursor = self.state.get_cursor(self.tenant_id, self.user_id)
         # Task entries are retried by the task sync: read as contact ids they would only be looked up for nothing.
-        quarantined = [q for q in self.state.list_quarantine(self.user_id) if not is_task_entry(q)]
+        quarantined = [q for q in self.state.list_quarantine(self.tenant_id, self.user_id) if not is_task_entry(q)]
         folder_id = cursor.folder_id or self._find_or_create_folder()
         replay_link = cursor.delta_link if folder_id == cursor.folder_id else None
         delta, folder_id, replay_link = self._delta(folder_id, replay_link)
@@ -207,7 +207,7 @@ class _Run:
             del ms_changes[change.ms_id]
         link_count = self._reconcile_full(delta, ms_changes) if delta.full else None
 
-        links_by_ms = self.state.get_links_by_ms(self.user_id, list(ms_changes)) if ms_changes else {}
+        links_by_ms = self.state.get_links_by_ms(self.tenant_id, self.user_id, list(ms_changes)) if ms_changes else {}
         attached: dict[str, MsChange] = {}  # CRM id → the Outlook change of the same pair
         lone: dict[str, MsChange] = {}  # Outlook changes without a link (new, moved in)
         for ms_id, change in ms_changes.items():
@@ -221,7 +221,7 @@ class _Run:
                     for ms_id in ms_changes if ms_id not in links_by_ms}
         # Our own import whose link was lost is a CRM record with a derived id and no link.
         present = [i for ids in unlinked.values() for i in ids if i in crm_ids]
-        taken = self.state.get_links_by_crm(self.user_id, present) if present else {}
+        taken = self.state.get_links_by_crm(self.tenant_id, self.user_id, present) if present else {}
         for ms_id, derived_ids in unlinked.items():
             free = [i for i in derived_ids if i in crm_ids and i not in taken and i not in attached]
             if free:
@@ -335,7 +335,7 @@ class _Run:
         we were not looking. Returns the user's LINKED link count (the scan is paid for anyway)."""
         present = {c.ms_id for c in delta.changes if c.contact is not None or c.invalid_reason}
         count = 0
-        for link in self.state.iter_links(self.user_id):
+        for link in self.state.iter_links(self.tenant_id, self.user_id):
             if link.state is not LinkState.LINKED:
                 continue
             count += 1
@@ -350,7 +350,7 @@ class _Run:
         candidates += [i for i in retried if i not in feed.contacts]  # e.g. deletions held back last time
         crm_deletes = 0
         if candidates:
-            links = self.state.get_links_by_crm(self.user_id, candidates)
+            links = self.state.get_links_by_crm(self.tenant_id, self.user_id, candidates)
             linked = [i for i, link in links.items() if link.state is LinkState.LINKED]
             if linked:
                 existing = self.crm.get_contacts(self.tenant_id, linked)
@@ -362,7 +362,7 @@ class _Run:
                 ms_removals += 1
         limits = self.options.limits
         if guard_needs_link_count(crm_deletes, ms_removals, limits) and link_count is None:
-            link_count = sum(1 for link in self.state.iter_links(self.user_id) if link.state is LinkState.LINKED)
+            link_count = sum(1 for link in self.state.iter_links(self.tenant_id, self.user_id) if link.state is LinkState.LINKED)
         return mass_delete_guard(crm_deletes, ms_removals, link_count, limits)
 
     # --- planning and applying, a chunk at a time -------------------------------------------------
@@ -389,7 +389,7 @@ class _Run:
                    guard: DeleteGuard) -> None:
         self._renew_lease()
         contacts = self.crm.get_contacts(self.tenant_id, ids)
-        links = engine.resolve_pending(self.state.get_links_by_crm(self.user_id, ids))
+        links = engine.resolve_pending(self.state.get_links_by_crm(self.tenant_id, self.user_id, ids))
         for crm_id, link in links.items():  # a create found again may also be in this round as a "new" item
             if link.ms_id is not None and link.ms_id in lone:
                 paired = attached.get(crm_id)
@@ -402,7 +402,7 @@ class _Run:
     def _ms_chunk(self, engine: Engine, changes: list[MsChange], guard: DeleteGuard) -> None:
         self._renew_lease()
         # Read again: a link may have been made during this run.
-        links = self.state.get_links_by_ms(self.user_id, [c.ms_id for c in changes])
+        links = self.state.get_links_by_ms(self.tenant_id, self.user_id, [c.ms_id for c in changes])
         crm_ids = [link.crm_id for link in links.values()]
         contacts = self.crm.get_contacts(self.tenant_id, crm_ids) if crm_ids else {}
         items = self._crm_items(engine, crm_ids, contacts)
@@ -411,7 +411,7 @@ class _Run:
     # --- bookkeeping ------------------------------------------------------------------------------
 
     def _renew_lease(self) -> None:
-        self.lease = self.state.acquire_lease(self.user_id, self.owner, self.options.lease_seconds, self.now())
+        self.lease = self.state.acquire_lease(self.tenant_id, self.user_id, self.owner, self.options.lease_seconds, self.now())
 
     def _save_cursor(self, cursor: Cursor) -> None:
         try:
@@ -420,7 +420,7 @@ class _Run:
             # We hold the lease, so what we applied stands: write over the other copy, once. That copy is the
             # settings page asking for a re-evaluation (scope or mode changed while this run used the old ones):
             # keep its request, i.e. the earlier feed position and no deltaLink. Replaying is always safe.
-            current = self.state.get_cursor(self.user_id)
+            current = self.state.get_cursor(self.tenant_id, self.user_id)
             update: dict[str, object] = {"etag": current.etag,
                                          "crm_position": min(cursor.crm_position, current.crm_position)}
             if current.delta_link is None:

@@ -120,6 +120,11 @@ def _alias_of(field_name: str) -> str:
     return str(alias.choices[0])
 
 
+def secret_setting_names() -> list[str]:
+    """The settings that hold secrets (those kept out of repr), by environment variable name."""
+    return [_alias_of(name) for name, field in AppSettings.model_fields.items() if field.repr is False]
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> AppSettings:
     """Build settings from `environ` (default: the process environment); one-line SettingsError on failure."""
     source = dict(os.environ if environ is None else environ)

@@ -201,10 +201,10 @@ def contacts_path(folder_id: str) -> str:
     return f"/me/contactFolders/{folder_id}/contacts"
 
 
-def find_contact_folder(services: Services, session: GraphSession, user_id: str) -> str | None:
+def find_contact_folder(services: Services, session: GraphSession, tenant_id: str, user_id: str) -> str | None:
     """The id of the folder the sync uses, or None while it does not exist. Never creates it: only the
     sync does, since two creators at the same moment could make a second folder."""
-    known = services.state.get_cursor(user_id).folder_id
+    known = services.state.get_cursor(tenant_id, user_id).folder_id
     if known:
         try:
             session.request("GET", f"/me/contactFolders/{quote(known, safe='')}?$select=id")
@@ -219,8 +219,8 @@ def find_contact_folder(services: Services, session: GraphSession, user_id: str)
     return ids[0] if ids else None
 
 
-def contacts_resource(services: Services, session: GraphSession, user_id: str) -> str | None:
-    folder_id = find_contact_folder(services, session, user_id)
+def contacts_resource(services: Services, session: GraphSession, tenant_id: str, user_id: str) -> str | None:
+    folder_id = find_contact_folder(services, session, tenant_id, user_id)
     return contacts_path(folder_id) if folder_id else None
 
 
@@ -229,7 +229,7 @@ def tasks_resource(services: Services, session: GraphSession, settings: UserSync
     lowest id of that name, as the sync picks); None while that list does not exist (the sync creates it)."""
     if settings.task_target is TaskTarget.CALENDAR:
         return "/me/events"
-    known = services.state.get_cursor(target_cursor_key(settings.user_id, TaskTarget.TO_DO)).folder_id
+    known = services.state.get_cursor(settings.tenant_id, target_cursor_key(settings.user_id, TaskTarget.TO_DO)).folder_id
     lists, _ = session.get_pages("/me/todo/lists")
     ids = {str(item["id"]): item.get("displayName") for item in lists if isinstance(item, dict) and item.get("id")}
     if known and known in ids:
@@ -295,7 +295,7 @@ def _owe(services: Services, session: GraphSession | None, current: Subscription
 
 def _wanted_resource(services: Services, session: GraphSession, kind: Kind, settings: UserSyncSettings) -> str | None:
     if kind is Kind.CONTACTS:
-        return contacts_resource(services, session, settings.user_id)
+        return contacts_resource(services, session, settings.tenant_id, settings.user_id)
     return tasks_resource(services, session, settings) if settings.tasks_enabled else None
 
 
@@ -334,7 +334,7 @@ def subscribe_user(services: Services, session: GraphSession, settings: UserSync
             raise
         except SyncError as exc:
             log.warning("%s subscription of %s not created (%s); retried later", kind.value, user_id,
-                        type(exc).__name__, extra={"event": "subscribe_failed", "user": user_id,
+                        type(exc).__name__, extra={"event": "subscribe_failed", "tenant": tenant_id, "user": user_id,
                                                    "kind": kind.value, "error": type(exc).__name__})
             try:
                 _owe(services, session, current, tenant_id, user_id, kind)

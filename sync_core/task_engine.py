@@ -270,7 +270,7 @@ class TaskEngine:
             self.tally.hold_delta = True  # the removals come again with the same deltaLink
         else:
             self.state.put_quarantine(QuarantineEntry(
-                user_id=self.settings.user_id, side=Side.CRM.value, record_id=crm_record_id(action.key),
+                tenant_id=self.settings.tenant_id, user_id=self.settings.user_id, side=Side.CRM.value, record_id=crm_record_id(action.key),
                 reason=action.reason, first_seen=self.now()))
 
     # --- CRM writes -------------------------------------------------------------------------------
@@ -295,7 +295,7 @@ class TaskEngine:
                 self._fail(Side.CRM, Side.MICROSOFT, action.ms_key, "CRM refused the import (id held)", retry=True)
                 return
             self.tally.log(f"tasks: {action.ms_key} linked to existing crm:{existing.id} instead of importing it")
-            current = self.state.get_links_by_crm(self.partition, [existing.id]).get(existing.id)
+            current = self.state.get_links_by_crm(self.settings.tenant_id, self.partition, [existing.id]).get(existing.id)
             if existing.assigned_to != self.settings.user_id:
                 # Our import of this item (its link write was lost), since given to someone else: as with a
                 # link, it leaves this user's Microsoft 365 (a meeting stays: its attendees would be told).
@@ -419,7 +419,7 @@ class TaskEngine:
             old = prior.ms_id if prior is not None and prior.state is LinkState.LINKED and \
                 key_target(prior.ms_id) not in (None, self.target) else None
             planned.append(Link(
-                user_id=self.partition, crm_id=action.crm_id, ms_id=old, state=LinkState.PENDING_CREATE,
+                tenant_id=self.settings.tenant_id, user_id=self.partition, crm_id=action.crm_id, ms_id=old, state=LinkState.PENDING_CREATE,
                 crm_version=action.crm_version, ms_version=self.target.value,
                 synced_hash=encode_synced(action.fields), etag=prior.etag if prior is not None else None))
         intents = [(action, intent) for action, intent in zip(creates, self._save_links(planned)) if intent is not None]
@@ -454,7 +454,7 @@ class TaskEngine:
         item by our CRM id and deletes the old one again."""
         gone = self._delete_olds([(action.crm_id, intent.ms_id) for action, intent, _ in created if intent.ms_id])
         done = [(action, intent, task) for action, intent, task in created if not intent.ms_id or action.crm_id in gone]
-        links = [Link(user_id=self.partition, crm_id=action.crm_id, ms_id=ms_key(self.target, task.id),
+        links = [Link(tenant_id=self.settings.tenant_id, user_id=self.partition, crm_id=action.crm_id, ms_id=ms_key(self.target, task.id),
                       state=LinkState.LINKED, crm_version=action.crm_version, ms_version=task.version,
                       synced_hash=encode_synced(action.fields), etag=(self._saved.get(action.crm_id) or intent).etag)
                  for action, intent, task in done]
@@ -605,7 +605,7 @@ class TaskEngine:
               prior: Link | None, *, meeting: bool = False) -> Link | None:
         current = self._saved.get(crm_id) or prior
         return self._save_link(Link(
-            user_id=self.partition, crm_id=crm_id, ms_id=key, state=LinkState.LINKED, crm_version=crm_version,
+            tenant_id=self.settings.tenant_id, user_id=self.partition, crm_id=crm_id, ms_id=key, state=LinkState.LINKED, crm_version=crm_version,
             ms_version=ms_version, synced_hash=encode_synced(synced, meeting),
             etag=current.etag if current else None))
 
@@ -614,7 +614,7 @@ class TaskEngine:
             saved = self.state.save_link(link)
         except (ConcurrencyError, AlreadyExistsError):
             # Someone (a worker whose lease ran out) wrote it meanwhile: we hold the lease, ours stands. Once.
-            current = self.state.get_links_by_crm(self.partition, [link.crm_id]).get(link.crm_id)
+            current = self.state.get_links_by_crm(self.settings.tenant_id, self.partition, [link.crm_id]).get(link.crm_id)
             try:
                 saved = self.state.save_link(link.model_copy(update={"etag": current.etag if current else None}))
             except (ConcurrencyError, AlreadyExistsError) as exc:
@@ -631,7 +631,7 @@ class TaskEngine:
         try:
             self.state.delete_link(current)
         except ConcurrencyError:
-            fresh = self.state.get_links_by_crm(self.partition, [link.crm_id]).get(link.crm_id)
+            fresh = self.state.get_links_by_crm(self.settings.tenant_id, self.partition, [link.crm_id]).get(link.crm_id)
             if fresh is not None:
                 self.state.delete_link(fresh)
         self._saved.pop(link.crm_id, None)
@@ -639,13 +639,13 @@ class TaskEngine:
     def _succeeded(self, crm_id: str, key: str | None) -> None:
         for side, record_id in ((Side.CRM.value, crm_record_id(crm_id)), (Side.MICROSOFT.value, key)):
             if record_id is not None and (side, record_id) in self._listed:
-                self.state.clear_quarantine(self.settings.user_id, side, record_id)
+                self.state.clear_quarantine(self.settings.tenant_id, self.settings.user_id, side, record_id)
                 self._listed.discard((side, record_id))
 
     def _fail(self, write_side: Side, record_side: Side, record_id: str, reason: str, *, retry: bool,
               detail: str = "") -> None:
         named = crm_record_id(record_id) if record_side is Side.CRM else record_id
-        record_failure(self.state, self.tally, self.settings.user_id, write_side, record_side, named, reason,
+        record_failure(self.state, self.tally, self.settings.tenant_id, self.settings.user_id, write_side, record_side, named, reason,
                        retry=retry, detail=detail, now=self.now(), label="tasks: ")
         self._listed.add((record_side.value, named))
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from html.parser import HTMLParser
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sync_core.errors import InvalidRecordError
 from sync_core.mapping import clean_block, clean_line
@@ -42,6 +42,7 @@ from sync_core.models import (
     TaskTarget,
     UserSyncSettings,
 )
+from sync_core.time_zones import zone_named
 
 SUBJECT_MAX = 255
 BODY_MAX = 8000
@@ -60,42 +61,8 @@ REPRESENTED: dict[TaskTarget, frozenset[str]] = {
 TIMING = frozenset({"due_date", "due_at"})
 _REMINDER_DAYS = {AllDayReminder.SAME_DAY: 0, AllDayReminder.DAY_BEFORE: 1, AllDayReminder.WEEK_BEFORE: 7}
 
-# Windows time zone names Graph may use in dateTimeTimeZone (answers in UTC unless asked otherwise, but
-# events made in Outlook name their own zone). The common ones; an unknown name is refused, never guessed.
-WINDOWS_ZONES: dict[str, str] = {
-    "UTC": "UTC", "Coordinated Universal Time": "UTC", "GMT Standard Time": "Europe/London",
-    "Greenwich Standard Time": "Atlantic/Reykjavik", "W. Europe Standard Time": "Europe/Berlin",
-    "Romance Standard Time": "Europe/Paris", "Central Europe Standard Time": "Europe/Budapest",
-    "Central European Standard Time": "Europe/Warsaw", "E. Europe Standard Time": "Europe/Chisinau",
-    "FLE Standard Time": "Europe/Kiev", "GTB Standard Time": "Europe/Bucharest",
-    "Russian Standard Time": "Europe/Moscow", "Turkey Standard Time": "Europe/Istanbul",
-    "Israel Standard Time": "Asia/Jerusalem", "South Africa Standard Time": "Africa/Johannesburg",
-    "Arabian Standard Time": "Asia/Dubai", "India Standard Time": "Asia/Kolkata",
-    "China Standard Time": "Asia/Shanghai", "Singapore Standard Time": "Asia/Singapore",
-    "Tokyo Standard Time": "Asia/Tokyo", "Korea Standard Time": "Asia/Seoul",
-    "AUS Eastern Standard Time": "Australia/Sydney", "E. Australia Standard Time": "Australia/Brisbane",
-    "Cen. Australia Standard Time": "Australia/Adelaide", "W. Australia Standard Time": "Australia/Perth",
-    "New Zealand Standard Time": "Pacific/Auckland", "Eastern Standard Time": "America/New_York",
-    "Central Standard Time": "America/Chicago", "Mountain Standard Time": "America/Denver",
-    "US Mountain Standard Time": "America/Phoenix", "Pacific Standard Time": "America/Los_Angeles",
-    "Alaskan Standard Time": "America/Anchorage", "Hawaiian Standard Time": "Pacific/Honolulu",
-    "Atlantic Standard Time": "America/Halifax", "Newfoundland Standard Time": "America/St_Johns",
-    "Canada Central Standard Time": "America/Regina", "SA Pacific Standard Time": "America/Bogota",
-    "E. South America Standard Time": "America/Sao_Paulo", "Argentina Standard Time": "America/Buenos_Aires",
-    "Central Standard Time (Mexico)": "America/Mexico_City", "Pacific SA Standard Time": "America/Santiago",
-}
-
 
 # --- zones and instants -------------------------------------------------------------------------------
-
-def zone_named(name: str) -> ZoneInfo:
-    """An IANA or Windows zone name as a ZoneInfo; InvalidRecordError when unknown."""
-    iana = WINDOWS_ZONES.get(name.strip(), name.strip()) or "UTC"
-    try:
-        return ZoneInfo(iana)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidRecordError("unknown time zone in a dateTimeTimeZone") from None
-
 
 def user_zone(settings: UserSyncSettings) -> ZoneInfo:
     return ZoneInfo(settings.time_zone)

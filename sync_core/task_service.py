@@ -210,7 +210,7 @@ class _TaskRun:
         return self.user.tenant_id
 
     def execute(self) -> None:
-        home = self.state.get_cursor(self.partition)
+        home = self.state.get_cursor(self.tenant_id, self.partition)
         marker = _Marker.parse(home.folder_id)
         new = self.user.task_target
         switched = marker is not None and marker.target is not new
@@ -224,7 +224,7 @@ class _TaskRun:
             owed = (replace(marker, full_owed=True, pending=marker.pending | ({new} - {marker.target}))
                     if marker is not None else _Marker(new, self.user.mode, True))
             home = self._save_any(home.model_copy(update={"folder_id": owed.encode()}))
-        self.quarantined = [q for q in self.state.list_quarantine(self.user.user_id) if is_task_entry(q)]
+        self.quarantined = [q for q in self.state.list_quarantine(self.tenant_id, self.user.user_id) if is_task_entry(q)]
         marker_now = _Marker.parse(home.folder_id)
         after = _done_up_to(marker_now, new, self.user.mode) if fresh else None
         position, crm_ids, required = self._crm_side(home, fresh, after)
@@ -234,14 +234,14 @@ class _TaskRun:
             assert marker is not None
             self.tally.log(f"tasks: target switched from {marker.target.value} to {new.value}: moving the synced tasks")
         for old in others:
-            old_cursor = self.state.get_cursor(target_cursor_key(self.user.user_id, old))
+            old_cursor = self.state.get_cursor(self.tenant_id, target_cursor_key(self.user.user_id, old))
             # What changed in the old target since the last run reaches the CRM before the tasks move (a full
             # round when the last run there never finished).
             self._pass(old, {}, full=old_cursor.folder_id is None, container=old_cursor.folder_id)
         if others:
             # Every task linked in the old target (or with a create pending) is planned in the new target's
             # pass, where the planner moves it: created there, then deleted in the old target.
-            crm_ids.update(dict.fromkeys(link.crm_id for link in self.state.iter_links(self.partition)
+            crm_ids.update(dict.fromkeys(link.crm_id for link in self.state.iter_links(self.tenant_id, self.partition)
                                          if (link.state is LinkState.PENDING_CREATE or key_target(link.ms_id) is not new)
                                          and (after is None or link.crm_id > after)))
         # A continuation of a full look starts from the deltaLink its stop saved (the full round was listed).
@@ -275,7 +275,7 @@ class _TaskRun:
                                                                              self.user.user_id)
                                                  if after is None or t.id > after)
             if home.etag is not None:
-                ids.update(dict.fromkeys(link.crm_id for link in self.state.iter_links(self.partition)
+                ids.update(dict.fromkeys(link.crm_id for link in self.state.iter_links(self.tenant_id, self.partition)
                                          if after is None or link.crm_id > after))
             return position, ids, {}
         ids = {}
@@ -331,7 +331,7 @@ class _TaskRun:
         set (the current target's pass) it may stop at the budget: then it returns the CRM ids it did not apply
         (in id order when `ordered`, the Outlook-paired ones first otherwise). None when it finished."""
         cursor_key = target_cursor_key(self.user.user_id, target)
-        cursor = self.state.get_cursor(cursor_key)
+        cursor = self.state.get_cursor(self.tenant_id, cursor_key)
         container = container or self._container(target, cursor.folder_id)
         link = cursor.delta_link if not full and cursor.folder_id == container else None
         delta, container, replay = self._delta(target, container, link)
@@ -348,7 +348,7 @@ class _TaskRun:
             engine.quarantine_malformed(change)
             del changes[change.ms_id]
         link_count = self._reconcile_full(target, container, delta, changes) if delta.full else None
-        links_by_ms = self.state.get_links_by_ms(self.partition, list(changes)) if changes else {}
+        links_by_ms = self.state.get_links_by_ms(self.tenant_id, self.partition, list(changes)) if changes else {}
         if target is TaskTarget.CALENDAR:
             self._settle_removals(container, changes, links_by_ms)
 
@@ -374,7 +374,7 @@ class _TaskRun:
             else:
                 lone[key] = change
         if tagged:  # items we created that no link names: paired with their CRM task, never imported
-            linked = self.state.get_links_by_crm(self.partition, list(tagged))
+            linked = self.state.get_links_by_crm(self.tenant_id, self.partition, list(tagged))
             for crm_id, change in tagged.items():
                 found = linked.get(crm_id)
                 if found is None or found.state is LinkState.PENDING_CREATE:
@@ -437,7 +437,7 @@ class _TaskRun:
         if other is TaskTarget.CALENDAR:
             self.containers[other] = calendar_window(self.now(), self.user)  # events are reached by id alone
             return
-        known = self.state.get_cursor(target_cursor_key(self.user.user_id, other)).folder_id
+        known = self.state.get_cursor(self.tenant_id, target_cursor_key(self.user.user_id, other)).folder_id
         if known:
             self.containers[other] = known
 
@@ -491,7 +491,7 @@ class _TaskRun:
         were not looking (in the calendar: only those due inside the window). Returns the LINKED count."""
         present = {ms_key(target, c.ms_id) for c in delta.changes if c.task is not None or c.invalid_reason}
         count = 0
-        for link in self.state.iter_links(self.partition):
+        for link in self.state.iter_links(self.tenant_id, self.partition):
             if link.state is not LinkState.LINKED:
                 continue
             count += 1
@@ -504,7 +504,7 @@ class _TaskRun:
         """The run's mass-delete verdict, from the deletions it is about to apply (read by the changed ids)."""
         crm_deletes = 0
         if crm_ids:
-            links = self.state.get_links_by_crm(self.partition, list(crm_ids))
+            links = self.state.get_links_by_crm(self.tenant_id, self.partition, list(crm_ids))
             linked = [i for i, link in links.items() if link.state is LinkState.LINKED]
             if linked:
                 existing = self.crm.get_tasks(self.tenant_id, linked)
@@ -515,14 +515,14 @@ class _TaskRun:
                           and link.state is LinkState.LINKED)
         limits = self.options.limits
         if guard_needs_link_count(crm_deletes, ms_removals, limits) and link_count is None:
-            link_count = sum(1 for link in self.state.iter_links(self.partition) if link.state is LinkState.LINKED)
+            link_count = sum(1 for link in self.state.iter_links(self.tenant_id, self.partition) if link.state is LinkState.LINKED)
         return mass_delete_guard(crm_deletes, ms_removals, link_count, limits)
 
     def _crm_chunk(self, engine: TaskEngine, context: TaskPlanContext, ids: list[str],
                    attached: dict[str, TaskChange], lone: dict[str, TaskChange], guard: DeleteGuard) -> None:
         self.renew()
         tasks = self.crm.get_tasks(self.tenant_id, ids)
-        read = self.state.get_links_by_crm(self.partition, ids)
+        read = self.state.get_links_by_crm(self.tenant_id, self.partition, ids)
         links = engine.resolve_pending(read)
         for crm_id, link in links.items():  # a create found again may also be in this round as a "new" item
             if link.ms_id is not None and link.ms_id in lone:
@@ -543,7 +543,7 @@ class _TaskRun:
     def _ms_chunk(self, engine: TaskEngine, context: TaskPlanContext, changes: list[TaskChange],
                   guard: DeleteGuard) -> None:
         self.renew()
-        links = self.state.get_links_by_ms(self.partition, [c.ms_id for c in changes])  # made in this run, maybe
+        links = self.state.get_links_by_ms(self.tenant_id, self.partition, [c.ms_id for c in changes])  # made in this run, maybe
         crm_ids = [link.crm_id for link in links.values()]
         tasks = self.crm.get_tasks(self.tenant_id, crm_ids) if crm_ids else {}
         engine.apply(plan_tasks(self._items(crm_ids, tasks), changes, links.values(), context, guard=guard,
@@ -554,14 +554,14 @@ class _TaskRun:
     def _forget_target(self, target: TaskTarget) -> None:
         """The old target's deltaLink is of no use once its items are gone (a switch back starts afresh)."""
         key = target_cursor_key(self.user.user_id, target)
-        cursor = self.state.get_cursor(key)
+        cursor = self.state.get_cursor(self.tenant_id, key)
         if cursor.etag is not None and cursor.delta_link:
             self._save_any(cursor.model_copy(update={"delta_link": None}))
 
     # --- bookkeeping ------------------------------------------------------------------------------
 
     def _save_target_cursor(self, key: str, container: str, delta_link: str | None) -> None:
-        cursor = self.state.get_cursor(key)
+        cursor = self.state.get_cursor(self.tenant_id, key)
         self._save_any(cursor.model_copy(update={"folder_id": container, "delta_link": delta_link}))
 
     def _save_cursor(self, cursor: Cursor) -> None:
@@ -572,7 +572,7 @@ class _TaskRun:
             return self.state.save_cursor(cursor)
         except ConcurrencyError:
             # We hold the lease, so what we applied stands: write over the other copy, once.
-            current = self.state.get_cursor(cursor.user_id)
+            current = self.state.get_cursor(cursor.tenant_id, cursor.user_id)
             return self.state.save_cursor(cursor.model_copy(update={"etag": current.etag}))
 
 
@@ -585,17 +585,17 @@ def _done_up_to(marker: _Marker | None, target: TaskTarget, mode: SyncMode) -> s
     return last if done_target == target.value and done_mode == mode.value and last else None
 
 
-def forget_task_state(state: StateStore, user_id: str) -> None:
+def forget_task_state(state: StateStore, tenant_id: str, user_id: str) -> None:
     """Everything the task sync keeps about a user (links, cursors): for disconnecting a user. Quarantine
     entries live in the user's own list and go with it."""
     partition = task_partition(user_id)
-    for link in list(state.iter_links(partition)):
+    for link in list(state.iter_links(tenant_id, partition)):
         try:
             state.delete_link(link)
         except (ConcurrencyError, NotFoundError):
             continue
     for key in (partition, *(target_cursor_key(user_id, t) for t in TaskTarget)):
-        cursor = state.get_cursor(key)
+        cursor = state.get_cursor(tenant_id, key)
         if cursor.etag is not None:
-            state.save_cursor(Cursor(user_id=key, etag=cursor.etag))
+            state.save_cursor(Cursor(tenant_id=tenant_id, user_id=key, etag=cursor.etag))
 

@@ -70,10 +70,11 @@ def launch_url(base_url: str, secret: str, tenant_id: str, user_id: str, lifetim
     return f"{base_url}/api/launch?{urlencode(sign_launch(secret, tenant_id, user_id, lifetime=lifetime))}"
 
 
-def verify_launch(secret: str, params: Mapping[str, str], *, use_nonce: Callable[[str, int], bool],
+def verify_launch(secret: str, params: Mapping[str, str], *, use_nonce: Callable[[str, str, str, int], bool],
                   now: float | None = None) -> tuple[str, str]:
-    """Check a launch link; `use_nonce(nonce, expires)` records the nonce and returns False when it
-    was already used. Returns (tenant_id, user_id)."""
+    """Check a launch link; `use_nonce(tenant, user, nonce, expires)` records the nonce (per tenant and
+    user: each CRM tenant picks its own nonces) and returns False when it was already used. Returns
+    (tenant_id, user_id)."""
     try:
         tenant_id, user_id = params["tenant"], params["user"]
         expires, nonce, signature = int(params["exp"]), params["nonce"], params["sig"]
@@ -89,7 +90,7 @@ def verify_launch(secret: str, params: Mapping[str, str], *, use_nonce: Callable
         raise AuthError("the launch link has expired: open the integration from the CRM again")
     if expires - current > LAUNCH_MAX_LIFETIME:
         raise AuthError("the launch link lives too long to be trusted")
-    if not use_nonce(nonce, expires):
+    if not use_nonce(tenant_id, user_id, nonce, expires):
         raise AuthError("the launch link was already used: open the integration from the CRM again")
     return tenant_id, user_id
 

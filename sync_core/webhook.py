@@ -98,7 +98,7 @@ def verify(services: Services, items: list[Item]) -> list[tuple[Item, Owner]]:
             raise HttpError(403, "The notification names a subscription this app does not know.")
         if not hmac.compare_digest(owner.client_state.encode(), item.client_state.encode()):
             log.warning("notification refused: clientState does not match", extra={"event": "webhook_refused",
-                        "reason": "client_state", "user": owner.user_id})
+                        "reason": "client_state", "tenant": owner.tenant_id, "user": owner.user_id})
             raise HttpError(403, "The notification's clientState does not match its subscription.")
         verified.append((item, owner))
     return verified
@@ -137,13 +137,13 @@ def _lifecycle(services: Services, item: Item, owner: Owner) -> None:
         outcome = subscriptions.refresh(services, session, record, recreate=recreate)
         log.info("lifecycle event %s for %s: %s", item.lifecycle_event, owner.user_id, outcome,
                  extra={"event": "lifecycle", "lifecycle": item.lifecycle_event, "outcome": outcome,
-                        "user": owner.user_id})
+                        "tenant": owner.tenant_id, "user": owner.user_id})
     except SyncError as exc:  # includes ReconnectNeededError
         # Too slow or refused now: the next timer tick renews or recreates it.
         subscriptions.mark_due(services, record)
         log.warning("lifecycle event %s for %s deferred to the timer (%s)", item.lifecycle_event, owner.user_id,
                     type(exc).__name__, extra={"event": "lifecycle_deferred", "lifecycle": item.lifecycle_event,
-                                               "error": type(exc).__name__, "user": owner.user_id})
+                                               "error": type(exc).__name__, "tenant": owner.tenant_id, "user": owner.user_id})
     finally:
         session.close()
 

@@ -19,12 +19,12 @@ SECRET = "s" * 40
 
 class Nonces:
     def __init__(self) -> None:
-        self.used: set[str] = set()
+        self.used: set[tuple[str, str, str]] = set()
 
-    def __call__(self, nonce: str, expires: int) -> bool:
-        if nonce in self.used:
+    def __call__(self, tenant_id: str, user_id: str, nonce: str, expires: int) -> bool:
+        if (tenant_id, user_id, nonce) in self.used:
             return False
-        self.used.add(nonce)
+        self.used.add((tenant_id, user_id, nonce))
         return True
 
 

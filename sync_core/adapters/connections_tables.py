@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from azure.data.tables import TableServiceClient
 
 from sync_core.adapters.tables import NameFunction, RequestCounter, Table, etag_of, from_iso, iso, key_part
-from sync_core.adapters.tokens import TokenCipher
+from sync_core.adapters.tokens import TokenCipher, register_token_cache
 from sync_core.connections import Connection, ConnectionStatus
 from sync_core.errors import AlreadyExistsError
 from sync_core.models import UserSyncSettings
@@ -83,9 +83,12 @@ class TableTokens:
         if entity is None:
             return None
         sealed = "".join(str(entity.get(f"c{i}", "")) for i in range(int(entity.get("chunks", 0))))
-        return self.cipher.decrypt(sealed, f"{tenant_id}/{user_id}")
+        serialized = self.cipher.decrypt(sealed, f"{tenant_id}/{user_id}")
+        register_token_cache(serialized)
+        return serialized
 
     def save(self, tenant_id: str, user_id: str, serialized: str) -> None:
+        register_token_cache(serialized)  # a sign-in or a refresh just produced these tokens
         sealed = self.cipher.encrypt(serialized, f"{tenant_id}/{user_id}")
         chunks = [sealed[i:i + _CHUNK] for i in range(0, len(sealed), _CHUNK)]
         entity: dict[str, object] = {"PartitionKey": key_part(tenant_id), "RowKey": key_part(user_id),

@@ -1,13 +1,18 @@
-"""The sync state store in Table Storage (the StateStore adapter). PartitionKey = user id.
+"""The sync state store in Table Storage (the StateStore adapter).
 
+PartitionKey = state_partition(tenant, user): user ids repeat across CRM tenants, so a partition named
+by the user id alone would mix two people's state. Every row also carries TenantId and UserId.
 Tables (each name passed through the settings' storage_name, so tests never share them):
 
-    synclinks       crm_{crm id}  and  ms_{ms id}: two full copies of each link, written in one
+    userlinks       crm_{crm id}  and  ms_{ms id}: two full copies of each link, written in one
                     transaction, so a lookup by either id is one point read
-    synccursors     cursor                        the user's deltaLink, folder id, CRM feed position
-    syncruns        {inverted start µs}_{run id}  newest first, so latest_runs is a top-N query
-    syncleases      lease                         who syncs this user right now, until when
-    syncquarantine  {side}_{record id}            records that failed, with reason and attempts
+    usercursors     cursor                        the user's deltaLink, folder id, CRM feed position
+    userruns        {inverted start µs}_{run id}  newest first, so latest_runs is a top-N query
+    userleases      lease                         who syncs this user right now, until when
+    userquarantine  {side}_{record id}            records that failed, with reason and attempts
+
+The previous version kept these rows in synclinks, synccursors, ... partitioned by user id alone;
+sync_core.state_migration moves them here.
 
 Link ETags. Both rows of a link are rewritten by every save, so the ETag of either row is a valid
 version of the whole link. `Link.etag` is an opaque token naming the row it was read from, that
@@ -61,7 +66,9 @@ from sync_core.models import (
 )
 from sync_core.settings import AppSettings
 
-LINKS, CURSORS, RUNS, LEASES, QUARANTINE = "synclinks", "synccursors", "syncruns", "syncleases", "syncquarantine"
+LINKS, CURSORS, RUNS, LEASES, QUARANTINE = "userlinks", "usercursors", "userruns", "userleases", "userquarantine"
+LEGACY_TABLES = {LINKS: "synclinks", CURSORS: "synccursors", RUNS: "syncruns", LEASES: "syncleases",
+                 QUARANTINE: "syncquarantine"}
 CURSOR_ROW = "cursor"
 LEASE_ROW = "lease"
 CRM_PREFIX = "crm_"
@@ -94,6 +101,19 @@ def get_long_text(entity: Mapping[str, Any], name: str) -> str:
         chunks.append(str(entity[f"{name}{index}"]))
         index += 1
     return "".join(chunks)
+
+
+def state_partition(tenant_id: str, user_id: str) -> str:
+    """Injective: key_part escapes "_", so no other (tenant, user) pair gives the same partition."""
+    return f"{key_part(tenant_id)}_{key_part(user_id)}"
+
+
+def _owner(tenant_id: str, user_id: str) -> Entity:
+    return {"PartitionKey": state_partition(tenant_id, user_id), "TenantId": tenant_id, "UserId": user_id}
+
+
+def _owner_of(entity: Mapping[str, Any]) -> dict[str, str]:
+    return {"tenant_id": str(entity["TenantId"]), "user_id": str(entity["UserId"])}
 
 
 def crm_row(crm_id: str) -> str:
@@ -130,7 +150,7 @@ class LinkToken:
 
 def link_to_entity(link: Link, row_key: str) -> Entity:
     entity: Entity = {
-        "PartitionKey": link.user_id,
+        **_owner(link.tenant_id, link.user_id),
         "RowKey": row_key,
         "CrmId": link.crm_id,
         "MsId": link.ms_id or "",
@@ -151,7 +171,7 @@ def link_from_entity(entity: Mapping[str, Any]) -> Link:
     row = "crm" if str(entity["RowKey"]).startswith(CRM_PREFIX) else "ms"
     synced = get_long_text(entity, "Synced")
     return Link(
-        user_id=entity["PartitionKey"],
+        **_owner_of(entity),
         crm_id=entity["CrmId"],
         ms_id=ms_id,
         state=LinkState(entity["State"]),
@@ -168,7 +188,7 @@ def link_from_entity(entity: Mapping[str, Any]) -> Link:
 
 def cursor_to_entity(cursor: Cursor) -> Entity:
     return {
-        "PartitionKey": cursor.user_id,
+        **_owner(cursor.tenant_id, cursor.user_id),
         "RowKey": CURSOR_ROW,
         "FolderId": cursor.folder_id or "",
         "DeltaLink": cursor.delta_link or "",
@@ -179,7 +199,7 @@ def cursor_to_entity(cursor: Cursor) -> Entity:
 
 def cursor_from_entity(entity: Mapping[str, Any]) -> Cursor:
     return Cursor(
-        user_id=entity["PartitionKey"],
+        **_owner_of(entity),
         folder_id=entity.get("FolderId") or None,
         delta_link=entity.get("DeltaLink") or None,
         crm_position=as_int(entity.get("CrmPosition", 0)),
@@ -209,7 +229,7 @@ def _bounded_log(log: tuple[str, ...]) -> str:
 
 def run_to_entity(run: RunRecord) -> Entity:
     return {
-        "PartitionKey": run.user_id,
+        **_owner(run.tenant_id, run.user_id),
         "RowKey": run_row(run),
         "RunId": run.run_id,
         "StartedAt": iso(run.started_at),
@@ -231,7 +251,7 @@ def run_from_entity(entity: Mapping[str, Any]) -> RunRecord:
     started = from_iso(entity["StartedAt"])
     assert started is not None  # written by run_to_entity, which always stores it
     return RunRecord(
-        user_id=entity["PartitionKey"],
+        **_owner_of(entity),
         run_id=entity["RunId"],
         started_at=started,
         finished_at=from_iso(entity.get("FinishedAt")),
@@ -250,14 +270,14 @@ def run_from_entity(entity: Mapping[str, Any]) -> RunRecord:
     )
 
 
-def lease_to_entity(user_id: str, owner: str, expires_at: datetime) -> Entity:
-    return {"PartitionKey": user_id, "RowKey": LEASE_ROW, "Owner": owner, "ExpiresAt": iso(expires_at)}
+def lease_to_entity(tenant_id: str, user_id: str, owner: str, expires_at: datetime) -> Entity:
+    return {**_owner(tenant_id, user_id), "RowKey": LEASE_ROW, "Owner": owner, "ExpiresAt": iso(expires_at)}
 
 
 def lease_from_entity(entity: Mapping[str, Any], etag: str | None = None) -> Lease:
     expires = from_iso(entity["ExpiresAt"])
     assert expires is not None  # written by lease_to_entity, which always stores it
-    return Lease(user_id=entity["PartitionKey"], owner=entity["Owner"], expires_at=expires,
+    return Lease(**_owner_of(entity), owner=entity["Owner"], expires_at=expires,
                  etag=etag or etag_of(entity))
 
 
@@ -267,7 +287,7 @@ def quarantine_row(side: str, record_id: str) -> str:
 
 def quarantine_to_entity(entry: QuarantineEntry) -> Entity:
     return {
-        "PartitionKey": entry.user_id,
+        **_owner(entry.tenant_id, entry.user_id),
         "RowKey": quarantine_row(entry.side, entry.record_id),
         "Side": entry.side,
         "RecordId": entry.record_id,
@@ -281,7 +301,7 @@ def quarantine_from_entity(entity: Mapping[str, Any]) -> QuarantineEntry:
     first_seen = from_iso(entity["FirstSeen"])
     assert first_seen is not None  # written by quarantine_to_entity, which always stores it
     return QuarantineEntry(
-        user_id=entity["PartitionKey"],
+        **_owner_of(entity),
         side=entity["Side"],
         record_id=entity["RecordId"],
         reason=entity["Reason"],
@@ -322,21 +342,21 @@ class TableStateStore:
 
     # ---- links ------------------------------------------------------------------------------
 
-    def get_links_by_crm(self, user_id: str, crm_ids: Iterable[str]) -> dict[str, Link]:
+    def get_links_by_crm(self, tenant_id: str, user_id: str, crm_ids: Iterable[str]) -> dict[str, Link]:
         """One point read per id."""
-        found = self._links.get_many(user_id, (crm_row(i) for i in crm_ids))
+        found = self._links.get_many(state_partition(tenant_id, user_id), (crm_row(i) for i in crm_ids))
         links = (link_from_entity(e) for e in found.values())
         return {link.crm_id: link for link in links}
 
-    def get_links_by_ms(self, user_id: str, ms_ids: Iterable[str]) -> dict[str, Link]:
+    def get_links_by_ms(self, tenant_id: str, user_id: str, ms_ids: Iterable[str]) -> dict[str, Link]:
         """One point read per id (the ms_ row holds a full copy of the link)."""
-        found = self._links.get_many(user_id, (ms_row(i) for i in ms_ids))
+        found = self._links.get_many(state_partition(tenant_id, user_id), (ms_row(i) for i in ms_ids))
         links = (link_from_entity(e) for e in found.values())
         return {link.ms_id: link for link in links if link.ms_id is not None}
 
-    def iter_links(self, user_id: str) -> Iterator[Link]:
+    def iter_links(self, tenant_id: str, user_id: str) -> Iterator[Link]:
         """Every link of the user, page by page (a partition scan: only for full resyncs)."""
-        for entity in self._links.query_prefix(user_id, CRM_PREFIX):
+        for entity in self._links.query_prefix(state_partition(tenant_id, user_id), CRM_PREFIX):
             yield link_from_entity(entity)
 
     def save_link(self, link: Link) -> Link:
@@ -377,7 +397,7 @@ class TableStateStore:
 
         for link in links:
             ops = self._link_ops(link)
-            if size + len(ops) > Table.MAX_BATCH or any(l.user_id != link.user_id for l, _ in group[:1]):
+            if size + len(ops) > Table.MAX_BATCH or any((l.tenant_id, l.user_id) != (link.tenant_id, link.user_id) for l, _ in group[:1]):
                 flush()
             group.append((link, ops))
             size += len(ops)
@@ -429,10 +449,10 @@ class TableStateStore:
 
     # ---- cursor -----------------------------------------------------------------------------
 
-    def get_cursor(self, user_id: str) -> Cursor:
+    def get_cursor(self, tenant_id: str, user_id: str) -> Cursor:
         """The stored cursor, or an empty one (etag None) before the first sync."""
-        entity = self._cursors.get(user_id, CURSOR_ROW)
-        return Cursor(user_id=user_id) if entity is None else cursor_from_entity(entity)
+        entity = self._cursors.get(state_partition(tenant_id, user_id), CURSOR_ROW)
+        return Cursor(tenant_id=tenant_id, user_id=user_id) if entity is None else cursor_from_entity(entity)
 
     def save_cursor(self, cursor: Cursor) -> Cursor:
         """Insert when etag is None, else If-Match; ConcurrencyError when another writer got there first."""
@@ -455,22 +475,22 @@ class TableStateStore:
             raise ConcurrencyError("the run record was removed since it was read") from exc
         return run.model_copy(update={"etag": etag})
 
-    def latest_runs(self, user_id: str, limit: int = 10) -> list[RunRecord]:
+    def latest_runs(self, tenant_id: str, user_id: str, limit: int = 10) -> list[RunRecord]:
         """Newest first (by started_at): one top-N query on the inverted-time RowKey."""
         if limit <= 0:
             return []
-        rows = self._runs.query("PartitionKey eq @pk", {"pk": user_id}, page_size=min(limit, 1000), max_items=limit)
+        rows = self._runs.query("PartitionKey eq @pk", {"pk": state_partition(tenant_id, user_id)}, page_size=min(limit, 1000), max_items=limit)
         return [run_from_entity(row) for row in rows]
 
     # ---- lease ------------------------------------------------------------------------------
 
-    def acquire_lease(self, user_id: str, owner: str, ttl_seconds: float, now: datetime) -> Lease:
+    def acquire_lease(self, tenant_id: str, user_id: str, owner: str, ttl_seconds: float, now: datetime) -> Lease:
         """Take the user's lease until now + ttl: insert, take over one expired at `now`, or renew
         one this owner holds. LeaseHeldError while another holder's lease runs, or when a racing
         worker wins."""
         expires_at = now + timedelta(seconds=ttl_seconds)
-        entity = lease_to_entity(user_id, owner, expires_at)
-        current = self._leases.get(user_id, LEASE_ROW)
+        entity = lease_to_entity(tenant_id, user_id, owner, expires_at)
+        current = self._leases.get(state_partition(tenant_id, user_id), LEASE_ROW)
         try:
             if current is None:
                 etag = self._leases.create(entity)
@@ -483,12 +503,12 @@ class TableStateStore:
                 etag = self._leases.replace(entity, held.etag)
         except (AlreadyExistsError, ConcurrencyError, NotFoundError) as exc:
             raise LeaseHeldError("another worker took this user's sync lease at the same moment") from exc
-        return Lease(user_id=user_id, owner=owner, expires_at=expires_at, etag=etag)
+        return Lease(tenant_id=tenant_id, user_id=user_id, owner=owner, expires_at=expires_at, etag=etag)
 
     def release_lease(self, lease: Lease) -> None:
         """Delete If-Match: ConcurrencyError when someone else has taken the lease over since
         (ours had expired); releasing an already released lease does nothing."""
-        self._leases.delete(lease.user_id, LEASE_ROW, lease.etag)
+        self._leases.delete(state_partition(lease.tenant_id, lease.user_id), LEASE_ROW, lease.etag)
 
     # ---- quarantine -------------------------------------------------------------------------
 
@@ -497,7 +517,7 @@ class TableStateStore:
         keeps the latest reason."""
         row = quarantine_row(entry.side, entry.record_id)
         for attempt in range(_QUARANTINE_ATTEMPTS):
-            current = self._quarantine.get(entry.user_id, row)
+            current = self._quarantine.get(state_partition(entry.tenant_id, entry.user_id), row)
             try:
                 if current is None:
                     self._quarantine.create(quarantine_to_entity(entry))
@@ -511,10 +531,10 @@ class TableStateStore:
                 time.sleep(0.005 * (attempt + 1))  # a concurrent put won the row: read it again
         raise ConcurrencyError("the quarantine entry stayed contended")
 
-    def list_quarantine(self, user_id: str) -> list[QuarantineEntry]:
-        rows = self._quarantine.query("PartitionKey eq @pk", {"pk": user_id})
+    def list_quarantine(self, tenant_id: str, user_id: str) -> list[QuarantineEntry]:
+        rows = self._quarantine.query("PartitionKey eq @pk", {"pk": state_partition(tenant_id, user_id)})
         return [quarantine_from_entity(row) for row in rows]
 
-    def clear_quarantine(self, user_id: str, side: str, record_id: str) -> None:
+    def clear_quarantine(self, tenant_id: str, user_id: str, side: str, record_id: str) -> None:
         """Remove the entry; clearing one that is not there does nothing."""
-        self._quarantine.delete(user_id, quarantine_row(side, record_id))
+        self._quarantine.delete(state_partition(tenant_id, user_id), quarantine_row(side, record_id))

@@ -7,6 +7,7 @@ peers that dropped the new one broke after 90 days. `invalid_grant` becomes Reco
 from __future__ import annotations
 
 import base64
+import json
 import os
 import threading
 import time
@@ -20,6 +21,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sync_core.errors import ReconnectNeededError, SyncError
+from sync_core.redaction import register_secret
 from sync_core.settings import AppSettings
 
 GRAPH_SCOPES = [
@@ -55,6 +57,20 @@ class TokenCipher:
             return self._aead.decrypt(raw[:12], raw[12:], user_id.encode()).decode()
         except InvalidTag:
             raise SyncError("token cache does not decrypt with the configured key") from None
+
+
+def register_token_cache(serialized: str) -> None:
+    """Every token of a user's MSAL cache becomes a secret no log record may show: refresh tokens (and
+    MSA access tokens) are opaque, so no pattern can recognise them."""
+    try:
+        cache = json.loads(serialized)
+    except ValueError:
+        return  # not a cache MSAL could read either; it holds no token we could name
+    for section in ("AccessToken", "RefreshToken", "IdToken"):
+        entries = cache.get(section) if isinstance(cache, dict) else None
+        for entry in (entries or {}).values():
+            if isinstance(entry, dict) and isinstance(entry.get("secret"), str):
+                register_secret(entry["secret"], runtime=True)
 
 
 def http_session(settings: AppSettings) -> requests.Session:

@@ -102,7 +102,7 @@ def _default_settings(caller: Caller) -> UserSyncSettings:
 
 def launch(services: Services, request: WebRequest) -> WebResponse:
     caller, cookie = start_session(services, request.params)
-    log.info("session started", extra={"event": "launch", "user": caller.user_id})
+    log.info("session started", extra={"event": "launch", "tenant": caller.tenant_id, "user": caller.user_id})
     return redirect(SETTINGS_PATH, {"Set-Cookie": cookie})
 
 
@@ -112,7 +112,7 @@ def _settings_page(services: Services, caller: Caller, connection: Connection | 
                    preview: PreviewView, banners: list[Banner], status: int = 200) -> WebResponse:
     run = None
     if connection is not None and connection.status is not ConnectionStatus.NOT_CONNECTED:
-        runs = services.state.latest_runs(caller.user_id, 1)
+        runs = services.state.latest_runs(caller.tenant_id, caller.user_id, 1)
         run = runs[0] if runs else None
     body = render(
         "settings.html", title=PAGE_TITLE, banners=banners, csrf=csrf_for(services, caller),
@@ -142,7 +142,8 @@ def _save_settings(services: Services, caller: Caller, wanted: UserSyncSettings)
     raise ConcurrencyError("the connection kept changing while saving settings")
 
 
-def _reevaluate(services: Services, user_id: str, old: UserSyncSettings, new: UserSyncSettings) -> None:
+def _reevaluate(services: Services, tenant_id: str, user_id: str, old: UserSyncSettings,
+                new: UserSyncSettings) -> None:
     """After a change of which contacts sync, or in which direction, the next sync must look at every
     record again, not only at what changed since: replay the CRM feed from the start and (on a mode
     change) run a full Outlook delta round. The sync judges "changed" against its links, so a replay
@@ -150,7 +151,7 @@ def _reevaluate(services: Services, user_id: str, old: UserSyncSettings, new: Us
     if old.contact_scope == new.contact_scope and old.mode == new.mode:
         return
     for _ in range(5):
-        cursor = services.state.get_cursor(user_id)
+        cursor = services.state.get_cursor(tenant_id, user_id)
         if cursor.etag is None:
             return  # never synced: the first sync looks at everything anyway
         update: dict[str, object] = {"crm_position": 0}
@@ -179,7 +180,7 @@ def save_settings(services: Services, request: WebRequest) -> WebResponse:
         return _settings_page(services, caller, connection, FormState(submitted_values(form), {}),
                               _preview(services, wanted, unsaved=True), [])
     saved = _save_settings(services, caller, wanted)
-    _reevaluate(services, caller.user_id, current, wanted)
+    _reevaluate(services, caller.tenant_id, caller.user_id, current, wanted)
     if saved.status is ConnectionStatus.CONNECTED:
         if wanted.tasks_enabled != current.tasks_enabled or wanted.task_target != current.task_target:
             _resubscribe(services, saved)
@@ -223,7 +224,7 @@ def _resubscribe(services: Services, connection: Connection) -> None:
         subscribe_user(services, session, connection.settings)
     except SyncError as exc:
         log.warning("subscriptions of %s not set up (%s)", connection.user_id, type(exc).__name__,
-                    extra={"event": "subscribe_failed", "user": connection.user_id, "error": type(exc).__name__})
+                    extra={"event": "subscribe_failed", "tenant": connection.tenant_id, "user": connection.user_id, "error": type(exc).__name__})
     finally:
         session.close()
 
@@ -240,7 +241,7 @@ def oauth_finish(services: Services, request: WebRequest) -> WebResponse:
     # Webhooks make edits in Outlook reach the CRM within seconds; a failure here is retried by the timer.
     _resubscribe(services, finished.connection)
     jobs.enqueue_sync(services, caller.tenant_id, caller.user_id, "connected")
-    log.info("connected %s", caller.user_id, extra={"event": "connected", "user": caller.user_id})
+    log.info("connected %s", caller.user_id, extra={"event": "connected", "tenant": caller.tenant_id, "user": caller.user_id})
     return redirect(with_query(SETTINGS_PATH, flash="connected"))
 
 

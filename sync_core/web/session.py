@@ -25,8 +25,9 @@ _LAUNCH_PARAMS = ("tenant", "user", "exp", "nonce", "sig")
 
 
 class LaunchNonces:
-    """Nonces of launch links already used (table "launchnonces"). A nonce row is written with
-    insert-only semantics, so two concurrent uses of one link cannot both succeed."""
+    """Nonces of launch links already used (table "launchnonces"), per tenant and user: the CRM of each
+    tenant picks its nonces, so one tenant's nonce never blocks another's link. A nonce row is written
+    with insert-only semantics, so two concurrent uses of one link cannot both succeed."""
 
     def __init__(self, services: Services) -> None:
         self.table = Table(services.table_service, services.settings.storage_name("launchnonces"), services.counter)
@@ -35,9 +36,10 @@ class LaunchNonces:
     def _partition(nonce: str) -> str:
         return "n" + key_part(nonce[:2])
 
-    def use(self, nonce: str, expires: int) -> bool:
+    def use(self, tenant_id: str, user_id: str, nonce: str, expires: int) -> bool:
+        row = f"{key_part(tenant_id)}_{key_part(user_id)}_{key_part(nonce)}"
         try:
-            self.table.create({"PartitionKey": self._partition(nonce), "RowKey": key_part(nonce), "expires": expires})
+            self.table.create({"PartitionKey": self._partition(nonce), "RowKey": row, "expires": expires})
         except AlreadyExistsError:
             return False
         return True

@@ -43,4 +43,4 @@ def test_unreachable_storage_raises_storage_error() -> None:
     with pytest.raises(StorageError, match="unreachable"):
         TableCrm(service).read_changes("t1", 0)
     with pytest.raises(StorageError, match="unreachable"):
-        TableStateStore(service).save_link(Link(user_id="u1", crm_id="c1"))
+        TableStateStore(service).save_link(Link(tenant_id="t1", user_id="u1", crm_id="c1"))

@@ -40,7 +40,7 @@ def _tagged(rig: Rig, crm_id: str) -> list[dict[str, Any]]:
 
 
 def _quarantined(rig: Rig, side: str, record_id: str) -> str | None:
-    found = [q for q in rig.base.state.list_quarantine(rig.settings.user_id) if q.side == side and q.record_id == record_id]
+    found = [q for q in rig.base.state.list_quarantine(rig.settings.tenant_id, rig.settings.user_id) if q.side == side and q.record_id == record_id]
     return found[0].reason if found else None
 
 
@@ -63,7 +63,7 @@ def test_crm_contacts_with_bad_fields_sync_or_are_quarantined(rig: Rig, values: 
         return
     run = rig.sync()
     _clean(run)
-    link = rig.base.state.get_links_by_crm(rig.settings.user_id, [contact.id]).get(contact.id)
+    link = rig.base.state.get_links_by_crm(rig.settings.tenant_id, rig.settings.user_id, [contact.id]).get(contact.id)
     items = _tagged(rig, contact.id)
     if link is not None and link.state is LinkState.LINKED:
         assert [i["id"] for i in items] == [link.ms_id], items
@@ -83,7 +83,7 @@ def test_outlook_contacts_with_bad_fields_are_imported_or_quarantined(rig: Rig, 
     ms_id = made.json()["id"]
     run = rig.sync()
     _clean(run)
-    link = rig.base.state.get_links_by_ms(rig.settings.user_id, [ms_id]).get(ms_id)
+    link = rig.base.state.get_links_by_ms(rig.settings.tenant_id, rig.settings.user_id, [ms_id]).get(ms_id)
     if link is not None:
         crm = rig.base.crm.get_contacts(rig.settings.tenant_id, [link.crm_id])
         assert link.crm_id in crm, "a link to a CRM record that was never written"
@@ -117,7 +117,7 @@ def test_bad_edits_on_both_sides_of_a_linked_contact_converge(rig: Rig, edit: di
     _clean(second)
     now = rig.base.crm.get_contacts(rig.settings.tenant_id, [contact.id])
     assert contact.id in now  # an edit never loses the CRM record
-    link = rig.base.state.get_links_by_crm(rig.settings.user_id, [contact.id])[contact.id]
+    link = rig.base.state.get_links_by_crm(rig.settings.tenant_id, rig.settings.user_id, [contact.id])[contact.id]
     if link.state is LinkState.LINKED and not _quarantined(rig, "crm", contact.id):
         current = rig.outlook.request("GET", f"/contacts/{link.ms_id}").json()
         account = rig.base.crm.get_accounts(rig.settings.tenant_id, [now[contact.id].account_id])

@@ -56,7 +56,7 @@ def _item(rig: Rig, target: TaskTarget, graph_id: str) -> dict[str, Any] | None:
 
 
 def _quarantine_reason(rig: Rig, side: str, record_id: str) -> str | None:
-    for entry in rig.base.state.list_quarantine(rig.settings.user_id):
+    for entry in rig.base.state.list_quarantine(rig.settings.tenant_id, rig.settings.user_id):
         if entry.side == side and entry.record_id == record_id:
             return entry.reason
     return None
@@ -67,7 +67,7 @@ def _check_crm_task(rig: Rig, task: CrmTask) -> None:
     tz = ZoneInfo(rig.settings.time_zone)
     run = rig.sync()
     assert run.outcome in (RunOutcome.SUCCEEDED, RunOutcome.PARTIAL), (run.error, run.log[-10:])
-    link = rig.base.state.get_links_by_crm(task_partition(rig.settings.user_id), [task.id]).get(task.id)
+    link = rig.base.state.get_links_by_crm(rig.settings.tenant_id, task_partition(rig.settings.user_id), [task.id]).get(task.id)
     if link is not None and link.state is LinkState.LINKED:
         assert link.ms_id is not None and link.ms_id.startswith(f"{target.value}:")
         item = _item(rig, target, link.ms_id.split(":", 1)[1])
@@ -120,7 +120,7 @@ def _check_import(rig: Rig, graph_id: str) -> None:
     run = rig.sync()
     assert run.outcome in (RunOutcome.SUCCEEDED, RunOutcome.PARTIAL), (run.error, run.log[-10:])
     key = f"{target.value}:{graph_id}"
-    link = rig.base.state.get_links_by_ms(task_partition(rig.settings.user_id), [key]).get(key)
+    link = rig.base.state.get_links_by_ms(rig.settings.tenant_id, task_partition(rig.settings.user_id), [key]).get(key)
     if link is not None:
         tasks = rig.base.crm.get_tasks(rig.settings.tenant_id, [link.crm_id])
         assert link.crm_id in tasks, "a link to a CRM task that was never written"

@@ -55,7 +55,7 @@ def test_an_outlook_contact_of_a_long_company_name_is_imported(rig: Rig, company
     assert made.status_code == 201
     run = rig.sync()
     assert run.outcome is RunOutcome.SUCCEEDED, (run.error, run.log)
-    link = rig.base.state.get_links_by_ms(rig.settings.user_id, [made.json()["id"]])[made.json()["id"]]
+    link = rig.base.state.get_links_by_ms(rig.settings.tenant_id, rig.settings.user_id, [made.json()["id"]])[made.json()["id"]]
     assert link.state is LinkState.LINKED
     contact = rig.base.crm.get_contacts(rig.settings.tenant_id, [link.crm_id])[link.crm_id]
     account = rig.base.crm.get_accounts(rig.settings.tenant_id, [contact.account_id])[contact.account_id]

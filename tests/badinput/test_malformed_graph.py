@@ -49,10 +49,10 @@ def _assert_whole(rig: Rig) -> None:
     """Every CRM contact is in the folder exactly once and every folder item linked to one CRM contact, except
     records quarantined with a reason (an answer that made an item unreadable quarantines it until it changes)."""
     tenant, user = rig.settings.tenant_id, rig.settings.user_id
-    quarantined = {(q.side, q.record_id) for q in rig.base.state.list_quarantine(user) if q.reason}
+    quarantined = {(q.side, q.record_id) for q in rig.base.state.list_quarantine(tenant, user) if q.reason}
     contacts = {c.id for c in rig.base.crm.list_contacts(tenant, limit=10_000)}
     items = _folder_items(rig)
-    by_item = rig.base.state.get_links_by_ms(user, [str(i["id"]) for i in items])
+    by_item = rig.base.state.get_links_by_ms(tenant, user, [str(i["id"]) for i in items])
     for item in items:
         ms_id = str(item["id"])
         link = by_item.get(ms_id)

@@ -50,18 +50,22 @@ class World:
         self.user = self.user.model_copy(update={"mode": mode})
 
     # --- the CRM
+    @property
+    def tenant(self) -> str:
+        return self.user.tenant_id
+
     def account(self, name: str, owner: str | None = USER) -> Account:
-        return self.crm.add_account(TENANT, name, owner)
+        return self.crm.add_account(self.tenant, name, owner)
 
     def contact(self, account: Account, **values: Any) -> CrmContact:
-        return self.crm.add_contact(TENANT, account.id, **values)
+        return self.crm.add_contact(self.tenant, account.id, **values)
 
     def crm_contacts(self) -> list[CrmContact]:
-        return self.crm.contacts_of(TENANT)
+        return self.crm.contacts_of(self.tenant)
 
     def crm_fields(self, contact_id: str) -> ContactFields:
-        contact = self.crm.contacts[(TENANT, contact_id)]
-        return crm_to_fields(contact, self.crm.accounts[(TENANT, contact.account_id)].name)
+        contact = self.crm.contacts[(self.tenant, contact_id)]
+        return crm_to_fields(contact, self.crm.accounts[(self.tenant, contact.account_id)].name)
 
     # --- Outlook
     @property
@@ -74,7 +78,7 @@ class World:
 
     # --- state
     def links(self) -> dict[str, Link]:
-        return {link.crm_id: link for link in self.state.iter_links(USER)}
+        return {link.crm_id: link for link in self.state.iter_links(self.tenant, self.user.user_id)}
 
     def pairs(self) -> dict[str, str]:
         """CRM id → Outlook id of every LINKED link."""

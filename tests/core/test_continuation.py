@@ -72,7 +72,7 @@ def test_an_account_rename_fanned_out_over_several_runs_reaches_every_contact_wi
     assert len(runs) >= 4  # 35 contacts, 10 a run
     assert {c.fields.company for c in world.outlook().values()} == {"New name"}
     assert sum(r.microsoft.updated for r in runs) == len(made)
-    assert world.state.get_cursor(USER).fanout_after is None
+    assert world.state.get_cursor(TENANT, USER).fanout_after is None
 
 
 def test_outlook_contacts_to_import_over_several_runs_are_imported_once() -> None:

@@ -39,7 +39,7 @@ def test_first_sync_creates_the_folder_once_and_pushes_everything(world: World) 
     assert world.ms.calls["ensure_folder"] == 1
     world.sync()
     assert len(world.ms.folder_by_name(FOLDER_NAME)) == 1 and world.ms.calls["ensure_folder"] == 1
-    assert [r.outcome for r in world.state.latest_runs(USER)] == [RunOutcome.SUCCEEDED] * 2
+    assert [r.outcome for r in world.state.latest_runs(TENANT, USER)] == [RunOutcome.SUCCEEDED] * 2
 
 
 def test_an_existing_folder_of_that_name_is_reused(world: World) -> None:
@@ -47,7 +47,7 @@ def test_an_existing_folder_of_that_name_is_reused(world: World) -> None:
     populate(world, 2)
     world.sync()
     assert world.ms.folder_by_name(FOLDER_NAME) == [made_by_hand]
-    assert world.state.get_cursor(USER).folder_id == made_by_hand
+    assert world.state.get_cursor(TENANT, USER).folder_id == made_by_hand
 
 
 def test_a_second_sync_writes_nothing(world: World, no_writes: Any) -> None:
@@ -106,8 +106,8 @@ def test_a_crash_between_the_graph_create_and_the_link_write_creates_no_duplicat
         world.sync()
     assert len(world.ms.folder_items(world.folder)) == 30  # created, but the links never learnt their ids
     assert {link.state for link in world.links().values()} == {LinkState.PENDING_CREATE}
-    assert world.state.get_cursor(USER).delta_link is None  # nothing was confirmed: the next run replays
-    assert world.state.latest_runs(USER)[0].outcome is RunOutcome.RUNNING
+    assert world.state.get_cursor(TENANT, USER).delta_link is None  # nothing was confirmed: the next run replays
+    assert world.state.latest_runs(TENANT, USER)[0].outcome is RunOutcome.RUNNING
     run = world.sync()
     assert run.microsoft.created == 0 and world.ms.calls["find_contact_by_crm_id"] == 30
     assert len(world.ms.folder_items(world.folder)) == 30
@@ -131,10 +131,10 @@ def test_a_create_timing_out_is_looked_up_not_repeated(world: World) -> None:
     world.ms.faults.inject("create_contacts", TransientError("read timeout"), after_write=True)
     run = world.sync()
     assert run.outcome is RunOutcome.PARTIAL and run.microsoft.errors == 3
-    assert {q.reason for q in world.state.list_quarantine(USER)} == {"create outcome unknown (HTTP 0)"}
+    assert {q.reason for q in world.state.list_quarantine(TENANT, USER)} == {"create outcome unknown (HTTP 0)"}
     run = world.sync()
     assert run.microsoft.created == 0 and len(world.outlook()) == 3
-    assert world.state.list_quarantine(USER) == []
+    assert world.state.list_quarantine(TENANT, USER) == []
     world.assert_in_step()
 
 
@@ -416,12 +416,12 @@ def test_a_malformed_outlook_item_is_quarantined_while_the_rest_syncs(world: Wor
     world.ms.user_create(world.folder, givenName="Good", surname="One")
     run = world.sync()
     assert run.outcome is RunOutcome.PARTIAL and run.quarantined == 1 and run.crm.created == 1
-    (entry,) = world.state.list_quarantine(USER)
+    (entry,) = world.state.list_quarantine(TENANT, USER)
     assert (entry.side, entry.record_id, entry.reason) == ("microsoft", bad,
                                                            "malformed Outlook item: emailAddresses is not a list")
     world.ms.user_edit(bad, emailAddresses=[{"address": "bad@example.com"}])
     run = world.sync()
-    assert run.crm.created == 1 and world.state.list_quarantine(USER) == []
+    assert run.crm.created == 1 and world.state.list_quarantine(TENANT, USER) == []
     world.assert_in_step()
 
 
@@ -430,14 +430,14 @@ def test_an_item_outlook_refuses_is_quarantined_and_retried_later(world: World) 
     world.ms.fail_item(ids[1], status=400, error="ErrorInvalidProperty")
     run = world.sync()
     assert run.outcome is RunOutcome.PARTIAL and run.quarantined == 1 and run.microsoft.created == 3
-    (entry,) = world.state.list_quarantine(USER)
+    (entry,) = world.state.list_quarantine(TENANT, USER)
     assert entry.record_id == ids[1] and entry.reason.startswith("Outlook refused the create (HTTP 400)")
     assert ids[1] not in world.links()
     world.ms.fail_item(ids[1], status=400)
     world.sync()
-    assert world.state.list_quarantine(USER)[0].attempts == 2
+    assert world.state.list_quarantine(TENANT, USER)[0].attempts == 2
     run = world.sync()
-    assert run.microsoft.created == 1 and world.state.list_quarantine(USER) == []
+    assert run.microsoft.created == 1 and world.state.list_quarantine(TENANT, USER) == []
     world.assert_in_step()
 
 
@@ -499,10 +499,10 @@ def test_an_item_deleted_in_outlook_while_we_update_it_is_pushed_back(world: Wor
 # --- lease and run records ----------------------------------------------------------------------
 
 def test_a_second_worker_is_refused_while_the_lease_is_held(world: World) -> None:
-    world.state.acquire_lease(USER, "other-worker", 600, world.clock())
+    world.state.acquire_lease(TENANT, USER, "other-worker", 600, world.clock())
     with pytest.raises(LeaseHeldError):
         world.sync()
-    assert world.state.latest_runs(USER) == []
+    assert world.state.latest_runs(TENANT, USER) == []
 
 
 def test_the_run_record_is_saved_running_first_and_finished_last(world: World) -> None:
@@ -510,12 +510,12 @@ def test_the_run_record_is_saved_running_first_and_finished_last(world: World) -
     world.ms.faults.inject("contact_delta", SimulatedCrash())
     with pytest.raises(SimulatedCrash):
         world.sync()
-    (crashed,) = world.state.latest_runs(USER)
+    (crashed,) = world.state.latest_runs(TENANT, USER)
     assert crashed.outcome is RunOutcome.RUNNING and crashed.finished_at is None
     assert world.state.leases == {}  # released on the way out
     run = world.sync()
     assert run.outcome is RunOutcome.SUCCEEDED and run.finished_at is not None and run.graph_requests >= 2
-    assert world.state.latest_runs(USER, 1) == [run]
+    assert world.state.latest_runs(TENANT, USER, 1) == [run]
 
 
 def test_a_failing_side_ends_the_run_as_failed_with_the_error_recorded(world: World) -> None:
@@ -523,7 +523,7 @@ def test_a_failing_side_ends_the_run_as_failed_with_the_error_recorded(world: Wo
     world.ms.faults.inject("contact_delta", TransientError("Graph unreachable"))
     run = world.sync()
     assert run.outcome is RunOutcome.FAILED and run.error == "TransientError: Graph unreachable"
-    assert world.state.get_cursor(USER).crm_position == 0
+    assert world.state.get_cursor(TENANT, USER).crm_position == 0
     assert world.sync().outcome is RunOutcome.SUCCEEDED
 
 
@@ -534,7 +534,7 @@ def test_a_bug_is_recorded_and_raised(world: World, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(world.crm, "read_changes", broken)
     with pytest.raises(KeyError):
         world.sync()
-    assert world.state.latest_runs(USER)[0].outcome is RunOutcome.FAILED
+    assert world.state.latest_runs(TENANT, USER)[0].outcome is RunOutcome.FAILED
 
 
 def test_delta_rounds_that_repeat_items_are_applied_once() -> None:

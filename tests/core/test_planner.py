@@ -67,7 +67,7 @@ def ms(change_key: str = "k1", fields: ContactFields = BASE, *, ms_id: str = "m1
 
 
 def link(state: LinkState = LinkState.LINKED, *, ms_id: str | None = "m1") -> Link:
-    return Link(user_id="u", crm_id="c1", ms_id=ms_id, state=state, crm_version="v1", ms_version="k1",
+    return Link(tenant_id="tenant-1", user_id="u", crm_id="c1", ms_id=ms_id, state=state, crm_version="v1", ms_version="k1",
                 synced=BASE, synced_hash=BASE.content_hash())
 
 
@@ -231,7 +231,7 @@ def test_a_linked_outlook_change_without_its_crm_record_treats_the_crm_as_unchan
 
 
 def test_units_pair_through_links_by_either_id_and_come_in_order() -> None:
-    other = Link(user_id="u", crm_id="c2", ms_id="m2", crm_version="v1", ms_version="k1", synced=BASE,
+    other = Link(tenant_id="tenant-1", user_id="u", crm_id="c2", ms_id="m2", crm_version="v1", ms_version="k1", synced=BASE,
                  synced_hash=BASE.content_hash())
     actions = plan([crm("v2", CRM_EDIT), crm(crm_id="c3")], [ms("k2", MS_EDIT, ms_id="m2"), ms(ms_id="m7")],
                    [link(), other], settings(TWO))
@@ -285,7 +285,7 @@ def test_guard_is_configurable_and_only_needs_a_count_over_the_floor() -> None:
 
 
 def _linked(i: int) -> Link:
-    return Link(user_id="u", crm_id=f"c{i}", ms_id=f"m{i}", crm_version="v1", ms_version="k1", synced=BASE,
+    return Link(tenant_id="tenant-1", user_id="u", crm_id=f"c{i}", ms_id=f"m{i}", crm_version="v1", ms_version="k1", synced=BASE,
                 synced_hash=BASE.content_hash())
 
 

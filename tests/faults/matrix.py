@@ -56,7 +56,7 @@ class User:
 
     # -- runs --------------------------------------------------------------------------------------
     def runs(self, limit: int = 100) -> list[RunRecord]:
-        return self.stack.services.state.latest_runs(self.user_id, limit)
+        return self.stack.services.state.latest_runs(self.tenant_id, self.user_id, limit)
 
     def enqueue(self) -> datetime:
         """A sync job as the timer's fan-out sends it (no coalescing flag); returns when it was sent."""

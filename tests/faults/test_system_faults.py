@@ -150,12 +150,12 @@ def test_a_dead_workers_lease_expires_and_its_user_is_synced_then_without_anothe
     assert connection is not None
     now = datetime.now(UTC)
     # An older run whose worker died long ago: operators see it at once, running with its lease gone.
-    older = state.save_run(RunRecord(user_id=user.user_id, run_id=f"older-{uuid.uuid4().hex[:8]}",
+    older = state.save_run(RunRecord(tenant_id=user.tenant_id, user_id=user.user_id, run_id=f"older-{uuid.uuid4().hex[:8]}",
                                      started_at=now - timedelta(minutes=20),
                                      lease_expires_at=now - timedelta(minutes=5)))
     assert [r.run_id for r in ops.user_status(user.stack.services, connection).abandoned_runs] == [older.run_id]
-    lease = state.acquire_lease(user.user_id, "dead-host:4242", LEASE_SECONDS, now)
-    dead = state.save_run(RunRecord(user_id=user.user_id, run_id=f"dead-{uuid.uuid4().hex[:8]}", started_at=now,
+    lease = state.acquire_lease(user.tenant_id, user.user_id, "dead-host:4242", LEASE_SECONDS, now)
+    dead = state.save_run(RunRecord(tenant_id=user.tenant_id, user_id=user.user_id, run_id=f"dead-{uuid.uuid4().hex[:8]}", started_at=now,
                                     lease_expires_at=lease.expires_at))
     user.add_contacts(2)
     sent = user.enqueue()

@@ -99,13 +99,13 @@ def test_a_sync_over_the_budget_continues_in_new_jobs_until_everything_is_in_mic
         assert all(done <= total for done, total in seen)
 
         def finished() -> bool:
-            runs = tight.services.state.latest_runs(user, 1)
+            runs = tight.services.state.latest_runs(tenant, user, 1)
             return bool(runs) and runs[0].outcome is RunOutcome.SUCCEEDED and runs[0].progress is not None \
                 and runs[0].progress.tasks_total > 0
         try:
             wait_for(finished, 120, "the continued sync to finish contacts and tasks")
         except AssertionError:
-            runs = tight.services.state.latest_runs(user, 100)
+            runs = tight.services.state.latest_runs(tenant, user, 100)
             raise AssertionError("the chain did not finish: " + "; ".join(
                 f"{r.outcome.value} {r.progress} created={r.microsoft.created} {r.error} {r.log[-3:]}" for r in runs[:12]))
         page = web.get("/api/settings").text
@@ -113,7 +113,7 @@ def test_a_sync_over_the_budget_continues_in_new_jobs_until_everything_is_in_mic
     finally:
         web.close()
 
-    runs = tight.services.state.latest_runs(user, 100)
+    runs = tight.services.state.latest_runs(tenant, user, 100)
     continued = [r for r in runs if r.outcome is RunOutcome.CONTINUING]
     assert len(continued) >= 3, [r.outcome for r in runs]
     assert _continuations(tight) - before >= len(continued) - 1  # coalesced into a queued job at most once

@@ -33,7 +33,7 @@ def _synced_user(stack: Stack, web: WebClient, ms_user: dict[str, Any]) -> tuple
                                                  first_name="Kept", last_name="InCrm", emails=("kept@contoso.test",)))
     web.launch(tenant, user)
     connect_with_emulator(web, ms_user)
-    wait_for(lambda: any(True for _ in stack.services.state.iter_links(user)), 60, "the first sync to link a contact")
+    wait_for(lambda: any(True for _ in stack.services.state.iter_links(tenant, user)), 60, "the first sync to link a contact")
     return tenant, user
 
 
@@ -54,8 +54,8 @@ def test_warning_page_then_everything_in_microsoft_is_deleted_and_crm_data_stays
     assert _folders(stack, ms_user) == []
     services = stack.services
     assert services.tokens.load(tenant, user) is None
-    assert list(services.state.iter_links(user)) == []
-    assert services.state.get_cursor(user).folder_id is None
+    assert list(services.state.iter_links(tenant, user)) == []
+    assert services.state.get_cursor(tenant, user).folder_id is None
     assert subscription_store(services).for_user(tenant, user) == {}
     connection = services.connections.get(tenant, user)
     assert connection is not None and connection.status is ConnectionStatus.NOT_CONNECTED
@@ -82,7 +82,7 @@ def test_a_dead_sign_in_still_cleans_our_side_and_says_what_is_left(
     assert f"the Outlook contact folder “{FOLDER}”" in page
     assert len(_folders(stack, ms_user)) == 1  # still there: nobody could delete it
     assert stack.services.tokens.load(tenant, user) is None
-    assert list(stack.services.state.iter_links(user)) == []
+    assert list(stack.services.state.iter_links(tenant, user)) == []
     assert subscription_store(stack.services).for_user(tenant, user) == {}
     connection = stack.services.connections.get(tenant, user)
     assert connection is not None and connection.status is ConnectionStatus.NOT_CONNECTED

@@ -42,7 +42,7 @@ def test_connect_subscribes_to_the_contact_folder(stack: Stack, web: WebClient, 
     connect_with_emulator(web, ms_user)
     # Owed until the first sync has made the folder (only the sync creates it), then created.
     record = wait_subscribed(stack, tenant, user)
-    folder_id = stack.services.state.get_cursor(user).folder_id
+    folder_id = stack.services.state.get_cursor(tenant, user).folder_id
     assert record.resource == f"/me/contactFolders/{folder_id}/contacts"
     assert record.resource.startswith("/me/contactFolders/") and record.resource.endswith("/contacts")
     owner = subscription_store(stack.services).owner_of(record.sub_id)

@@ -44,12 +44,12 @@ def test_first_sync_runs_on_the_worker_and_the_page_shows_its_outcome(stack: Sta
 def test_sync_now_enqueues_a_sync_that_the_worker_runs(stack: Stack, web: WebClient,
                                                       ms_user: dict[str, Any]) -> None:
     tenant, user = _connected(stack, web, ms_user)
-    first = wait_for(lambda: stack.services.state.latest_runs(user, 1), 60, "the first sync")[0]
+    first = wait_for(lambda: stack.services.state.latest_runs(tenant, user, 1), 60, "the first sync")[0]
     wait_for(lambda: (c := stack.services.connections.get(tenant, user)) and c.last_run_id == first.run_id,
              60, "the first run to be recorded")
     response = web.post_form("/api/sync-now", {"csrf": web.csrf()})
     assert response.status_code == 303 and response.headers["location"] == "/api/settings?flash=sync-queued"
-    newer = wait_for(lambda: [r for r in stack.services.state.latest_runs(user, 3) if r.run_id != first.run_id],
+    newer = wait_for(lambda: [r for r in stack.services.state.latest_runs(tenant, user, 3) if r.run_id != first.run_id],
                      60, "a second run after Sync now")
     assert newer
 
@@ -119,9 +119,9 @@ def test_the_timer_blueprint_fans_out_through_function_app(stack: Stack, web: We
         bindings = timer.get_bindings_dict()["bindings"]
         assert bindings[0]["schedule"] == "0 */5 * * * *"
         assert functions["sync_worker"].get_bindings_dict()["bindings"][0]["queueName"] == "%SYNC_QUEUE_NAME%"
-        before = len(stack.services.state.latest_runs(user, 10))
+        before = len(stack.services.state.latest_runs(tenant, user, 10))
         timer.get_user_function()(TimerRequest(past_due=False))
-        wait_for(lambda: len(stack.services.state.latest_runs(user, 10)) > before, 60,
+        wait_for(lambda: len(stack.services.state.latest_runs(tenant, user, 10)) > before, 60,
                  "the timer's message to run a sync of a connected user")
     finally:
         get_settings.cache_clear()
@@ -136,7 +136,7 @@ def test_the_subscription_follows_the_folder_the_sync_moved_to(stack: Stack, web
                       headers={"Authorization": f"Bearer {token}"}, trust_env=False)
     made.raise_for_status()
     # What the sync records when it had to settle on another folder (e.g. the old one was deleted).
-    cursor = stack.services.state.get_cursor(user)
+    cursor = stack.services.state.get_cursor(tenant, user)
     stack.services.state.save_cursor(cursor.model_copy(update={"folder_id": made.json()["id"], "delta_link": None}))
     web.post_form("/api/sync-now", {"csrf": web.csrf()})
     store = subscription_store(stack.services)

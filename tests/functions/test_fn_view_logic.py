@@ -54,7 +54,7 @@ def test_status_texts() -> None:
     fresh = status_view(_connection(status=ConnectionStatus.CONNECTED, ms_account="a@b.test"), None)
     assert fresh.headline == "Connected to a@b.test" and fresh.last_success_text == AWAITING_FIRST_SYNC
     assert fresh.can_sync_now and not fresh.can_connect
-    run = RunRecord(user_id="u", run_id="r", started_at=datetime(2026, 1, 5, 9, 0, tzinfo=UTC),
+    run = RunRecord(tenant_id="t", user_id="u", run_id="r", started_at=datetime(2026, 1, 5, 9, 0, tzinfo=UTC),
                     finished_at=datetime(2026, 1, 5, 9, 1, tzinfo=UTC), outcome=RunOutcome.SUCCEEDED,
                     microsoft=SideCounts(created=3), crm=SideCounts(updated=1, errors=1))
     synced = status_view(_connection(status=ConnectionStatus.CONNECTED, last_success_at=run.finished_at), run)

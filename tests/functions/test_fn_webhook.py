@@ -158,7 +158,7 @@ def test_missed_recreates_the_subscription_and_syncs(stack: Stack, web: WebClien
     # The old subscription's secret no longer opens the door.
     stale = _post(stack, "/api/graph/notifications", {"value": [_notification(record)]})
     assert stale.status_code == 403
-    wait_for(lambda: stack.services.state.latest_runs(record.user_id, 1), 30, "a delta sync after 'missed'")
+    wait_for(lambda: stack.services.state.latest_runs(record.tenant_id, record.user_id, 1), 30, "a delta sync after 'missed'")
 
 
 def test_outlook_edits_reach_the_crm_through_the_webhook_within_5_s(stack: Stack, web: WebClient,
@@ -170,7 +170,7 @@ def test_outlook_edits_reach_the_crm_through_the_webhook_within_5_s(stack: Stack
                                                            first_name="Edit", last_name="Me"))
     web.launch(tenant, user)
     connect_with_emulator(web, ms_user)
-    link = wait_for(lambda: (found := stack.services.state.get_links_by_crm(user, [contact.id]).get(contact.id))
+    link = wait_for(lambda: (found := stack.services.state.get_links_by_crm(tenant, user, [contact.id]).get(contact.id))
                     and found.ms_id and found, 60, "the first sync to link the contact")
     wait_subscribed(stack, tenant, user)
     token = stack.control.token(ms_user["id"])

@@ -75,7 +75,7 @@ class TaskWorld:
         return calendar_window(self.clock.now, self.user)
 
     def links(self) -> list[Link]:
-        return list(self.state.iter_links(task_partition(USER)))
+        return list(self.state.iter_links(TENANT, task_partition(USER)))
 
     def target_items(self) -> dict[str, MsTask]:
         return self.todo_items() if self.user.task_target is TaskTarget.TO_DO else self.events()

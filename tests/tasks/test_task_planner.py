@@ -72,7 +72,7 @@ def ms(key: str = "todo:m1", *, version: str = "k1", removed: bool = False, inva
 def link(crm_id: str = "c1", key: str | None = "todo:m1", *, state: LinkState = LinkState.LINKED,
          crm_version: str = "v1", ms_version: str = "k1", synced: TaskFields = BASE,
          synced_meeting: bool = False) -> Link:
-    return Link(user_id=f"{USER}|tasks", crm_id=crm_id, ms_id=key, state=state, crm_version=crm_version,
+    return Link(tenant_id="tenant-1", user_id=f"{USER}|tasks", crm_id=crm_id, ms_id=key, state=state, crm_version=crm_version,
                 ms_version=ms_version, synced_hash=encode_synced(synced, synced_meeting), etag="e")
 
 

@@ -198,10 +198,10 @@ def test_the_mass_delete_guard_holds_back_a_sudden_wipe(world: TaskWorld) -> Non
 def test_forget_task_state_leaves_nothing_and_a_reconnect_starts_afresh(world: TaskWorld) -> None:
     world.task(subject="Kept in the CRM", due_date=date(2026, 3, 20))
     world.sync()
-    forget_task_state(world.state, USER)
+    forget_task_state(world.state, TENANT, USER)
     assert world.links() == []
     for key in (task_partition(USER), target_cursor_key(USER, TaskTarget.TO_DO)):
-        cursor = world.state.get_cursor(key)
+        cursor = world.state.get_cursor(TENANT, key)
         assert (cursor.folder_id, cursor.delta_link, cursor.crm_position) == (None, None, 0)
     # As after a disconnect that removed the list: the next sync looks at everything again, once.
     world.ms.delete_list(world.todo_list())
