@@ -115,7 +115,8 @@ def test_a_sync_over_the_budget_continues_in_new_jobs_until_everything_is_in_mic
 
     runs = tight.services.state.latest_runs(tenant, user, 100)
     continued = [r for r in runs if r.outcome is RunOutcome.CONTINUING]
-    assert len(continued) >= 3, [r.outcome for r in runs]
+    # 45 contacts and 30 tasks in chunks of 20 do not fit in one 1 s run; how many runs it takes depends on speed.
+    assert continued and runs[0].outcome is RunOutcome.SUCCEEDED, [r.outcome for r in runs]
     assert _continuations(tight) - before >= len(continued) - 1  # coalesced into a queued job at most once
     final = runs[0].progress
     assert final is not None
