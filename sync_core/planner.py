@@ -12,8 +12,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 from enum import Enum, StrEnum
+from typing import Any
 
 from sync_core.accounts import company_key
 from sync_core.models import (
