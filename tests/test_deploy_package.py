@@ -122,3 +122,26 @@ def test_a_local_settings_file_without_devhost_is_a_clear_configuration_error(tm
                           cwd=package, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2
     assert "local.settings.json" in done.stderr and "app settings" in done.stderr
+
+
+def test_importing_the_app_loads_no_graph_sdk_until_a_session_opens() -> None:
+    """msgraph-sdk's generated models cost seconds to import; a cold start that serves a page, a
+    webhook or the timer must not pay for them (bench/coldstart.py measures the difference)."""
+    probe = """
+import json, sys
+import function_app
+before = sorted(m for m in sys.modules if m.startswith(("msgraph", "kiota_")))
+from sync_core.adapters.graph_session import GraphSession
+from sync_core.adapters.tokens import StaticTokenCredential
+session = GraphSession("http://127.0.0.1:9/v1.0", StaticTokenCredential(lambda: ("t", 2**31)))
+session.close()
+after = sum(1 for m in sys.modules if m.startswith("msgraph.generated"))
+print(json.dumps({"before": before, "after": after}))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEVHOST_", "AzureWebJobs"))}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env={**env, **APP_SETTINGS},
+                          capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["before"] == []
+    assert report["after"] > 0  # the session did load the SDK: the check above can see it
