@@ -5,7 +5,7 @@ PY := .venv/bin/python
 # regenerates both lock files from requirements*.txt with a pinned pip-tools.
 REQ_STAMP := .venv/.req-$(shell cat requirements.lock requirements-dev.lock 2>/dev/null | sha1sum | cut -c1-12)
 PIP_TOOLS := pip-tools==7.7.0
-PIP_COMPILE_FLAGS := --quiet --generate-hashes --allow-unsafe --no-emit-index-url --no-emit-find-links
+PIP_COMPILE_FLAGS := --quiet --generate-hashes --allow-unsafe --no-strip-extras --no-emit-index-url --no-emit-find-links
 
 .PHONY: run test typecheck bench chaos install venv node chromium lock clean
 
