@@ -120,6 +120,7 @@ def measure(graph_url: str, control_url: str, runs: int = 7) -> dict[str, Any]:
         mailbox, _ = control.new_user_with_token()
     finally:
         control.close()
+    load_before = os.getloadavg()[0]  # the figures are seconds on a shared machine: say how busy it was
     _run_child(["import"], env)  # compiles .pyc files once, as a deployed package ships them warm
     imports: list[dict[str, Any]] = []
     eager: list[dict[str, Any]] = []
@@ -129,6 +130,7 @@ def measure(graph_url: str, control_url: str, runs: int = 7) -> dict[str, Any]:
     calls = [_run_child(["first-call", graph_url, control_url, str(mailbox["id"])], env) for _ in range(runs)]
     figures = {
         "runs": runs,
+        "load_average_1min": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
         "import_function_app": {
             "median_seconds": _median(imports, "import_seconds"),
             "min_seconds": round(min(r["import_seconds"] for r in imports), 4),
