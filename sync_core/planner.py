@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
+from typing import Any
 
 from sync_core.accounts import company_key
 from sync_core.models import (
@@ -231,13 +232,13 @@ _SCALARS = ("first_name", "last_name", "emails", "business_phone", "mobile_phone
 _ADDRESS = tuple(Address.model_fields)
 
 
-def _flatten(fields: ContactFields) -> dict[str, object]:
-    flat: dict[str, object] = {name: getattr(fields, name) for name in _SCALARS}
+def _flatten(fields: ContactFields) -> dict[str, Any]:
+    flat: dict[str, Any] = {name: getattr(fields, name) for name in _SCALARS}
     flat.update({f"address.{name}": getattr(fields.address, name) for name in _ADDRESS})
     return flat
 
 
-def _unflatten(flat: dict[str, object]) -> ContactFields:
+def _unflatten(flat: dict[str, Any]) -> ContactFields:
     address = Address(**{name: flat[f"address.{name}"] for name in _ADDRESS})
     return ContactFields(**{name: flat[name] for name in _SCALARS}, address=address)
 
