@@ -191,7 +191,7 @@ class _Run:
         # paired with its card instead of getting a second one while the first is deleted as a stray copy.
         tags = self._tags_of_unlinked(delta, ms_changes, unlinked, crm_ids)
         for ms_id, tag in tags.items():
-            unlinked[ms_id] = [tag, *unlinked[ms_id]]
+            unlinked[ms_id] = (tag, *unlinked[ms_id])
             ms_changes[ms_id] = ms_changes[ms_id].model_copy(update={"tag": tag})
         # Our own import whose link was lost is a CRM record with a derived id and no link.
         present = [i for ids in unlinked.values() for i in ids if i in crm_ids]
@@ -217,7 +217,7 @@ class _Run:
         self._save_cursor(cursor.model_copy(update={"folder_id": folder_id, "delta_link": new_link,
                                                     "crm_position": feed.position}))
 
-    def _tags_of_unlinked(self, delta: DeltaResult, ms_changes: dict[str, MsChange], unlinked: dict[str, list[str]],
+    def _tags_of_unlinked(self, delta: DeltaResult, ms_changes: dict[str, MsChange], unlinked: dict[str, tuple[str, ...]],
                           crm_ids: dict[str, None]) -> dict[str, str]:
         """Our tag on each unlinked card of a full round that names a CRM record of this run (no Graph
         request in an incremental round, or when nothing is unlinked)."""
