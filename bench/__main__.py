@@ -1,6 +1,6 @@
 """`make bench`: run the benchmarks, print the figures, write bench/results/*.json.
 
-    python -m bench [--quick] [--only contacts|pacing|tasks|webhook|fanout|continuation]
+    python -m bench [--quick] [--only contacts|pacing|tasks|webhook|fanout|coldstart|continuation]
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[], help="run only these benchmarks")
     parser.add_argument("--sizes", default="", help="linked-contact sizes, e.g. 1000,10000,50000 (default)")
     ns = parser.parse_args(argv)
-    wanted = set(ns.only) or {"contacts", "pacing", "tasks", "webhook", "fanout", "continuation"}
+    wanted = set(ns.only) or {"contacts", "pacing", "tasks", "webhook", "fanout", "coldstart", "continuation"}
     failures: list[str] = []
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     azurite = Azurite(log_path=workdir / "azurite.log").start()
@@ -94,6 +94,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"webhook: {json.dumps(result)} -> {write('webhook', result)}")
                 if not result["ok"]:
                     failures.append("webhook")
+            if "coldstart" in wanted:
+                from bench import coldstart
+
+                result = coldstart.measure(emulator.graph, emulator.control, runs=3 if ns.quick else 7)
+                print(f"coldstart: {json.dumps({k: result[k] for k in ('import_function_app', 'start_up_with_sdk_imported_eagerly', 'first_graph_call', 'checks')})}"
+                      f" -> {write('coldstart', result)}")
+                if not result["ok"]:
+                    failures.append("coldstart")
             if "fanout" in wanted:
                 from bench import freshness
 

@@ -65,6 +65,9 @@ class UserPlan:
     two_way_at: float | None = None  # switch crm_to_microsoft → two_way then
     target_switch_at: float | None = None  # switch the task target To Do → calendar then
     toggle_scope: bool = False
+    # The user id of an earlier plan's user, in a tenant of its own: user ids repeat across CRM tenants,
+    # and two people with one id must never touch each other's state.
+    same_id_as: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ SHORT = Profile(
     users=(
         UserPlan("u1", tasks=True, target=TaskTarget.TO_DO),
         UserPlan("u2", mode=SyncMode.CRM_TO_MICROSOFT, two_way_at=0.5, toggle_scope=True),
-        UserPlan("u3", mode=SyncMode.MICROSOFT_TO_CRM),
+        UserPlan("u3", mode=SyncMode.MICROSOFT_TO_CRM, same_id_as="u1"),
         UserPlan("u4", tasks=True, target=TaskTarget.CALENDAR, time_zone="America/New_York"),
         UserPlan("u5", revoke_at=0.55),
     ),
@@ -103,10 +106,11 @@ LONG = Profile(
     users=(
         UserPlan("u1", tasks=True, target=TaskTarget.TO_DO),
         UserPlan("u2", mode=SyncMode.CRM_TO_MICROSOFT, two_way_at=0.5, toggle_scope=True),
-        UserPlan("u3", mode=SyncMode.MICROSOFT_TO_CRM),
+        UserPlan("u3", mode=SyncMode.MICROSOFT_TO_CRM, same_id_as="u1"),
         UserPlan("u4", tasks=True, target=TaskTarget.CALENDAR, time_zone="America/New_York"),
         UserPlan("u5", revoke_at=0.6),
-        UserPlan("u6", tasks=True, target=TaskTarget.TO_DO, target_switch_at=0.45, toggle_scope=True),
+        UserPlan("u6", tasks=True, target=TaskTarget.TO_DO, target_switch_at=0.45, toggle_scope=True,
+                 same_id_as="u4"),
     ),
 )
 PROFILES = {"short": SHORT, "long": LONG}
@@ -151,7 +155,8 @@ def setup(stack: ChaosStack, profile: Profile, seed: int) -> Run:
     rng = random.Random(seed)
     tags = TagMaker()
     run = Run(profile, seed, stack, [], {}, {}, tags, rng)
-    ids = [f"{plan.key}-{uuid.UUID(int=rng.getrandbits(128)).hex[:8]}" for plan in profile.users]
+    own = {plan.key: f"{plan.key}-{uuid.UUID(int=rng.getrandbits(128)).hex[:8]}" for plan in profile.users}
+    ids = [own[plan.same_id_as or plan.key] for plan in profile.users]
     # Users are independent: set up side by side (each from its own seeded generator).
     with ThreadPoolExecutor(max_workers=len(profile.users)) as pool:
         made = list(pool.map(lambda args: _set_up_user(run, *args), enumerate(zip(profile.users, ids))))

@@ -3,7 +3,8 @@
     sync --user U [--tenant T]          run one user's sync now, here, and print its run record
     status [--user U] [--json]          every user's connection state, last success, last error,
                                         quarantined records, subscription expiry; the poison queue
-    launch-link --tenant T --user U     a fresh signed launch link into the settings page
+    launch-link --tenant T --user U     a fresh signed launch link into the settings page (valid for
+                                        the longest lifetime the app accepts, or --lifetime seconds)
     migrate-state                       move the previous version's per-user state (keyed by user id
                                         alone) to the per-tenant tables; idempotent, resumable
 
@@ -20,8 +21,23 @@ import sys
 from pathlib import Path
 
 from sync_core.errors import SettingsError, StorageError
+from sync_core.web_auth import LAUNCH_MAX_LIFETIME
 
 LOCAL_SETTINGS = Path("local.settings.json")
+
+
+def _lifetime(text: str) -> int:
+    """A launch link's lifetime: the app refuses a link that lives longer than LAUNCH_MAX_LIFETIME,
+    so printing one would hand the operator a link that can never open the page."""
+    try:
+        seconds = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if not 1 <= seconds <= LAUNCH_MAX_LIFETIME:
+        raise argparse.ArgumentTypeError(
+            f"{seconds} s is not accepted: the app refuses launch links that live longer than "
+            f"{LAUNCH_MAX_LIFETIME} s (give 1 to {LAUNCH_MAX_LIFETIME})")
+    return seconds
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -38,7 +54,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     link = commands.add_parser("launch-link", help="print a fresh launch link into the settings page")
     link.add_argument("--tenant", required=True)
     link.add_argument("--user", required=True)
-    link.add_argument("--lifetime", type=int, default=600, help="seconds the link stays valid")
+    link.add_argument("--lifetime", type=_lifetime, default=LAUNCH_MAX_LIFETIME,
+                      help=f"seconds the link stays valid (at most {LAUNCH_MAX_LIFETIME}, the default)")
     commands.add_parser("migrate-state", help="move sync state kept by user id alone to (tenant, user) keys, once")
     return parser.parse_args(argv)
 
@@ -49,7 +66,11 @@ def _load_settings_file(path: Path | None) -> None:
         if path is not None:
             raise SettingsError(f"Settings file {path} does not exist.")
         return
-    from devhost.settings_file import SettingsFileError, apply_to_environ, load_local_settings
+    try:
+        from devhost.settings_file import SettingsFileError, apply_to_environ, load_local_settings
+    except ImportError:  # a deployed package ships without devhost: Azure gives settings as app settings
+        raise SettingsError(f"{candidate} can only be read where devhost/ is installed; "
+                            "set the app settings as environment variables instead.") from None
 
     try:
         apply_to_environ(load_local_settings(candidate).values)

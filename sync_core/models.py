@@ -185,6 +185,7 @@ class MsChange(Frozen):
     contact: MsContact | None = None
     removed_reason: str | None = None
     invalid_reason: str | None = None
+    tag: str | None = None  # the CRM id our create tagged it with, when the run read it (unlinked, full round)
 
 
 class DeltaResult(Frozen):

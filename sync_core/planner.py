@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
+from typing import Any
 
 from sync_core.accounts import company_key
 from sync_core.models import (
@@ -231,13 +232,13 @@ _SCALARS = ("first_name", "last_name", "emails", "business_phone", "mobile_phone
 _ADDRESS = tuple(Address.model_fields)
 
 
-def _flatten(fields: ContactFields) -> dict[str, object]:
-    flat: dict[str, object] = {name: getattr(fields, name) for name in _SCALARS}
+def _flatten(fields: ContactFields) -> dict[str, Any]:
+    flat: dict[str, Any] = {name: getattr(fields, name) for name in _SCALARS}
     flat.update({f"address.{name}": getattr(fields.address, name) for name in _ADDRESS})
     return flat
 
 
-def _unflatten(flat: dict[str, object]) -> ContactFields:
+def _unflatten(flat: dict[str, Any]) -> ContactFields:
     address = Address(**{name: flat[f"address.{name}"] for name in _ADDRESS})
     return ContactFields(**{name: flat[name] for name in _SCALARS}, address=address)
 
@@ -360,7 +361,7 @@ def plan(
 
 def _pair(crm: Sequence[CrmItem], ms: Sequence[MsChange], links: list[Link], settings: UserSyncSettings) -> list[_Unit]:
     """Each CRM record and Outlook item of the run, paired through its link or, for an Outlook item without
-    a link, with the CRM record our own import of it would have created (a lost link write)."""
+    a link, with the CRM record its tag names or our own import of it would have created (a lost link)."""
     crm_by_id = {item.crm_id: item for item in crm}
     link_by_crm = {link.crm_id: link for link in links}
     link_by_ms = {link.ms_id: link for link in links if link.ms_id}
@@ -371,7 +372,8 @@ def _pair(crm: Sequence[CrmItem], ms: Sequence[MsChange], links: list[Link], set
         if link is not None:
             ms_for_crm[link.crm_id] = change
             continue
-        for derived in import_crm_ids(settings.tenant_id, settings.user_id, change.ms_id):
+        candidates = [change.tag] if change.tag else []  # our tag names its record: our card, link lost
+        for derived in [*candidates, *import_crm_ids(settings.tenant_id, settings.user_id, change.ms_id)]:
             if derived in crm_by_id and derived not in link_by_crm and derived not in ms_for_crm:
                 ms_for_crm[derived] = change
                 break

@@ -219,6 +219,13 @@ class _Run:
                     counted.add(link.crm_id)
         unlinked = {ms_id: import_crm_ids(self.tenant_id, self.user_id, ms_id)
                     for ms_id in ms_changes if ms_id not in links_by_ms}
+        # A full round may find our cards with no link at all (the state was lost, or could not be told
+        # apart from another tenant's user: state_migration): our tag names the CRM record, which is
+        # paired with its card instead of getting a second one while the first is deleted as a stray copy.
+        tags = self._tags_of_unlinked(delta, ms_changes, unlinked, crm_ids)
+        for ms_id, tag in tags.items():
+            unlinked[ms_id] = (tag, *unlinked[ms_id])
+            ms_changes[ms_id] = ms_changes[ms_id].model_copy(update={"tag": tag})
         # Our own import whose link was lost is a CRM record with a derived id and no link.
         present = [i for ids in unlinked.values() for i in ids if i in crm_ids]
         taken = self.state.get_links_by_crm(self.tenant_id, self.user_id, present) if present else {}
@@ -275,6 +282,17 @@ class _Run:
         new_link = replay_link if self.tally.hold_delta or outlook_left else delta.delta_link
         self._save_cursor(cursor.model_copy(update={"folder_id": folder_id, "delta_link": new_link,
                                                     "crm_position": position, "fanout_after": fanout_after}))
+
+    def _tags_of_unlinked(self, delta: DeltaResult, ms_changes: dict[str, MsChange], unlinked: dict[str, tuple[str, ...]],
+                          crm_ids: dict[str, None]) -> dict[str, str]:
+        """Our tag on each unlinked card of a full round that names a CRM record of this run (no Graph
+        request in an incremental round, or when nothing is unlinked)."""
+        if not delta.full:
+            return {}
+        wanted = [ms_id for ms_id in unlinked if ms_changes[ms_id].contact is not None]
+        if not wanted:
+            return {}
+        return {ms_id: tag for ms_id, tag in self.microsoft.crm_ids_of(wanted).items() if tag and tag in crm_ids}
 
     # --- reading both sides -----------------------------------------------------------------------
 

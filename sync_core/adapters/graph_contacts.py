@@ -55,7 +55,7 @@ class GraphContacts:
                 pass  # deleted in Outlook: find another of that name or create it anew
         found = self.session.request(
             "GET", f"{self.mailbox}/contactFolders?$filter=displayName eq '{_odata_quote(display_name)}'&$select=id,displayName")
-        candidates = sorted(f["id"] for f in (found or {}).get("value", []) if f.get("displayName") == display_name)
+        candidates: list[str] = sorted(f["id"] for f in (found or {}).get("value", []) if f.get("displayName") == display_name)
         if candidates:
             return candidates[0]  # several (made by hand in Outlook): always the same one
         created = self.session.request("POST", f"{self.mailbox}/contactFolders", {"displayName": display_name}, retry=False)

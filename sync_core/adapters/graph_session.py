@@ -14,24 +14,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from azure.core.credentials import TokenCredential
-from kiota_abstractions.api_error import APIError
-from kiota_abstractions.method import Method
-from kiota_abstractions.request_information import RequestInformation
-from kiota_authentication_azure.azure_identity_authentication_provider import (
-    AzureIdentityAuthenticationProvider,
-)
-from kiota_http.middleware import (
-    ParametersNameDecodingHandler,
-    RedirectHandler,
-    UrlReplaceHandler,
-)
-from msgraph import GraphRequestAdapter, GraphServiceClient
-from msgraph.generated.models.o_data_errors.o_data_error import ODataError
-from msgraph_core import GraphClientFactory
 
 from sync_core.errors import (
     DeltaExpiredError,
@@ -41,10 +27,14 @@ from sync_core.errors import (
     TransientError,
 )
 
+if TYPE_CHECKING:
+    from kiota_abstractions.request_information import RequestInformation
+
+# msgraph-sdk and kiota are imported where a session is opened, not with this module: the app imports
+# this module at start-up, and most invocations (pages, webhooks, the timer) never talk to Graph.
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 BATCH_LIMIT = 20
 PREFER_IMMUTABLE = 'IdType="ImmutableId"'
-_ERROR_MAP = {"4XX": ODataError.create_from_discriminator_value, "5XX": ODataError.create_from_discriminator_value}
 _DELTA_EXPIRED_CODES = {"syncstatenotfound", "resyncrequired", "syncstateinvalid"}
 
 
@@ -146,6 +136,16 @@ class GraphSession:
         # so it works from any caller, including one that already runs a loop (Functions, Playwright).
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="graph-session", daemon=True)
+        from kiota_authentication_azure.azure_identity_authentication_provider import (
+            AzureIdentityAuthenticationProvider,
+        )
+        from kiota_http.middleware import ParametersNameDecodingHandler, RedirectHandler, UrlReplaceHandler
+        from msgraph import GraphRequestAdapter, GraphServiceClient
+        from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+        from msgraph_core import GraphClientFactory
+
+        self._error_map = {"4XX": ODataError.create_from_discriminator_value,
+                           "5XX": ODataError.create_from_discriminator_value}
         self._thread.start()
         host = httpx.URL(self.base_url).host
         auth = AzureIdentityAuthenticationProvider(credential, scopes=[GRAPH_SCOPE], allowed_hosts=[host])
@@ -272,6 +272,9 @@ class GraphSession:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def _info(self, method: str, url: str, body: dict[str, Any] | None, headers: dict[str, str]) -> RequestInformation:
+        from kiota_abstractions.method import Method
+        from kiota_abstractions.request_information import RequestInformation
+
         info = RequestInformation(Method[method])
         info.url = url if url.startswith("http") else f"{self.base_url}{url}"
         info.headers.try_add("Prefer", PREFER_IMMUTABLE)
@@ -282,9 +285,13 @@ class GraphSession:
         return info
 
     async def _send(self, method: str, url: str, body: dict[str, Any] | None, headers: dict[str, str]) -> Any:
+        from kiota_abstractions.api_error import APIError
+        from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+
         self.requests_sent += 1
         try:
-            raw = await self.adapter.send_primitive_async(self._info(method, url, body, headers), "bytes", _ERROR_MAP)
+            raw = await self.adapter.send_primitive_async(self._info(method, url, body, headers), "bytes",
+                                                          self._error_map)
         except ODataError as exc:
             raise translate_error(exc.response_status_code or 0, dict(exc.response_headers or {}),
                                   getattr(exc.error, "code", None) if exc.error else None,

@@ -7,7 +7,7 @@ import pytest
 from core_world import TENANT, USER, World
 
 from sync_core.errors import LeaseHeldError, NotFoundError, ThrottledError, TransientError
-from sync_core.fakes import DEFAULT_CONTACTS_FOLDER, FakeMicrosoft, SimulatedCrash
+from sync_core.fakes import DEFAULT_CONTACTS_FOLDER, FakeMicrosoft, FakeStateStore, SimulatedCrash
 from sync_core.models import (
     DEFAULT_IMPORT_ACCOUNT,
     FOLDER_NAME,
@@ -40,6 +40,22 @@ def test_first_sync_creates_the_folder_once_and_pushes_everything(world: World) 
     world.sync()
     assert len(world.ms.folder_by_name(FOLDER_NAME)) == 1 and world.ms.calls["ensure_folder"] == 1
     assert [r.outcome for r in world.state.latest_runs(TENANT, USER)] == [RunOutcome.SUCCEEDED] * 2
+
+
+def test_a_user_whose_sync_state_is_gone_is_paired_again_without_a_duplicate(world: World) -> None:
+    """What a user whose old state could not be attributed to them (state_migration: a user id connected in
+    several tenants) meets: no links, no cursor, a folder full of our cards. Pairing by our tag: nothing
+    is created twice, nothing is imported as a second CRM contact."""
+    ids = populate(world, 30)
+    world.sync()
+    written = world.ms.items_written
+    world.state = FakeStateStore()
+    run = world.sync()
+    assert run.microsoft.created == 0 and run.crm.created == 0
+    assert world.ms.items_written == written
+    assert len(world.crm_contacts()) == 30 and len(world.ms.folder_items(world.folder)) == 30
+    assert set(world.pairs()) == set(ids)
+    world.assert_in_step()
 
 
 def test_an_existing_folder_of_that_name_is_reused(world: World) -> None:
