@@ -97,8 +97,12 @@ def _scenario(azurite: Azurite, emulator: EmulatorProcess, control: ControlClien
         chain = chain[:chain.index(ended) + 1]
         time.sleep(1.0)  # the last job's own "Executed" line follows its run record
         lines = stack.devhost_lines()[first_line:]
-        enqueued = next(datetime.fromisoformat(json.loads(line)["ts"]) for line in lines
-                        if line.startswith("{") and '"message": "sync enqueued' in line)
+        # The job that starts the chain: the connect's for contacts, the settings save's for tasks (the log file
+        # may receive the connect's line late, so it is picked by its reason, not by where it lands).
+        reason = "connected" if kind == "contacts" else "settings"
+        enqueued = next(datetime.fromisoformat(entry["ts"]) for line in lines if line.startswith("{")
+                        and (entry := json.loads(line)).get("event") == "enqueue" and entry.get("reason") == reason
+                        and datetime.fromisoformat(entry["ts"]) >= started - timedelta(seconds=1))
         assert ended.finished_at is not None
         total = (ended.finished_at - enqueued).total_seconds()
         durations = [int(m.group(2)) / 1000 for line in lines if (m := EXECUTED.search(line))]
