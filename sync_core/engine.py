@@ -51,7 +51,9 @@ from sync_core.planner import (
     CreateInCrm,
     CreateInMicrosoft,
     DeleteInMicrosoft,
+    ForgetLink,
     LinkExisting,
+    MarkCrmDeleted,
     MarkMsRemoved,
     RefreshLinkVersions,
     Side,
@@ -305,7 +307,10 @@ class Engine:
             elif isinstance(action, MarkMsRemoved):
                 self._save_link(self._fresh(action.link).model_copy(update={"state": LinkState.MS_REMOVED}))
                 self._succeeded(action.crm_id, action.link.ms_id)
-            elif isinstance(action, Unlink):
+            elif isinstance(action, MarkCrmDeleted):
+                self._save_link(self._fresh(action.link).model_copy(update={"state": LinkState.CRM_DELETED}))
+                self._succeeded(action.crm_id, action.link.ms_id)
+            elif isinstance(action, (Unlink, ForgetLink)):
                 self._drop_link(action.link)
                 self._succeeded(action.crm_id, action.link.ms_id)
             elif isinstance(action, RefreshLinkVersions):

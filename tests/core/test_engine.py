@@ -373,6 +373,30 @@ def test_crm_to_microsoft_ignores_outlook_changes(world: World) -> None:
     assert world.outlook()[world.pairs()[ids[0]]].fields.job_title == "Buyer"  # the CRM version wins
 
 
+def test_microsoft_to_crm_a_crm_delete_stays_deleted_after_a_full_resync(world: World) -> None:
+    """chaos long 4243 u3 m463 / 4246 u3 m426: a contact deleted in the CRM came back at the next full
+    round (after a delta expiry), its Outlook card unchanged. It comes back only when edited in Outlook."""
+    world.set_mode(SyncMode.MICROSOFT_TO_CRM)
+    world.account("Contoso")
+    item = world.ms.user_create(world.ms.ensure_folder(FOLDER_NAME, None), givenName="Ada", surname="Lovelace",
+                                companyName="Contoso")
+    world.sync()
+    (crm_id,) = world.pairs()
+    world.crm.remove_contact(TENANT, crm_id)
+    world.sync()
+    world.ms.expire_delta()
+    run = world.sync()
+    assert [c.first_name for c in world.crm_contacts()] == [] and run.crm.created == 0
+    assert item in world.ms.items and world.ms.items_written == 0
+    world.sync()
+    assert world.crm_contacts() == []
+    world.ms.user_edit(item, jobTitle="Countess")
+    world.sync()
+    (back,) = world.crm_contacts()
+    assert back.first_name == "Ada" and back.job_title == "Countess"
+    assert world.pairs() == {back.id: item}
+
+
 def test_microsoft_to_crm_never_writes_outlook(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     world.set_mode(SyncMode.MICROSOFT_TO_CRM)
     populate(world, 2)
