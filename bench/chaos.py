@@ -17,6 +17,8 @@ pages are the development host's. Leases are shortened for the run (bench/chaos_
 users are taken over within the run instead of after 15 minutes.
 
 Prints a summary and writes bench/results/chaos-<profile>-<seed>.json. Exit code 0 when every check passed.
+The work dir (Azurite data, worker log, actions and Graph requests) is removed only when every check passed;
+when one failed it is kept and its path printed.
 """
 from __future__ import annotations
 
@@ -523,6 +525,7 @@ def run_chaos(profile: Profile, seed: int, workdir: Path | None = None, *, keep:
     begun = time.monotonic()
     stack = start_chaos_stack(workdir, lease_seconds=profile.lease_seconds, graph_timeout=profile.graph_timeout)
     run: Run | None = None
+    summary: dict[str, Any] | None = None
     try:
         run = setup(stack, profile, seed)
         run.phases["setup"] = round(time.monotonic() - begun, 1)
@@ -543,12 +546,18 @@ def run_chaos(profile: Profile, seed: int, workdir: Path | None = None, *, keep:
         for person in (run.persons.values() if run else []):
             person.close()
         stack.close()
-        if temporary and not keep:
+        # A failed check (or a run that broke off) is diagnosed from the folder's logs and journals: kept.
+        discard = temporary and not keep and summary is not None and summary["ok"]
+        if discard:
             shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"chaos: evidence kept in {workdir}", file=sys.stderr)
+    assert summary is not None  # set unless the run raised
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = out or RESULTS / f"chaos-{profile.name}-{seed}.json"
     path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     summary["result_file"] = str(path)
+    summary["workdir"] = None if discard else str(workdir)
     return summary
 
 
@@ -627,6 +636,8 @@ def print_summary(summary: dict[str, Any]) -> None:
         print(f"  [{'x' if ok else ' '}] {name}")
     for violation in summary["violations"][:50]:
         print(f"  VIOLATION {violation}")
+    if summary.get("workdir"):
+        print(f"  evidence (Azurite data, worker log, actions, Graph requests) kept in {summary['workdir']}")
     print(f"  -> {summary.get('result_file', '')}")
 
 

@@ -51,7 +51,9 @@ from sync_core.planner import (
     CreateInCrm,
     CreateInMicrosoft,
     DeleteInMicrosoft,
+    ForgetLink,
     LinkExisting,
+    MarkCrmDeleted,
     MarkMsRemoved,
     RefreshLinkVersions,
     Side,
@@ -61,7 +63,7 @@ from sync_core.planner import (
     import_crm_ids,
     merge_two,
 )
-from sync_core.ports import CrmPort, MicrosoftContactsPort, StateStore, WriteResult
+from sync_core.ports import ITEM_GONE, CrmPort, MicrosoftContactsPort, StateStore, WriteResult
 
 T = TypeVar("T")
 
@@ -305,7 +307,10 @@ class Engine:
             elif isinstance(action, MarkMsRemoved):
                 self._save_link(self._fresh(action.link).model_copy(update={"state": LinkState.MS_REMOVED}))
                 self._succeeded(action.crm_id, action.link.ms_id)
-            elif isinstance(action, Unlink):
+            elif isinstance(action, MarkCrmDeleted):
+                self._save_link(self._fresh(action.link).model_copy(update={"state": LinkState.CRM_DELETED}))
+                self._succeeded(action.crm_id, action.link.ms_id)
+            elif isinstance(action, (Unlink, ForgetLink)):
                 self._drop_link(action.link)
                 self._succeeded(action.crm_id, action.link.ms_id)
             elif isinstance(action, RefreshLinkVersions):
@@ -389,7 +394,7 @@ class Engine:
             self._tags = {}
         # An untagged item is the user's own card, imported before if the id its import takes is a contact.
         owners = {ms_id: tag or import_crm_ids(self.tenant_id, self.user_id, ms_id)[0]
-                  for ms_id, tag in self._tags.items()}
+                  for ms_id, tag in self._tags.items() if tag != ITEM_GONE}
         existing = self.crm.get_contacts(self.tenant_id, set(owners.values())) if owners else {}
         self._owners = {ms_id: owner for ms_id, owner in owners.items() if owner in existing}
 
@@ -402,6 +407,13 @@ class Engine:
         handled here."""
         if action.ms_id not in self._tags:
             self._fail(Side.CRM, Side.MICROSOFT, action.ms_id, "not imported: its tag was not readable", retry=True)
+            return True
+        if self._tags[action.ms_id] == ITEM_GONE:
+            # Deleted in Outlook after the delta was read: all we hold of it is the delta's copy, and a card of
+            # ours that no link names (an old copy, our create whose answer was lost) would come back as a
+            # second CRM contact. The round is replayed: the next delta says whether it is gone for good.
+            self.tally.hold_delta = True
+            self.tally.log(f"microsoft:{action.ms_id} not imported: gone from Outlook since the delta was read")
             return True
         owner = self._owners.get(action.ms_id)
         contact = self._read_contact(owner) if owner is not None else None  # fresh: the chunk may have changed it

@@ -57,7 +57,7 @@ from sync_core.models import (
     TaskTarget,
     UserSyncSettings,
 )
-from sync_core.ports import TaskUpdate, TaskWriteResult, WriteResult
+from sync_core.ports import ITEM_GONE, TaskUpdate, TaskWriteResult, WriteResult
 from sync_core.task_mapping import (
     TASK_ID_PROPERTY,
     at_local,
@@ -664,7 +664,10 @@ class FakeMicrosoft:
         self._enter("crm_ids_of", self._batches(len(ms_ids)), ms_ids)
         found: dict[str, str | None] = {}
         for ms_id in ms_ids:
-            tags = (self.items.get(ms_id) or {}).get("singleValueExtendedProperties") or []
+            if ms_id not in self.items:
+                found[ms_id] = ITEM_GONE
+                continue
+            tags = self.items[ms_id].get("singleValueExtendedProperties") or []
             found[ms_id] = next((str(t["value"]) for t in tags
                                  if t.get("id") == mapping.CRM_ID_PROPERTY and t.get("value")), None)
         self._leave("crm_ids_of", ms_ids)

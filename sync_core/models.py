@@ -198,6 +198,9 @@ class LinkState(StrEnum):
     PENDING_CREATE = "pending_create"  # intent recorded; the Graph create may or may not have happened
     LINKED = "linked"
     MS_REMOVED = "ms_removed"  # gone from the folder in Outlook; kept in the CRM, not pushed back until edited
+    # deleted in the CRM in microsoft_to_crm, which leaves Outlook alone: its card is not imported again
+    # (a replayed or full delta round shows it unchanged) until it is edited in Outlook
+    CRM_DELETED = "crm_deleted"
 
 
 class Link(Frozen):

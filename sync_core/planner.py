@@ -150,6 +150,24 @@ class MarkMsRemoved:
 
 
 @dataclass(frozen=True)
+class MarkCrmDeleted:
+    """Deleted in the CRM, microsoft_to_crm: Outlook keeps its card, the link remembers the delete so the
+    card is not imported again unless it is edited in Outlook."""
+
+    crm_id: str
+    link: Link
+
+
+@dataclass(frozen=True)
+class ForgetLink:
+    """A link that only remembered a CRM delete (CRM_DELETED) is dropped: its card left Outlook too, or
+    was edited there and is imported again. Deletes nothing, so the mass-delete guard does not count it."""
+
+    crm_id: str
+    link: Link
+
+
+@dataclass(frozen=True)
 class Unlink:
     crm_id: str
     link: Link
@@ -176,7 +194,7 @@ class Skip:
 
 Action = (
     CreateInMicrosoft | DeleteInMicrosoft | CreateInCrm | UpdateMicrosoft | UpdateCrm | LinkExisting
-    | ConflictMerge | MarkMsRemoved | Unlink | RefreshLinkVersions | Skip
+    | ConflictMerge | MarkMsRemoved | MarkCrmDeleted | ForgetLink | Unlink | RefreshLinkVersions | Skip
 )
 
 
@@ -480,6 +498,19 @@ def _decide(unit: _Unit, settings: UserSyncSettings) -> list[Action]:
         # left Outlook and not edited in the CRM since → not pushed back
         return [Skip(key, "left Outlook; not pushed back until edited in the CRM")]
 
+    # --- the link remembers a delete in the CRM (microsoft_to_crm)
+    if link.state is LinkState.CRM_DELETED:
+        if m is Status.GONE:
+            # its card left Outlook too → nothing left to remember
+            return [ForgetLink(key, link)]
+        if m is Status.CHANGED and item is not None and pull:
+            # edited in Outlook since → imported again, as a new CRM contact
+            return [ForgetLink(key, link), CreateInCrm(item.id, item.change_key, item.fields,
+                                                       import_crm_id(settings.tenant_id, settings.user_id, item.id),
+                                                       match_by_email=True, sync_back=push)]
+        # unchanged in Outlook (a replayed or full round) → not imported again
+        return [Skip(key, "deleted in the CRM; its Outlook card is imported again only if edited there")]
+
     # --- linked
     ms_id = link.ms_id or ""
     if c is Status.GONE and m is Status.GONE:
@@ -489,8 +520,8 @@ def _decide(unit: _Unit, settings: UserSyncSettings) -> list[Action]:
         if push:
             # deleted in the CRM (even if edited in Outlook meanwhile: the CRM wins) → delete in Outlook
             return [DeleteInMicrosoft(key, ms_id, link, "deleted in the CRM")]
-        # deleted in the CRM, microsoft_to_crm → forget the link, leave Outlook alone (re-imported if edited)
-        return [Unlink(key, link, Side.CRM, "deleted in the CRM; microsoft_to_crm leaves Outlook alone")]
+        # deleted in the CRM, microsoft_to_crm → leave Outlook alone; remember it (re-imported only if edited)
+        return [MarkCrmDeleted(key, link)]
     if m is Status.GONE:
         if c is Status.CHANGED and push:
             # deleted in Outlook, edited in the CRM → push the CRM version back (re-create)
@@ -535,6 +566,8 @@ def _deletion_origin(action: Action) -> Side | None:
         return Side.CRM
     if isinstance(action, MarkMsRemoved):
         return Side.MICROSOFT
+    if isinstance(action, MarkCrmDeleted):
+        return Side.CRM
     if isinstance(action, Unlink):
         return action.origin
     return None

@@ -30,6 +30,10 @@ from sync_core.models import (
     TaskTarget,
 )
 
+# crm_ids_of's answer for an item gone from the mailbox: told apart from an untagged item (the user's own card),
+# which is imported, while a gone one never is. No CRM id is empty.
+ITEM_GONE = ""
+
 
 class CrmPort(Protocol):
     """The CRM's accounts and contacts of one tenant, with a change feed."""
@@ -73,7 +77,8 @@ class MicrosoftContactsPort(Protocol):
     def update_contacts(self, items: Sequence[tuple[str, ContactFields]]) -> list[WriteResult]: ...
     def delete_contacts(self, ms_ids: Sequence[str]) -> list[WriteResult]: ...
     def find_contact_by_crm_id(self, folder_id: str, crm_id: str) -> MsContact | None: ...
-    # The CRM id our create tagged each item with (None: untagged or gone); an unreadable item is left out.
+    # The CRM id our create tagged each item with (None: untagged; ITEM_GONE: no longer in the mailbox, 404); an
+    # unreadable item is left out.
     def crm_ids_of(self, ms_ids: Sequence[str]) -> dict[str, str | None]: ...
     def delete_folder(self, folder_id: str) -> None: ...
 

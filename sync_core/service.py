@@ -354,9 +354,9 @@ class _Run:
         present = {c.ms_id for c in delta.changes if c.contact is not None or c.invalid_reason}
         count = 0
         for link in self.state.iter_links(self.tenant_id, self.user_id):
-            if link.state is not LinkState.LINKED:
+            if link.state not in (LinkState.LINKED, LinkState.CRM_DELETED):
                 continue
-            count += 1
+            count += link.state is LinkState.LINKED
             if link.ms_id and link.ms_id not in present:
                 ms_changes[link.ms_id] = MsChange(ms_id=link.ms_id, removed_reason="missing after a full resync")
         return count

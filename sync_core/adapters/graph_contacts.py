@@ -13,7 +13,7 @@ from sync_core import mapping
 from sync_core.adapters.graph_session import GraphSession, SubRequest, SubResponse
 from sync_core.errors import DeltaExpiredError, InvalidRecordError, NotFoundError
 from sync_core.models import ContactFields, DeltaResult, MsChange, MsContact
-from sync_core.ports import WriteResult
+from sync_core.ports import ITEM_GONE, WriteResult
 
 CONTACT_SELECT = ",".join([
     "givenName", "surname", "displayName", "emailAddresses", "businessPhones", "mobilePhone", "jobTitle",
@@ -96,8 +96,8 @@ class GraphContacts:
 
     def crm_ids_of(self, ms_ids: Sequence[str]) -> dict[str, str | None]:
         """The CRM id our create tagged each item with (it survives moves between folders); None for an item
-        of the user's own, or one gone meanwhile. An item whose read failed is left out. Read in $batch
-        calls of 20, so an import of many items costs a twentieth of a request each."""
+        of the user's own, ITEM_GONE for one gone meanwhile. An item whose read failed is left out. Read in
+        $batch calls of 20, so an import of many items costs a twentieth of a request each."""
         prop = _odata_quote(mapping.CRM_ID_PROPERTY)
         subs = [SubRequest(str(i), "GET", f"{self.mailbox}/contacts/{quote(ms_id, safe='')}?$select=id"
                                           f"&$expand=singleValueExtendedProperties($filter=id eq '{prop}')")
@@ -108,7 +108,7 @@ class GraphContacts:
             response = answered.get(str(i))
             if response is None or not (200 <= response.status < 300 or response.status == 404):
                 continue
-            tags[ms_id] = _crm_tag(response.body) if response.status != 404 else None
+            tags[ms_id] = _crm_tag(response.body) if response.status != 404 else ITEM_GONE
         return tags
 
     def find_contact_by_crm_id(self, folder_id: str, crm_id: str) -> MsContact | None:

@@ -25,7 +25,9 @@ from sync_core.planner import (
     DeleteGuard,
     DeleteInMicrosoft,
     GuardLimits,
+    ForgetLink,
     LinkExisting,
+    MarkCrmDeleted,
     MarkMsRemoved,
     RefreshLinkVersions,
     Side,
@@ -90,6 +92,7 @@ def every(kind: type) -> dict[SyncMode, type]:
 
 IMPORTED = import_crm_id("t", "u", "m9")
 LINKED, REMOVED, PENDING = LinkState.LINKED, LinkState.MS_REMOVED, LinkState.PENDING_CREATE
+CRM_DELETED = LinkState.CRM_DELETED
 
 ROWS = [
     # --- no link yet
@@ -128,9 +131,10 @@ ROWS = [
         {TWO: ConflictMerge, C2M: UpdateMicrosoft, M2C: ConflictMerge}),
     Row("edited on both sides, the same field", crm("v2", CRM_EDIT), ms("k2", MS_SAME_FIELD), link(),
         {TWO: ConflictMerge, C2M: UpdateMicrosoft, M2C: ConflictMerge}),
-    Row("deleted in CRM", crm(deleted=True), None, link(), {TWO: DeleteInMicrosoft, C2M: DeleteInMicrosoft, M2C: Unlink}),
+    Row("deleted in CRM", crm(deleted=True), None, link(),
+        {TWO: DeleteInMicrosoft, C2M: DeleteInMicrosoft, M2C: MarkCrmDeleted}),
     Row("deleted in CRM, edited in Outlook (CRM wins)", crm(deleted=True), ms("k2", MS_EDIT), link(),
-        {TWO: DeleteInMicrosoft, C2M: DeleteInMicrosoft, M2C: Unlink}),
+        {TWO: DeleteInMicrosoft, C2M: DeleteInMicrosoft, M2C: MarkCrmDeleted}),
     Row("deleted on both sides", crm(deleted=True), ms(removed=True), link(), every(Unlink)),
     Row("deleted or moved out in Outlook", None, ms(removed=True), link(), every(MarkMsRemoved)),
     Row("removed in Outlook, CRM version moved only", crm("v2"), ms(removed=True), link(), every(MarkMsRemoved)),
@@ -146,6 +150,11 @@ ROWS = [
     Row("moved back into the folder after its CRM record was deleted", crm(deleted=True), ms("k2"), link(REMOVED),
         {TWO: DeleteInMicrosoft, C2M: DeleteInMicrosoft, M2C: Unlink}),
     Row("removed again", None, ms(removed=True), link(REMOVED), every(Skip)),
+    # --- the link remembers a CRM delete (microsoft_to_crm left Outlook alone)
+    Row("deleted in CRM earlier, its card unchanged (a full round)", None, ms("k1"), link(CRM_DELETED), every(Skip)),
+    Row("deleted in CRM earlier, its card's version moved only", None, ms("k2"), link(CRM_DELETED), every(Skip)),
+    Row("deleted in CRM earlier, its card removed too", None, ms(removed=True), link(CRM_DELETED), every(ForgetLink)),
+    Row("deleted in CRM earlier, the delete seen again", crm(deleted=True), None, link(CRM_DELETED), every(Skip)),
     # --- an Outlook create whose outcome is unknown
     Row("pending create", crm("v2", CRM_EDIT), None, link(PENDING, ms_id=None), every(Skip)),
     # --- malformed in Outlook
@@ -164,6 +173,17 @@ def test_decision_table(row: Row, mode: SyncMode) -> None:
     assert type(action) is row.expect[mode], (row.name, mode, action)
     for name, value in row.check.items():
         assert getattr(action, name) == value
+
+
+@pytest.mark.parametrize("mode", ALL, ids=str)
+def test_a_card_whose_crm_record_was_deleted_is_imported_again_only_when_edited(mode: SyncMode) -> None:
+    actions = plan([], [ms("k2", MS_EDIT)], [link(CRM_DELETED)], settings(mode))
+    if mode is C2M:
+        assert [type(a) for a in actions] == [Skip]  # Outlook edits are not imported in crm_to_microsoft
+        return
+    forget, create = actions
+    assert isinstance(forget, ForgetLink) and isinstance(create, CreateInCrm)
+    assert create.ms_id == "m1" and create.fields == MS_EDIT
 
 
 def only(mode: SyncMode, crm_item: CrmItem | None, ms_change: MsChange | None, lk: Link | None) -> Any:
