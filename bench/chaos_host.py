@@ -10,8 +10,9 @@ every chunk exactly as in production. Everything else is `python -m devhost` unc
 from __future__ import annotations
 
 import argparse
-import functools
+import dataclasses
 import sys
+from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,8 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     ours = parser.parse_args(args[:split])
     from sync_core import jobs, service
 
-    options = service.SyncOptions(lease_seconds=ours.lease_seconds)
-    jobs.sync_user = functools.partial(service.sync_user, options=options)  # type: ignore[assignment]
+    def sync_user(*args: Any, options: service.SyncOptions = service.SyncOptions(), **kwargs: Any) -> Any:
+        # The job's own options (chunk size under the run budget) stand; only the lease is shortened.
+        return service.sync_user(*args, options=dataclasses.replace(options, lease_seconds=ours.lease_seconds),
+                                 **kwargs)
+
+    jobs.sync_user = sync_user  # type: ignore[assignment]
     from devhost.__main__ import main as devhost_main
 
     return devhost_main(args[split + 1:])
