@@ -63,7 +63,9 @@ from sync_core.task_planner import (
     CreateTaskInCrm,
     CreateTaskInMicrosoft,
     DeleteTaskInMicrosoft,
+    ForgetTaskLink,
     LinkTask,
+    MarkTaskCrmDeleted,
     MarkTaskRemoved,
     RefreshTaskLink,
     RememberMeeting,
@@ -245,7 +247,10 @@ class TaskEngine:
             elif isinstance(action, MarkTaskRemoved):
                 self._save_link(self._fresh(action.link).model_copy(update={"state": LinkState.MS_REMOVED}))
                 self._succeeded(action.crm_id, action.link.ms_id)
-            elif isinstance(action, UnlinkTask):
+            elif isinstance(action, MarkTaskCrmDeleted):
+                self._save_link(self._fresh(action.link).model_copy(update={"state": LinkState.CRM_DELETED}))
+                self._succeeded(action.crm_id, action.link.ms_id)
+            elif isinstance(action, (UnlinkTask, ForgetTaskLink)):
                 self._drop_link(action.link)
                 self._succeeded(action.crm_id, action.link.ms_id)
             elif isinstance(action, RememberMeeting):

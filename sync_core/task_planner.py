@@ -181,6 +181,24 @@ class MarkTaskRemoved:
 
 
 @dataclass(frozen=True)
+class MarkTaskCrmDeleted:
+    """Deleted in the CRM (or reassigned), microsoft_to_crm: Microsoft keeps its item, the link remembers
+    the delete so the item is not imported again unless it is edited in Microsoft."""
+
+    crm_id: str
+    link: Link
+
+
+@dataclass(frozen=True)
+class ForgetTaskLink:
+    """A link that only remembered a CRM delete (CRM_DELETED) is dropped: its item left Microsoft too, or
+    was edited there and is imported again. Deletes nothing: the mass-delete guard does not count it."""
+
+    crm_id: str
+    link: Link
+
+
+@dataclass(frozen=True)
 class UnlinkTask:
     crm_id: str
     link: Link
@@ -209,7 +227,8 @@ class RefreshTaskLink:
 
 TaskAction = (
     CreateTaskInMicrosoft | DeleteTaskInMicrosoft | CreateTaskInCrm | UpdateTaskInMicrosoft | UpdateTaskInCrm
-    | LinkTask | TaskConflict | MarkTaskRemoved | UnlinkTask | RefreshTaskLink | RememberMeeting | Skip
+    | LinkTask | TaskConflict | MarkTaskRemoved | MarkTaskCrmDeleted | ForgetTaskLink | UnlinkTask | RefreshTaskLink
+    | RememberMeeting | Skip
 )
 
 
@@ -425,6 +444,20 @@ def _decide(unit: _Unit, context: TaskPlanContext) -> list[TaskAction]:
     crm_fields = crm.fields if crm is not None and crm.fields is not None else None
     in_target = key_target(link.ms_id) is context.target
 
+    # --- the link remembers a delete in the CRM (microsoft_to_crm)
+    if link.state is LinkState.CRM_DELETED:
+        if m is Status.GONE:
+            # its item left Microsoft too → nothing left to remember
+            return [ForgetTaskLink(key, link)]
+        if m is Status.CHANGED and item is not None and ms is not None and pull:
+            # edited in Microsoft since → imported again, as a new CRM task
+            return [ForgetTaskLink(key, link), CreateTaskInCrm(
+                ms.ms_id, item.version, item.fields,
+                import_task_id(context.settings.tenant_id, context.settings.user_id, ms.ms_id),
+                sync_back=write_ms, meeting=meeting)]
+        # unchanged in Microsoft (a replayed or full round) → not imported again
+        return [Skip(key, "deleted in the CRM; its Microsoft item is imported again only if edited there")]
+
     # --- the link remembers a removal in Microsoft
     if link.state is LinkState.MS_REMOVED:
         if c is Status.GONE:
@@ -466,8 +499,8 @@ def _decide(unit: _Unit, context: TaskPlanContext) -> list[TaskAction]:
         if push:
             # deleted in the CRM or reassigned (even if edited in Microsoft meanwhile: the CRM wins) → delete
             return [DeleteTaskInMicrosoft(key, ms_id, link, "deleted in the CRM or assigned to someone else")]
-        # deleted in the CRM, microsoft_to_crm → forget the link, leave Microsoft alone
-        return [UnlinkTask(key, link, Side.CRM, "deleted in the CRM; microsoft_to_crm leaves Microsoft alone")]
+        # deleted in the CRM, microsoft_to_crm → leave Microsoft alone; remember it (imported again if edited)
+        return [MarkTaskCrmDeleted(key, link)]
     if m is Status.GONE:
         if c is Status.CHANGED and push and crm_fields is not None and context.placeable(crm_fields):
             # deleted in Microsoft, edited in the CRM → push the CRM version back (re-create)
@@ -542,6 +575,8 @@ def deletion_origin(action: TaskAction) -> Side | None:
         return Side.CRM
     if isinstance(action, MarkTaskRemoved):
         return Side.MICROSOFT
+    if isinstance(action, MarkTaskCrmDeleted):
+        return Side.CRM
     if isinstance(action, UnlinkTask):
         return action.origin
     return None

@@ -492,9 +492,9 @@ class _TaskRun:
         present = {ms_key(target, c.ms_id) for c in delta.changes if c.task is not None or c.invalid_reason}
         count = 0
         for link in self.state.iter_links(self.tenant_id, self.partition):
-            if link.state is not LinkState.LINKED:
+            if link.state not in (LinkState.LINKED, LinkState.CRM_DELETED):
                 continue
-            count += 1
+            count += link.state is LinkState.LINKED
             if link.ms_id and link.ms_id not in present and key_target(link.ms_id) is target:
                 changes.setdefault(link.ms_id, TaskChange(ms_id=link.ms_id, removed_reason="missing after a full resync"))
         return count

@@ -9,7 +9,7 @@ from task_world import TENANT, USER, TaskWorld
 
 from sync_core.errors import TransientError
 from sync_core.fakes import CALENDAR, SimulatedCrash
-from sync_core.models import DEFAULT_IMPORT_ACCOUNT, LinkState, RunOutcome, TaskStatus, TaskTarget
+from sync_core.models import DEFAULT_IMPORT_ACCOUNT, LinkState, RunOutcome, SyncMode, TaskStatus, TaskTarget
 from sync_core.task_mapping import APP_NAME
 from sync_core.task_service import forget_task_state, target_cursor_key, task_partition
 
@@ -157,6 +157,26 @@ def test_an_expired_delta_link_resyncs_without_duplicates(world: TaskWorld) -> N
     assert any("deltaLink expired" in line for line in run.log)
     assert counts(run) == (0, 0, 0, 0, 0)
     assert len(world.todo_items()) == 4 and len(world.crm_tasks()) == 4
+
+
+def test_microsoft_to_crm_a_crm_delete_stays_deleted_after_a_full_resync(world: TaskWorld) -> None:
+    """As for contacts: a task deleted in the CRM in microsoft_to_crm is not imported again when its
+    unchanged To Do item shows up in a full round; it is when the item is edited in To Do."""
+    world.configure(mode=SyncMode.MICROSOFT_TO_CRM)
+    world.sync()
+    item = world.ms.user_create(world.todo_list(), title="Made in To Do")
+    world.sync()
+    (task,) = world.crm_tasks()
+    world.crm.remove_task(TENANT, task.id)
+    world.sync()
+    world.ms.expire_delta()
+    run = world.sync()
+    assert world.crm_tasks() == [] and run.crm.created == 0
+    assert list(world.todo_items()) == [item]
+    world.ms.user_edit(item, title="Made in To Do, edited")
+    world.sync()
+    (back,) = world.crm_tasks()
+    assert back.subject == "Made in To Do, edited"
 
 
 def test_a_create_whose_answer_was_lost_is_found_again_not_repeated(world: TaskWorld) -> None:
