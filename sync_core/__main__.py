@@ -78,14 +78,6 @@ def _load_settings_file(path: Path | None) -> None:
         raise SettingsError(str(exc)) from None
 
 
-def _find_tenant(services: object, user_id: str) -> list[str]:
-    from sync_core.adapters.tables import key_part
-
-    table = services.connections.table  # type: ignore[attr-defined]
-    return sorted(str(e["tenant_id"]) for e in table.query("RowKey eq @rk", {"rk": key_part(user_id)},
-                                                           select=["tenant_id"]))
-
-
 def _sync(args: argparse.Namespace) -> int:
     from sync_core import jobs
     from sync_core.bootstrap import build_services
@@ -93,7 +85,7 @@ def _sync(args: argparse.Namespace) -> int:
 
     configure_logging()  # the run's own log lines go to stderr, the run record to stdout
     services = build_services()
-    tenants = [args.tenant] if args.tenant else _find_tenant(services, args.user)
+    tenants = [args.tenant] if args.tenant else services.connections.tenants_of(args.user)
     if not tenants:
         print(f"no connection for user {args.user}", file=sys.stderr)
         return 1
@@ -145,7 +137,7 @@ def _migrate_state(args: argparse.Namespace) -> int:
     from sync_core.state_migration import StateMigration
 
     services = build_services()
-    report = StateMigration(services.table_service, services.settings.storage_name, services.connections.table,
+    report = StateMigration(services.table_service, services.settings.storage_name, services.connections,
                             services.counter).run()
     print(json.dumps(report.as_dict(), indent=2))
     return 0

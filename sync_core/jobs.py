@@ -190,7 +190,7 @@ def run_user_sync(services: Services, tenant_id: str, user_id: str, budget: Budg
     if not tenant_store(services).get(tenant_id).integration_allowed:
         return None  # the tenant moved to the free plan: no Microsoft call
     # State the previous version kept under the user id alone moves to this (tenant, user) first.
-    migrate_user(services.table_service, services.settings.storage_name, services.connections.table,
+    migrate_user(services.table_service, services.settings.storage_name, services.connections,
                  tenant_id, user_id, services.counter)
     session = services.graph_session_for(tenant_id, user_id)
     if budget is not None:

@@ -27,8 +27,9 @@ from typing import Any
 
 from azure.data.tables import TableServiceClient
 
+from sync_core.adapters.connections_tables import TableConnections
 from sync_core.adapters.state_tables import CURSOR_ROW, CURSORS, LEASES, LEGACY_TABLES, state_partition
-from sync_core.adapters.tables import Entity, NameFunction, Op, RequestCounter, Table, key_part, storage_call
+from sync_core.adapters.tables import Entity, NameFunction, Op, RequestCounter, Table, storage_call
 from sync_core.errors import NotFoundError, SyncError
 
 log = logging.getLogger("sync_core.state_migration")
@@ -59,23 +60,18 @@ class MigrationReport:
 
 
 class StateMigration:
-    """Legacy tables → per-tenant tables. `tenants_of(user_id)` names the tenants with a connection
-    for that user id."""
+    """Legacy tables → per-tenant tables; `connections` says which tenants have each user id."""
 
-    def __init__(self, service: TableServiceClient, name: NameFunction, connections: Table,
+    def __init__(self, service: TableServiceClient, name: NameFunction, connections: TableConnections,
                  counter: RequestCounter | None = None) -> None:
         self._service = service
         self._name = name
         self._counter = counter or RequestCounter()
         self._connections = connections
 
-    def tenants_of(self, user_id: str) -> list[str]:
-        rows = self._connections.query("RowKey eq @rk", {"rk": key_part(user_id)}, select=["tenant_id"])
-        return sorted({str(row["tenant_id"]) for row in rows})
-
     def _all_owners(self) -> dict[str, list[str]]:
         owners: dict[str, set[str]] = defaultdict(set)
-        for row in self._connections.query("PartitionKey ge @lo", {"lo": ""}, page_size=1000,
+        for row in self._connections.table.query("PartitionKey ge @lo", {"lo": ""}, page_size=1000,
                                            select=["tenant_id", "user_id"]):
             owners[str(row["user_id"])].add(str(row["tenant_id"]))
         return {user: sorted(tenants) for user, tenants in owners.items()}
@@ -104,7 +100,7 @@ class StateMigration:
             partitions: list[str] | None = None
         else:
             tenant, user = only_user
-            owners = {user: self.tenants_of(user)}
+            owners = {user: self._connections.tenants_of(user)}
             partitions = [user, f"{user}{TASK_SCOPE}", *(f"{user}{TASK_SCOPE}|{t}" for t in ("todo", "calendar"))]
         for table in LEGACY_TABLES:
             target = Table(self._service, self._name(table), self._counter)
@@ -155,7 +151,7 @@ _checked: set[tuple[str, str, str]] = set()
 _checked_lock = threading.Lock()
 
 
-def migrate_user(service: TableServiceClient, name: NameFunction, connections: Table, tenant_id: str,
+def migrate_user(service: TableServiceClient, name: NameFunction, connections: TableConnections, tenant_id: str,
                  user_id: str, counter: RequestCounter | None = None) -> MigrationReport | None:
     """On first access (once per process and user): move this user's legacy rows when the previous
     version left a cursor for them. One point read when there is nothing to move."""

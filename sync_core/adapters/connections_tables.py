@@ -66,6 +66,11 @@ class TableConnections:
     def delete(self, tenant_id: str, user_id: str) -> None:
         self.table.delete(key_part(tenant_id), key_part(user_id))
 
+    def tenants_of(self, user_id: str) -> list[str]:
+        """Every tenant with a connection row for this user id (user ids repeat across tenants)."""
+        rows = self.table.query("RowKey eq @rk", {"rk": key_part(user_id)}, select=["tenant_id"])
+        return sorted({str(row["tenant_id"]) for row in rows})
+
     def iter_connected(self) -> Iterator[tuple[str, str]]:
         for entity in self.table.query("status eq @s", {"s": ConnectionStatus.CONNECTED.value},
                                        page_size=1000, select=["tenant_id", "user_id"]):

@@ -43,7 +43,7 @@ def legacy_partitions(services: Services, table: str) -> set[str]:
 
 
 def migration(services: Services) -> StateMigration:
-    return StateMigration(services.table_service, services.settings.storage_name, services.connections.table)
+    return StateMigration(services.table_service, services.settings.storage_name, services.connections)
 
 
 def assert_solo_moved_whole(services: Services) -> None:
@@ -126,6 +126,6 @@ def test_the_queue_worker_moves_a_users_state_before_its_first_sync(services: Se
     assert_solo_moved_whole(services)
     assert_twin_left_alone(services)
     # A user id connected in two tenants is not guessed at, by the worker either.
-    assert migrate_user(services.table_service, services.settings.storage_name, services.connections.table,
+    assert migrate_user(services.table_service, services.settings.storage_name, services.connections,
                         "tenant-north", TWIN) is not None
     assert_twin_left_alone(services)
