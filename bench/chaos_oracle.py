@@ -18,11 +18,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bench.chaos_people import GraphPerson, History, SimUser, tag_of, task_tag_of
-from sync_core.accounts import normalise_company
-from sync_core.adapters.crm_tables import TableCrm
-from sync_core.errors import InvalidRecordError
-from sync_core.mapping import company_for_account, crm_to_fields, graph_to_contact
-from sync_core.models import (
+from sync_core.kinds.contacts.accounts import normalise_company
+from sync_core.adapters.tables.crm import TableCrm
+from sync_core.domain.errors import InvalidRecordError
+from sync_core.kinds.contacts.mapping import company_for_account, crm_to_fields, graph_to_contact
+from sync_core.domain.models import (
     FOLDER_NAME,
     ContactFields,
     ContactScope,
@@ -30,7 +30,7 @@ from sync_core.models import (
     TaskTarget,
     UserSyncSettings,
 )
-from sync_core.task_mapping import crm_to_task_fields, graph_to_task, project
+from sync_core.kinds.tasks.mapping import crm_to_task_fields, graph_to_task, project
 
 
 @dataclass

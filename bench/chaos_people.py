@@ -28,9 +28,9 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from m365_emulator.server import ControlClient
-from sync_core.adapters.crm_tables import TableCrm
-from sync_core.errors import ConcurrencyError, NotFoundError, SyncError
-from sync_core.models import FOLDER_NAME, Address, CrmContact, CrmTask, TaskStatus, UserSyncSettings
+from sync_core.adapters.tables.crm import TableCrm
+from sync_core.domain.errors import ConcurrencyError, NotFoundError, SyncError
+from sync_core.domain.models import FOLDER_NAME, Address, CrmContact, CrmTask, TaskStatus, UserSyncSettings
 from tests.functions.stack import WebClient
 
 TAG = re.compile(r"\b([cm]\d+)$")

@@ -62,8 +62,8 @@ def _child_first_call(graph_url: str, control_url: str, mailbox_id: str) -> dict
 
     imported = time.perf_counter()
     from m365_emulator.server import ControlClient
-    from sync_core.adapters.graph_contacts import GraphContacts
-    from sync_core.adapters.graph_session import GraphSession
+    from sync_core.adapters.graph.contacts import GraphContacts
+    from sync_core.adapters.graph.session import GraphSession
     from sync_core.adapters.tokens import StaticTokenCredential
 
     control = ControlClient(control_url)

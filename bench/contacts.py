@@ -17,7 +17,7 @@ from typing import Any
 from bench.harness import ContactRig, make_rig
 from devhost.azurite import Azurite
 from m365_emulator.server import EmulatorProcess
-from sync_core.models import CrmContact
+from sync_core.domain.models import CrmContact
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from devhost.azurite import Azurite
 from m365_emulator.server import ControlClient, EmulatorProcess
-from sync_core.models import CrmContact, CrmTask, RunOutcome, RunRecord
+from sync_core.domain.models import CrmContact, CrmTask, RunOutcome, RunRecord
 
 LIMIT, WINDOW, BUDGET = 1000, 60.0, 60.0
 EXECUTED = re.compile(r"Executed 'Functions\.sync_worker' \((\w+), Id=[^,]+, Duration=(\d+)ms\)")

@@ -14,13 +14,13 @@ import httpx
 
 from devhost.azurite import Azurite
 from m365_emulator.server import EmulatorProcess
-from sync_core.adapters.tables import Op, Table, key_part
+from sync_core.adapters.tables.common import Op, Table, key_part
 from sync_core.bootstrap import build_services
-from sync_core.connections import ConnectionStatus
-from sync_core.jobs import fan_out
-from sync_core.models import CrmContact, UserSyncSettings
+from sync_core.domain.connections import ConnectionStatus
+from sync_core.app.jobs import fan_out
+from sync_core.domain.models import CrmContact, UserSyncSettings
 from sync_core.settings import load_settings
-from sync_core.tenants import Plan, Tenant, tenant_store
+from sync_core.app.tenants import Plan, Tenant, tenant_store
 
 
 def webhook_latency(azurite: Azurite, emulator: EmulatorProcess, edits: int = 50) -> dict[str, Any]:

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from m365_emulator.server import ControlClient
-from sync_core.adapters.crm_tables import TableCrm
-from sync_core.adapters.graph_contacts import GraphContacts
-from sync_core.adapters.graph_session import GraphSession, Pacer
-from sync_core.adapters.state_tables import TableStateStore
-from sync_core.adapters.tables import RequestCounter, connect
+from sync_core.adapters.tables.crm import TableCrm
+from sync_core.adapters.graph.contacts import GraphContacts
+from sync_core.adapters.graph.session import GraphSession, Pacer
+from sync_core.adapters.tables.state import TableStateStore
+from sync_core.adapters.tables.common import RequestCounter, connect
 from sync_core.adapters.tokens import StaticTokenCredential
-from sync_core.models import Account, CrmContact, RunRecord, UserSyncSettings
+from sync_core.domain.models import Account, CrmContact, RunRecord, UserSyncSettings
 
 
 def _name_function(prefix: str):  # type: ignore[no-untyped-def]
@@ -40,7 +40,7 @@ class ContactRig:
         return GraphSession(self.graph_url, credential, timeout=self.timeout, pacer=self.pacer)
 
     def sync(self, **kwargs: Any) -> RunRecord:
-        from sync_core.service import sync_user
+        from sync_core.kinds.contacts.run import sync_user
 
         session = self.session()
         try:

@@ -14,10 +14,10 @@ import psutil
 
 from bench.harness import ContactRig
 from m365_emulator.server import ControlClient
-from sync_core.adapters.crm_tables import TableCrm
-from sync_core.adapters.state_tables import TableStateStore
-from sync_core.adapters.tables import RequestCounter, connect
-from sync_core.models import UserSyncSettings
+from sync_core.adapters.tables.crm import TableCrm
+from sync_core.adapters.tables.state import TableStateStore
+from sync_core.adapters.tables.common import RequestCounter, connect
+from sync_core.domain.models import UserSyncSettings
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
                      state=TableStateStore(service, names, counter=counter),
                      settings=UserSyncSettings(tenant_id=ns.tenant, user_id=ns.user), storage_counter=counter)
     import msgraph  # noqa: F401  - warm the SDK as a worker would be before its first run
-    from sync_core import service as _service  # noqa: F401
+    from sync_core.kinds.contacts import run as _run  # noqa: F401  - imported as a worker would have it
 
     process = psutil.Process()
     idle = process.memory_info().rss

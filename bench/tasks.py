@@ -23,10 +23,10 @@ import httpx
 from bench.harness import ContactRig, make_rig
 from devhost.azurite import Azurite
 from m365_emulator.server import ControlClient, EmulatorProcess
-from sync_core.adapters.graph_contacts import GraphContacts
-from sync_core.adapters.graph_tasks import GraphTasks
-from sync_core.models import FOLDER_NAME, Account, CrmTask, RunRecord, TaskTarget
-from sync_core.service import sync_user
+from sync_core.adapters.graph.contacts import GraphContacts
+from sync_core.adapters.graph.tasks import GraphTasks
+from sync_core.domain.models import FOLDER_NAME, Account, CrmTask, RunRecord, TaskTarget
+from sync_core.kinds.contacts.run import sync_user
 
 PUSH_COUNT = 2000
 LINKED_COUNT = 1000

@@ -56,9 +56,9 @@ def _fail(message: str) -> int:
 
 
 def _is_settings_error(exc: BaseException) -> bool:
-    """The app's own one-line configuration error (sync_core.errors.SettingsError), if the app has one."""
+    """The app's own one-line configuration error (sync_core.domain.errors.SettingsError), if the app has one."""
     try:
-        from sync_core.errors import SettingsError
+        from sync_core.domain.errors import SettingsError
     except ImportError:
         return False
     return isinstance(exc, SettingsError)

@@ -271,10 +271,10 @@ def _load_values(path: Path) -> dict[str, str]:
 
 def _seed(effective: dict[str, str], emulator: dict[str, Any] | None) -> list[str]:
     try:
-        from sync_core.demo import seed_demo
+        from sync_core.app.demo import seed_demo
     except ImportError:
-        return ["Demo data: not available yet (sync_core.demo is missing)."]
-    from sync_core.errors import SettingsError
+        return ["Demo data: not available yet (sync_core.app.demo is missing)."]
+    from sync_core.domain.errors import SettingsError
     from sync_core.settings import load_settings
 
     try:

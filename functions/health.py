@@ -5,7 +5,7 @@ import json
 
 import azure.functions as func
 
-from sync_core.health import check_health
+from sync_core.app.health import check_health
 from sync_core.settings import get_settings
 
 bp = func.Blueprint()

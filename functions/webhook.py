@@ -5,7 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http_bridge import serve
-from sync_core import webhook
+from sync_core.app import webhook
 
 bp = func.Blueprint()
 ANONYMOUS = func.AuthLevel.ANONYMOUS

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from sync_core import freshness
+from sync_core.app import freshness
 from sync_core.bootstrap import build_services
 
 bp = func.Blueprint()

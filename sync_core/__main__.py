@@ -20,8 +20,8 @@ import os
 import sys
 from pathlib import Path
 
-from sync_core.errors import SettingsError, StorageError
-from sync_core.web_auth import LAUNCH_MAX_LIFETIME
+from sync_core.domain.errors import SettingsError, StorageError
+from sync_core.web.auth import LAUNCH_MAX_LIFETIME
 
 LOCAL_SETTINGS = Path("local.settings.json")
 
@@ -79,7 +79,7 @@ def _load_settings_file(path: Path | None) -> None:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from sync_core import jobs
+    from sync_core.app import jobs
     from sync_core.bootstrap import build_services
     from sync_core.logs import configure_logging
 
@@ -104,7 +104,7 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from sync_core import ops
+    from sync_core.app import ops
     from sync_core.bootstrap import build_services
 
     services = build_services()
@@ -125,7 +125,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _launch_link(args: argparse.Namespace) -> int:
     from sync_core.settings import get_settings
-    from sync_core.web_auth import launch_url
+    from sync_core.web.auth import launch_url
 
     settings = get_settings()
     print(launch_url(settings.public_base_url, settings.crm_launch_secret, args.tenant, args.user, args.lifetime))
@@ -134,7 +134,7 @@ def _launch_link(args: argparse.Namespace) -> int:
 
 def _migrate_state(args: argparse.Namespace) -> int:
     from sync_core.bootstrap import build_services
-    from sync_core.state_migration import StateMigration
+    from sync_core.app.state_migration import StateMigration
 
     services = build_services()
     report = StateMigration(services.table_service, services.settings.storage_name, services.connections,

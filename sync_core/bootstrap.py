@@ -6,18 +6,18 @@ from dataclasses import dataclass, field
 
 from azure.data.tables import TableServiceClient
 
-from sync_core.adapters.connections_tables import TableConnections, TableTokens
-from sync_core.adapters.crm_tables import TableCrm
-from sync_core.adapters.graph_contacts import GraphContacts
-from sync_core.adapters.graph_session import GraphSession, Pacer
-from sync_core.adapters.graph_tasks import GraphTasks
+from sync_core.adapters.tables.connections import TableConnections, TableTokens
+from sync_core.adapters.tables.crm import TableCrm
+from sync_core.adapters.graph.contacts import GraphContacts
+from sync_core.adapters.graph.session import GraphSession, Pacer
+from sync_core.adapters.graph.tasks import GraphTasks
 from sync_core.adapters.queues import SyncQueue
-from sync_core.adapters.state_tables import TableStateStore
-from sync_core.adapters.tables import RequestCounter, connect
+from sync_core.adapters.tables.state import TableStateStore
+from sync_core.adapters.tables.common import RequestCounter, connect
 from sync_core.adapters.tokens import MsalCredential, TokenCipher
-from sync_core.models import UserSyncSettings
+from sync_core.domain.models import UserSyncSettings
 from sync_core.logs import register_secret
-from sync_core.oauth import OAuthFlows
+from sync_core.app.oauth import OAuthFlows
 from sync_core.settings import AppSettings, get_settings
 
 

@@ -24,9 +24,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sync_core import mapping
-from sync_core.accounts import normalise_company
-from sync_core.errors import (
+from sync_core.kinds.contacts import mapping
+from sync_core.kinds.contacts.accounts import normalise_company
+from sync_core.domain.errors import (
     AlreadyExistsError,
     ConcurrencyError,
     DeltaExpiredError,
@@ -35,7 +35,7 @@ from sync_core.errors import (
     NotFoundError,
     SyncError,
 )
-from sync_core.models import (
+from sync_core.domain.models import (
     Account,
     ContactFields,
     CrmContact,
@@ -58,7 +58,7 @@ from sync_core.models import (
     UserSyncSettings,
 )
 from sync_core.ports import ITEM_GONE, TaskUpdate, TaskWriteResult, WriteResult
-from sync_core.task_mapping import (
+from sync_core.kinds.tasks.mapping import (
     TASK_ID_PROPERTY,
     at_local,
     event_create_body,

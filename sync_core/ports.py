@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sync_core.errors import SyncError
-from sync_core.models import (
+from sync_core.domain.errors import SyncError
+from sync_core.domain.models import (
     Account,
     ContactFields,
     CrmContact,

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sync_core.errors import SettingsError
+from sync_core.domain.errors import SettingsError
 
 # What each setting holds, shown in start-up errors, the README table and local.settings.example.json.
 SETTING_HELP: dict[str, str] = {

@@ -17,7 +17,7 @@ import traceback
 import function_app  # noqa: F401  (the import under test)
 from sync_core.logs import register_secret
 
-LOGGERS = ["sync_core.service", "azure.core.pipeline.policies.http_logging_policy", "azure.identity", "msal",
+LOGGERS = ["sync_core.kinds.contacts.run", "azure.core.pipeline.policies.http_logging_policy", "azure.identity", "msal",
            "httpx", "urllib3.connectionpool", "some_vendor.sdk.transport"]
 
 

@@ -4,12 +4,12 @@ import os
 
 import pytest
 
-from sync_core.adapters.connections_tables import TableConnections, TableTokens
-from sync_core.adapters.tables import connect
+from sync_core.adapters.tables.connections import TableConnections, TableTokens
+from sync_core.adapters.tables.common import connect
 from sync_core.adapters.tokens import TokenCipher
-from sync_core.connections import ConnectionStatus
-from sync_core.errors import ConcurrencyError, SyncError
-from sync_core.models import SyncMode
+from sync_core.domain.connections import ConnectionStatus
+from sync_core.domain.errors import ConcurrencyError, SyncError
+from sync_core.domain.models import SyncMode
 from sync_core.settings import load_settings
 
 

@@ -134,7 +134,7 @@ def test_importing_the_app_loads_no_graph_sdk_until_a_session_opens() -> None:
 import json, sys
 import function_app
 before = sorted(m for m in sys.modules if m.startswith(("msgraph", "kiota_")))
-from sync_core.adapters.graph_session import GraphSession
+from sync_core.adapters.graph.session import GraphSession
 from sync_core.adapters.tokens import StaticTokenCredential
 session = GraphSession("http://127.0.0.1:9/v1.0", StaticTokenCredential(lambda: ("t", 2**31)))
 session.close()

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from sync_core.adapters.connections_tables import TableTokens
-from sync_core.adapters.tables import connect, key_part
+from sync_core.adapters.tables.connections import TableTokens
+from sync_core.adapters.tables.common import connect, key_part
 from sync_core.adapters.tokens import TokenCipher
 from sync_core.redaction import MASK, RUNTIME_SECRETS_MAX, redact, redact_record, register_secret
 from sync_core.settings import load_settings

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sync_core.errors import SettingsError
+from sync_core.domain.errors import SettingsError
 from sync_core.settings import load_settings
 
 VALID = {

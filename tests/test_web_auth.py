@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sync_core.web_auth import (
+from sync_core.web.auth import (
     AuthError,
     check_csrf,
     cookie_from_header,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import urllib3
 from azure.storage.queue import QueueClient, QueueSasPermissions, generate_queue_sas
 
-from sync_core.errors import StorageError
+from sync_core.domain.errors import StorageError
 
 _SAS_LIFETIME = timedelta(hours=1)
 _SAS_RENEW_BEFORE = timedelta(minutes=10)

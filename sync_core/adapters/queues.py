@@ -14,7 +14,7 @@ from azure.storage.queue import ExponentialRetry, QueueClient, TextBase64EncodeP
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sync_core.adapters.queue_bulk import BulkSender
-from sync_core.errors import InvalidRecordError, StorageError
+from sync_core.domain.errors import InvalidRecordError, StorageError
 
 # Storage Queues have no batch send; sends in flight hide the round trips (the fan-out's bulk path is
 # queue_bulk.BulkSender; this is the fallback when there is no account key to sign a SAS with).

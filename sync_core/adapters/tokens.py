@@ -20,7 +20,7 @@ from azure.core.credentials import AccessToken, AccessTokenInfo
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from sync_core.errors import ReconnectNeededError, SyncError
+from sync_core.domain.errors import ReconnectNeededError, SyncError
 from sync_core.redaction import register_secret
 from sync_core.settings import AppSettings
 

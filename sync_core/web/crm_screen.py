@@ -9,15 +9,15 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sync_core import jobs
+from sync_core.app import jobs
 from sync_core.bootstrap import Services
-from sync_core.connections import ConnectionStatus
-from sync_core.errors import ConcurrencyError, InvalidRecordError, NotFoundError
-from sync_core.models import Account, Address, CrmContact
+from sync_core.domain.connections import ConnectionStatus
+from sync_core.domain.errors import ConcurrencyError, InvalidRecordError, NotFoundError
+from sync_core.domain.models import Account, Address, CrmContact
 from sync_core.web.http import HttpError, WebRequest, WebResponse, html, redirect, with_query
 from sync_core.web.render import Banner, render
 from sync_core.web.session import csrf_for, current_caller, require_csrf
-from sync_core.web_auth import Caller
+from sync_core.web.auth import Caller
 
 log = logging.getLogger("sync_core.web")
 

@@ -12,15 +12,15 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sync_core import jobs
+from sync_core.app import jobs
 from sync_core.bootstrap import Services
-from sync_core.connections import ConnectionStatus
-from sync_core.errors import ConcurrencyError, InvalidRecordError, NotFoundError
-from sync_core.models import CrmTask, TaskStatus
+from sync_core.domain.connections import ConnectionStatus
+from sync_core.domain.errors import ConcurrencyError, InvalidRecordError, NotFoundError
+from sync_core.domain.models import CrmTask, TaskStatus
 from sync_core.web.http import HttpError, WebRequest, WebResponse, html, redirect, with_query
 from sync_core.web.render import Banner, render
 from sync_core.web.session import csrf_for, current_caller, require_csrf
-from sync_core.web_auth import Caller
+from sync_core.web.auth import Caller
 
 TASKS_PATH = "/api/crm/tasks"
 LIST_LIMIT = 200

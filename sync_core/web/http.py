@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode
 
-from sync_core.web_auth import cookie_from_header
+from sync_core.web.auth import cookie_from_header
 
 MAX_FORM_BYTES = 64 * 1024  # settings and CRM forms are a few hundred bytes
 MAX_FIELD_CHARS = 4000

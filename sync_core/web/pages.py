@@ -10,15 +10,15 @@ import logging
 from collections.abc import Mapping
 from urllib.parse import quote
 
-from sync_core import jobs
+from sync_core.app import jobs
 from sync_core.bootstrap import Services
-from sync_core.connections import Connection, ConnectionStatus
-from sync_core.disconnect import LEFT_TEXT, SyncRunning, disconnect_user, what_will_be_deleted
-from sync_core.errors import ConcurrencyError, SyncError
-from sync_core.models import UserSyncSettings
-from sync_core.oauth import OAuthError
-from sync_core.subscriptions import subscribe_user
-from sync_core.tenants import tenant_store
+from sync_core.domain.connections import Connection, ConnectionStatus
+from sync_core.app.disconnect import LEFT_TEXT, SyncRunning, disconnect_user, what_will_be_deleted
+from sync_core.domain.errors import ConcurrencyError, SyncError
+from sync_core.domain.models import UserSyncSettings
+from sync_core.app.oauth import OAuthError
+from sync_core.app.subscriptions import subscribe_user
+from sync_core.app.tenants import tenant_store
 from sync_core.web.http import HttpError, WebRequest, WebResponse, html, redirect, with_query
 from sync_core.web.preview import PreviewView, build_preview
 from sync_core.web.render import Banner, render
@@ -38,7 +38,7 @@ from sync_core.web.settings_form import (
     submitted_values,
 )
 from sync_core.web.status import status_view
-from sync_core.web_auth import AuthError, Caller
+from sync_core.web.auth import AuthError, Caller
 
 log = logging.getLogger("sync_core.web")
 

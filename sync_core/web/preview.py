@@ -1,6 +1,6 @@
 """Section 3 of the settings page: what Microsoft will receive under the given settings.
 
-Every contact shown goes through sync_core.mapping.preview_contact, the same code the sync uses
+Every contact shown goes through sync_core.kinds.contacts.mapping.preview_contact, the same code the sync uses
 to build the Graph body, so the preview cannot differ from what is sent.
 """
 from __future__ import annotations
@@ -10,9 +10,11 @@ from dataclasses import dataclass, field, replace
 from collections.abc import Mapping
 from typing import Any
 
-from sync_core import mapping, task_mapping
-from sync_core.errors import InvalidRecordError
-from sync_core.models import Account, ContactScope, CrmContact, CrmTask, SyncMode, TaskTarget, UserSyncSettings
+from sync_core.kinds.contacts import mapping
+
+from sync_core.kinds.tasks import mapping as task_mapping
+from sync_core.domain.errors import InvalidRecordError
+from sync_core.domain.models import Account, ContactScope, CrmContact, CrmTask, SyncMode, TaskTarget, UserSyncSettings
 from sync_core.ports import CrmPort, CrmTasksPort
 
 PREVIEW_CONTACTS = 5

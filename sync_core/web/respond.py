@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from sync_core.bootstrap import Services, build_services
-from sync_core.errors import SettingsError, StorageError
+from sync_core.domain.errors import SettingsError, StorageError
 from sync_core.web.http import HttpError, WebRequest, WebResponse, html, security_headers, text
 from sync_core.web.render import render
-from sync_core.web_auth import AuthError
+from sync_core.web.auth import AuthError
 
 log = logging.getLogger("sync_core.web")
 

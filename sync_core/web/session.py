@@ -1,15 +1,15 @@
 """Who is calling, for every page: launch links (single-use nonces in Table Storage), the
-session cookie and CSRF checks, on top of sync_core.web_auth."""
+session cookie and CSRF checks, on top of sync_core.web.auth."""
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
 
-from sync_core.adapters.tables import Table, key_part
+from sync_core.adapters.tables.common import Table, key_part
 from sync_core.bootstrap import Services
-from sync_core.errors import AlreadyExistsError
+from sync_core.domain.errors import AlreadyExistsError
 from sync_core.web.http import HttpError, WebRequest
-from sync_core.web_auth import (
+from sync_core.web.auth import (
     SESSION_COOKIE,
     AuthError,
     Caller,

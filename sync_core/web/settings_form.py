@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from sync_core.models import (
+from sync_core.domain.models import (
     TIMED_REMINDER_CHOICES,
     AllDayReminder,
     ContactScope,

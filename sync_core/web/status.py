@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from sync_core.connections import Connection, ConnectionStatus
-from sync_core.models import RunOutcome, RunRecord
+from sync_core.domain.connections import Connection, ConnectionStatus
+from sync_core.domain.models import RunOutcome, RunRecord
 
 AWAITING_FIRST_SYNC = "Awaiting first sync"
 

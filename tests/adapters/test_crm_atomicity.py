@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from azure.data.tables import TableServiceClient
 
-from sync_core.adapters.crm_tables import COUNTER_ROW, FEED_PREFIX, TABLE, TableCrm
-from sync_core.adapters.tables import as_int, unescape_key_part
-from sync_core.errors import InvalidRecordError
-from sync_core.models import CrmContact
+from sync_core.adapters.tables.crm import COUNTER_ROW, FEED_PREFIX, TABLE, TableCrm
+from sync_core.adapters.tables.common import as_int, unescape_key_part
+from sync_core.domain.errors import InvalidRecordError
+from sync_core.domain.models import CrmContact
 from sync_core.settings import AppSettings
 from sync_core.settings import load_settings
 
@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # job_title, so the parent can tell how many feed entries each surviving record must have.
 CHILD = """
 import sys
-from sync_core.adapters.crm_tables import TableCrm
-from sync_core.models import CrmContact
+from sync_core.adapters.tables.crm import TableCrm
+from sync_core.domain.models import CrmContact
 crm = TableCrm(sys.argv[1], lambda base: sys.argv[2] + base)
 account = crm.create_account("t1", "Engines", None)
 contacts = []

@@ -1,8 +1,8 @@
 """Bulk import writes every contact with its own feed entry, in few transactions."""
 from __future__ import annotations
 
-from sync_core.adapters.crm_tables import TableCrm
-from sync_core.models import CrmContact
+from sync_core.adapters.tables.crm import TableCrm
+from sync_core.domain.models import CrmContact
 from sync_core.settings import load_settings
 
 

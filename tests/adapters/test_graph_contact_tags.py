@@ -8,8 +8,8 @@ from bench.chaos_people import GraphPerson
 from bench.harness import make_rig
 from devhost.azurite import Azurite
 from m365_emulator.server import ControlClient, EmulatorProcess
-from sync_core.adapters.graph_contacts import GraphContacts
-from sync_core.models import FOLDER_NAME
+from sync_core.adapters.graph.contacts import GraphContacts
+from sync_core.domain.models import FOLDER_NAME
 from sync_core.ports import ITEM_GONE
 from tests.fixtures_emulator import emulator, emulator_control  # noqa: F401
 

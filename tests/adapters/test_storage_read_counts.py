@@ -6,10 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from sync_core.adapters.crm_tables import TableCrm
-from sync_core.adapters.state_tables import TableStateStore
-from sync_core.adapters.tables import RequestCounter, connect
-from sync_core.models import CrmContact, Link, RunRecord
+from sync_core.adapters.tables.crm import TableCrm
+from sync_core.adapters.tables.state import TableStateStore
+from sync_core.adapters.tables.common import RequestCounter, connect
+from sync_core.domain.models import CrmContact, Link, RunRecord
 from sync_core.settings import AppSettings, load_settings
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)

@@ -9,7 +9,7 @@ import pytest
 from azure.storage.queue import QueueClient
 
 from sync_core.adapters.queues import SyncJob, SyncQueue
-from sync_core.errors import InvalidRecordError, StorageError
+from sync_core.domain.errors import InvalidRecordError, StorageError
 from sync_core.settings import load_settings
 
 

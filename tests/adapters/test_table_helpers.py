@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 
 from devhost.azurite import connection_string
 from devhost.procs import free_port
-from sync_core.adapters.crm_tables import TableCrm
-from sync_core.adapters.state_tables import TableStateStore
-from sync_core.adapters.tables import key_part, prefix_upper_bound, unescape_key_part
-from sync_core.errors import StorageError
-from sync_core.models import Link
+from sync_core.adapters.tables.crm import TableCrm
+from sync_core.adapters.tables.state import TableStateStore
+from sync_core.adapters.tables.common import key_part, prefix_upper_bound, unescape_key_part
+from sync_core.domain.errors import StorageError
+from sync_core.domain.models import Link
 
 FORBIDDEN_IN_KEYS = set("/\\#?") | {chr(c) for c in range(0x20)} | {chr(c) for c in range(0x7F, 0xA0)}
 

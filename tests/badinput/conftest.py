@@ -13,10 +13,10 @@ from bench.chaos_people import GraphPerson
 from bench.harness import ContactRig, make_rig
 from devhost.azurite import Azurite
 from m365_emulator.server import ControlClient, EmulatorProcess
-from sync_core.adapters.graph_contacts import GraphContacts
-from sync_core.adapters.graph_tasks import GraphTasks
-from sync_core.models import RunRecord, UserSyncSettings
-from sync_core.service import sync_user
+from sync_core.adapters.graph.contacts import GraphContacts
+from sync_core.adapters.graph.tasks import GraphTasks
+from sync_core.domain.models import RunRecord, UserSyncSettings
+from sync_core.kinds.contacts.run import sync_user
 from tests.fixtures_emulator import emulator, emulator_control  # noqa: F401
 
 

@@ -9,10 +9,10 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
-from sync_core.errors import InvalidRecordError
-from sync_core.mapping import CRM_ID_PROPERTY, crm_to_fields, graph_to_contact
-from sync_core.models import FOLDER_NAME, Address, CrmContact, LinkState, RunOutcome, RunRecord
-from sync_core.planner import import_crm_id
+from sync_core.domain.errors import InvalidRecordError
+from sync_core.kinds.contacts.mapping import CRM_ID_PROPERTY, crm_to_fields, graph_to_contact
+from sync_core.domain.models import FOLDER_NAME, Address, CrmContact, LinkState, RunOutcome, RunRecord
+from sync_core.kinds.contacts.planner import import_crm_id
 from tests.badinput.conftest import Rig
 from tests.badinput.strategies import crm_contact_values, graph_contact
 

@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 
 from devhost.azurite import Azurite
 from m365_emulator.server import ControlClient, EmulatorProcess
-from sync_core.errors import InvalidRecordError
-from sync_core.models import CrmTask, LinkState, RunOutcome, TaskStatus, TaskTarget
-from sync_core.planner import Side
-from sync_core.task_engine import crm_record_id
-from sync_core.task_mapping import crm_to_task_fields, graph_to_task, project
-from sync_core.task_service import task_partition
+from sync_core.domain.errors import InvalidRecordError
+from sync_core.domain.models import CrmTask, LinkState, RunOutcome, TaskStatus, TaskTarget
+from sync_core.kinds.contacts.planner import Side
+from sync_core.kinds.tasks.executor import crm_record_id
+from sync_core.kinds.tasks.mapping import crm_to_task_fields, graph_to_task, project
+from sync_core.kinds.tasks.run import task_partition
 from tests.badinput.conftest import Rig, make_bad_input_rig
 from tests.badinput.strategies import BODY, DAY, TEXT, WALL, ZONES, due
 from tests.fixtures_emulator import emulator, emulator_control  # noqa: F401

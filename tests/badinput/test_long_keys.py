@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
-from sync_core.adapters.crm_tables import TableCrm
-from sync_core.adapters.tables import connect
-from sync_core.mapping import TEXT_MAX, EMAIL_MAX, crm_to_fields, graph_to_contact
-from sync_core.models import FOLDER_NAME, CrmContact, LinkState, RunOutcome
+from sync_core.adapters.tables.crm import TableCrm
+from sync_core.adapters.tables.common import connect
+from sync_core.kinds.contacts.mapping import TEXT_MAX, EMAIL_MAX, crm_to_fields, graph_to_contact
+from sync_core.domain.models import FOLDER_NAME, CrmContact, LinkState, RunOutcome
 from devhost.azurite import Azurite
 from tests.badinput.conftest import Rig
 

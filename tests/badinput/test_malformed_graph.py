@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from devhost.azurite import Azurite
 from m365_emulator.server import ControlClient, EmulatorProcess
-from sync_core.mapping import CRM_ID_PROPERTY
-from sync_core.models import FOLDER_NAME, CrmContact, LinkState, RunOutcome
+from sync_core.kinds.contacts.mapping import CRM_ID_PROPERTY
+from sync_core.domain.models import FOLDER_NAME, CrmContact, LinkState, RunOutcome
 from tests.badinput.conftest import Rig, make_bad_input_rig
 from tests.badinput.corrupting_proxy import MUTATIONS, CorruptingProxy, Rule
 from tests.fixtures_emulator import emulator, emulator_control  # noqa: F401

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from sync_core.models import CrmContact
-from sync_core.subscriptions import Kind, subscription_store
+from sync_core.domain.models import CrmContact
+from sync_core.app.subscriptions import Kind, subscription_store
 from tests.functions.stack import Stack, wait_for
 
 FOLDER = "Really Simple Systems"

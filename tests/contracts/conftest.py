@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from sync_core.adapters.crm_tables import TableCrm
-from sync_core.adapters.state_tables import TableStateStore
+from sync_core.adapters.tables.crm import TableCrm
+from sync_core.adapters.tables.state import TableStateStore
 from sync_core.ports import CrmPort, StateStore
 from sync_core.settings import load_settings
 

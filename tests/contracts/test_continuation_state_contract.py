@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timezone
 
-from sync_core.models import Cursor, Progress, RunOutcome, RunRecord
+from sync_core.domain.models import Cursor, Progress, RunOutcome, RunRecord
 from sync_core.ports import StateStore
 
 TENANT = "tenant-cont"
@@ -30,7 +30,7 @@ def test_a_continuing_run_keeps_its_progress_and_the_cursor_its_fanout_mark(stor
 def test_rows_from_before_the_budget_read_without_progress_or_fanout_mark() -> None:
     from azure.data.tables import TableEntity
 
-    from sync_core.adapters.state_tables import cursor_from_entity, cursor_to_entity, run_from_entity, run_to_entity
+    from sync_core.adapters.tables.state import cursor_from_entity, cursor_to_entity, run_from_entity, run_to_entity
 
     def stored(entity: dict[str, object], drop: str) -> TableEntity:
         row = TableEntity({k: v for k, v in entity.items() if k != drop})

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from sync_core.errors import AlreadyExistsError, ConcurrencyError, NotFoundError
-from sync_core.models import Address, CrmContact, FeedEntry
+from sync_core.domain.errors import AlreadyExistsError, ConcurrencyError, NotFoundError
+from sync_core.domain.models import Address, CrmContact, FeedEntry
 from sync_core.ports import CrmPort
 
 

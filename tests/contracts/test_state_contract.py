@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from sync_core.errors import AlreadyExistsError, ConcurrencyError, LeaseHeldError
-from sync_core.models import (
+from sync_core.domain.errors import AlreadyExistsError, ConcurrencyError, LeaseHeldError
+from sync_core.domain.models import (
     Address,
     ContactFields,
     Cursor,

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sync_core.fakes import FakeCrm, FakeMicrosoft, FakeStateStore
-from sync_core.mapping import crm_to_fields, graph_to_contact
-from sync_core.models import (
+from sync_core.kinds.contacts.mapping import crm_to_fields, graph_to_contact
+from sync_core.domain.models import (
     FOLDER_NAME,
     Account,
     ContactFields,
@@ -18,7 +18,7 @@ from sync_core.models import (
     SyncMode,
     UserSyncSettings,
 )
-from sync_core.service import SyncOptions, sync_user
+from sync_core.kinds.contacts.run import SyncOptions, sync_user
 
 TENANT = "tenant-1"
 USER = "user-1"

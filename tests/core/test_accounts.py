@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from sync_core.accounts import normalise_company, resolve_account
+from sync_core.kinds.contacts.accounts import normalise_company, resolve_account
 from sync_core.fakes import FakeCrm
-from sync_core.models import DEFAULT_IMPORT_ACCOUNT, Account
+from sync_core.domain.models import DEFAULT_IMPORT_ACCOUNT, Account
 
 T = "tenant-1"
 

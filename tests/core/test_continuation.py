@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from sync_core.budget import Budget
-from sync_core.engine import EngineConfig
-from sync_core.models import RunOutcome, RunRecord
-from sync_core.service import SyncOptions
+from sync_core.sync.budget import Budget
+from sync_core.kinds.contacts.executor import EngineConfig
+from sync_core.domain.models import RunOutcome, RunRecord
+from sync_core.kinds.contacts.run import SyncOptions
 from tests.core.core_world import TENANT, USER, World
 from tests.tasks.task_world import TaskWorld
 
@@ -113,7 +113,7 @@ def test_a_task_edited_after_its_push_while_the_chain_goes_on_is_synced() -> Non
 
 
 def _task_sync(world: TaskWorld) -> RunRecord:
-    from sync_core.service import sync_user
+    from sync_core.kinds.contacts.run import sync_user
 
     world.ms.settings = world.user
     return sync_user(world.user, world.crm, world.contacts, world.state, now=world.clock, sleep=world.sleeps.append,
@@ -131,7 +131,7 @@ class _Ticks:
 
 
 def test_the_budget_counts_the_wait_the_pacer_would_impose_on_the_next_chunk() -> None:
-    from sync_core.adapters.graph_session import Pacer
+    from sync_core.adapters.graph.session import Pacer
 
     ticks = _Ticks()
     pacer = Pacer(100, 60, headroom=1.0, clock=ticks, sleep=lambda seconds: None)

@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 from core_world import TENANT, USER, World
 
-from sync_core.errors import LeaseHeldError, NotFoundError, ThrottledError, TransientError
+from sync_core.domain.errors import LeaseHeldError, NotFoundError, ThrottledError, TransientError
 from sync_core.fakes import DEFAULT_CONTACTS_FOLDER, FakeMicrosoft, FakeStateStore, SimulatedCrash
-from sync_core.models import (
+from sync_core.domain.models import (
     DEFAULT_IMPORT_ACCOUNT,
     FOLDER_NAME,
     ContactScope,
@@ -17,8 +17,8 @@ from sync_core.models import (
     RunOutcome,
     SyncMode,
 )
-from sync_core.planner import GuardLimits
-from sync_core.service import SyncOptions
+from sync_core.kinds.contacts.planner import GuardLimits
+from sync_core.kinds.contacts.run import SyncOptions
 
 
 def populate(world: World, count: int, company: str = "Contoso, Inc.") -> list[str]:

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sync_core import mapping
-from sync_core.errors import InvalidRecordError
-from sync_core.mapping import (
+from sync_core.kinds.contacts import mapping
+from sync_core.domain.errors import InvalidRecordError
+from sync_core.kinds.contacts.mapping import (
     CRM_ID_PROPERTY,
     OWNED_GRAPH_FIELDS,
     crm_to_fields,
@@ -21,7 +21,7 @@ from sync_core.mapping import (
     normalise_fields,
     preview_contact,
 )
-from sync_core.models import DEFAULT_IMPORT_ACCOUNT, Address, ContactFields, CrmContact
+from sync_core.domain.models import DEFAULT_IMPORT_ACCOUNT, Address, ContactFields, CrmContact
 from tests.graph_docs import GRAPH_DOCS
 
 FIXTURES = GRAPH_DOCS

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sync_core.models import (
+from sync_core.domain.models import (
     Address,
     ContactFields,
     CrmContact,
@@ -17,7 +17,7 @@ from sync_core.models import (
     SyncMode,
     UserSyncSettings,
 )
-from sync_core.planner import (
+from sync_core.kinds.contacts.planner import (
     ConflictMerge,
     CreateInCrm,
     CreateInMicrosoft,

@@ -22,11 +22,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from sync_core.errors import ConcurrencyError, ThrottledError, TransientError
+from sync_core.domain.errors import ConcurrencyError, ThrottledError, TransientError
 from sync_core.fakes import DEFAULT_CONTACTS_FOLDER, SimulatedCrash
-from sync_core.mapping import CRM_ID_PROPERTY
-from sync_core.models import FOLDER_NAME, LinkState, SyncMode, UserSyncSettings
-from sync_core.planner import import_crm_ids
+from sync_core.kinds.contacts.mapping import CRM_ID_PROPERTY
+from sync_core.domain.models import FOLDER_NAME, LinkState, SyncMode, UserSyncSettings
+from sync_core.kinds.contacts.planner import import_crm_ids
 
 NAMES = st.sampled_from(["Ada", "Bob", "Cy", "Dee", ""])
 EMAILS = st.sampled_from(["a@x.org", "B@x.org", "c@x.org", ""])

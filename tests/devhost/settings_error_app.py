@@ -5,6 +5,6 @@ import azure.functions as func
 
 from sync_core.settings import load_settings
 
-settings = load_settings({})  # raises sync_core.errors.SettingsError: one line naming the setting
+settings = load_settings({})  # raises sync_core.domain.errors.SettingsError: one line naming the setting
 
 app = func.FunctionApp()

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from bench.harness import ContactRig
-from sync_core.models import FOLDER_NAME, RunOutcome
+from sync_core.domain.models import FOLDER_NAME, RunOutcome
 
 
 def outlook(rig: ContactRig) -> httpx.Client:
@@ -177,7 +177,7 @@ class CrashAfterGraphWrite(Exception):
 
 
 def test_crash_between_graph_write_and_link_write_leaves_no_duplicate(rig: ContactRig) -> None:
-    from sync_core.models import LinkState
+    from sync_core.domain.models import LinkState
 
     acme = rig.account("Acme Ltd")
     for i in range(25):

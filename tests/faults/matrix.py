@@ -9,7 +9,7 @@ from typing import Any
 
 from bench.chaos_people import GraphPerson
 from bench.chaos_stack import ChaosStack
-from sync_core.models import FOLDER_NAME, CrmContact, RunOutcome, RunRecord, SyncMode, UserSyncSettings
+from sync_core.domain.models import FOLDER_NAME, CrmContact, RunOutcome, RunRecord, SyncMode, UserSyncSettings
 from sync_core.web.settings_form import form_values
 from tests.functions.stack import WebClient, connect_with_emulator, wait_for
 

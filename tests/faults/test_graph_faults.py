@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from sync_core.mapping import CRM_ID_PROPERTY
-from sync_core.models import RunOutcome
+from sync_core.kinds.contacts.mapping import CRM_ID_PROPERTY
+from sync_core.domain.models import RunOutcome
 from tests.faults.matrix import GRAPH_TIMEOUT, Connector, User
 from tests.functions.stack import wait_for
 

@@ -10,8 +10,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sync_core.models import CrmContact, RunOutcome
-from sync_core.subscriptions import Kind, subscription_store
+from sync_core.domain.models import CrmContact, RunOutcome
+from sync_core.app.subscriptions import Kind, subscription_store
 from tests.faults.matrix import Connector, User
 from tests.functions.log_hygiene import leaked_secrets
 from tests.functions.stack import wait_for

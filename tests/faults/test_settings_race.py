@@ -7,7 +7,7 @@ mode was crm_to_microsoft were never imported after switching to two-way.
 """
 from __future__ import annotations
 
-from sync_core.models import RunOutcome, SyncMode
+from sync_core.domain.models import RunOutcome, SyncMode
 from sync_core.web.settings_form import form_values
 from tests.faults.matrix import Connector
 from tests.faults.test_graph_faults import DELTA

@@ -15,10 +15,10 @@ import httpx
 import pytest
 from azure.storage.queue import QueueClient
 
-from sync_core import freshness, jobs, ops
-from sync_core.errors import StorageError
-from sync_core.models import RunOutcome, RunRecord
-from sync_core.subscriptions import Kind, subscription_store
+from sync_core.app import freshness, jobs, ops
+from sync_core.domain.errors import StorageError
+from sync_core.domain.models import RunOutcome, RunRecord
+from sync_core.app.subscriptions import Kind, subscription_store
 from tests.faults.matrix import LEASE_SECONDS, Connector, User
 from tests.faults.test_graph_faults import BATCH, DELTA, _assert_one_each
 from tests.functions.stack import wait_for

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import re
 
-from sync_core.adapters.tables import unescape_key_part
-from sync_core.subscriptions import INDEX_PARTITION, subscription_store
+from sync_core.adapters.tables.common import unescape_key_part
+from sync_core.app.subscriptions import INDEX_PARTITION, subscription_store
 from tests.functions.stack import Stack
 
 # Shapes of credentials that must never be logged, whatever their value.

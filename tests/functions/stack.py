@@ -30,8 +30,8 @@ from devhost.procs import free_port, spawn, stop, wait_until
 from m365_emulator.server import ControlClient, EmulatorProcess
 from sync_core.bootstrap import Services, build_services
 from sync_core.settings import SETTING_HELP, AppSettings, load_settings
-from sync_core.tenants import Plan, Tenant, tenant_store
-from sync_core.web_auth import SESSION_COOKIE, launch_url, sign_launch
+from sync_core.app.tenants import Plan, Tenant, tenant_store
+from sync_core.web.auth import SESSION_COOKIE, launch_url, sign_launch
 
 ROOT = Path(__file__).resolve().parents[2]
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -239,7 +239,7 @@ def _form(page: str) -> dict[str, Any]:
 
 def wait_subscribed(stack: Stack, tenant_id: str, user_id: str, timeout: float = 60) -> Any:
     """The user's contact-folder subscription, once created (after the first sync made the folder)."""
-    from sync_core.subscriptions import Kind, subscription_store
+    from sync_core.app.subscriptions import Kind, subscription_store
     store = subscription_store(stack.services)
     return wait_for(lambda: (r := store.get(tenant_id, user_id, Kind.CONTACTS)) and not r.owed and r, timeout,
                     "the contact folder subscription")

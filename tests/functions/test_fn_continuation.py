@@ -15,7 +15,7 @@ import pytest
 
 from devhost.azurite import Azurite
 from m365_emulator.server import ControlClient, EmulatorProcess
-from sync_core.models import CrmContact, CrmTask, RunOutcome
+from sync_core.domain.models import CrmContact, CrmTask, RunOutcome
 from tests.functions.stack import LogCollector, Stack, WebClient, connect_with_emulator, start_stack, wait_for
 from tests.functions.test_fn_pages import VALID_FORM
 

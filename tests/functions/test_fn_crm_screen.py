@@ -81,7 +81,7 @@ def test_invalid_contacts_rerender_with_messages(stack: Stack, web: WebClient) -
 
 
 def test_contacts_of_another_tenant_are_invisible(stack: Stack, web: WebClient) -> None:
-    from sync_core.models import CrmContact
+    from sync_core.domain.models import CrmContact
     other_tenant = stack.new_tenant()
     account = stack.services.crm.create_account(other_tenant, "Private Co", None)
     hidden = stack.services.crm.create_contact(CrmContact(id="", tenant_id=other_tenant, account_id=account.id,

@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 
-from sync_core.connections import ConnectionStatus
-from sync_core.models import CrmContact
-from sync_core.subscriptions import subscription_store
+from sync_core.domain.connections import ConnectionStatus
+from sync_core.domain.models import CrmContact
+from sync_core.app.subscriptions import subscription_store
 from tests.functions.stack import Stack, WebClient, connect_with_emulator, wait_for
 
 FOLDER = "Really Simple Systems"

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from sync_core.web_auth import LAUNCH_MAX_LIFETIME, SESSION_COOKIE
+from sync_core.web.auth import LAUNCH_MAX_LIFETIME, SESSION_COOKIE
 from tests.functions.stack import ROOT, Stack, clean_environ
 
 

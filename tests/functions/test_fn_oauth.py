@@ -6,8 +6,8 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from sync_core.connections import ConnectionStatus
-from sync_core.subscriptions import subscription_store
+from sync_core.domain.connections import ConnectionStatus
+from sync_core.app.subscriptions import subscription_store
 from tests.functions.stack import Stack, WebClient, client_sign_in, connect_with_emulator, wait_for, wait_subscribed
 
 
@@ -104,7 +104,7 @@ def test_cancelled_consent_says_so_and_connects_nothing(stack: Stack, web: WebCl
 
 
 def _keys(tenant: str, user: str) -> tuple[str, str]:
-    from sync_core.adapters.tables import key_part
+    from sync_core.adapters.tables.common import key_part
     return key_part(tenant), key_part(user)
 
 

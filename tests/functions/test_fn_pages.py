@@ -6,9 +6,9 @@ import uuid
 
 import httpx
 
-from sync_core.models import SyncMode, TIMED_REMINDER_CHOICES
-from sync_core.tenants import Plan
-from sync_core.web_auth import SESSION_COOKIE
+from sync_core.domain.models import SyncMode, TIMED_REMINDER_CHOICES
+from sync_core.app.tenants import Plan
+from sync_core.web.auth import SESSION_COOKIE
 from tests.functions.stack import Stack, WebClient, started_sign_ins
 
 VALID_FORM = {
@@ -103,7 +103,7 @@ def test_preview_shows_contacts_as_mapping_sends_them_without_saving(stack: Stac
     crm = stack.services.crm
     mine = crm.create_account(tenant, "Contoso <Ltd>", user)
     theirs = crm.create_account(tenant, "Fabrikam", "someone-else")
-    from sync_core.models import CrmContact
+    from sync_core.domain.models import CrmContact
     crm.create_contact(CrmContact(id="", tenant_id=tenant, account_id=mine.id, first_name="  Ada ",
                                   last_name="Lovelace<script>", emails=("ADA@Example.COM",)))
     crm.create_contact(CrmContact(id="", tenant_id=tenant, account_id=theirs.id, first_name="Grace",

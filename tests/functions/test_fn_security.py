@@ -9,9 +9,9 @@ import uuid
 import httpx
 import pytest
 
-from sync_core.connections import Connection, ConnectionStatus
-from sync_core.models import UserSyncSettings
-from sync_core.web_auth import SESSION_COOKIE, issue_session, sign_launch
+from sync_core.domain.connections import Connection, ConnectionStatus
+from sync_core.domain.models import UserSyncSettings
+from sync_core.web.auth import SESSION_COOKIE, issue_session, sign_launch
 from tests.functions.stack import Stack, WebClient, started_sign_ins
 
 

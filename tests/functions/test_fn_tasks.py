@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from sync_core.models import CrmTask
-from sync_core.subscriptions import Kind, subscription_store
+from sync_core.domain.models import CrmTask
+from sync_core.app.subscriptions import Kind, subscription_store
 from tests.functions.stack import Stack, WebClient, connect_with_emulator, wait_for, wait_subscribed
 from tests.functions.test_fn_pages import VALID_FORM
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from sync_core.models import CrmContact
+from sync_core.domain.models import CrmContact
 from tests.functions.stack import ROOT, Stack, WebClient, connect_with_emulator, wait_for
 
 FOLDER = "Really Simple Systems"

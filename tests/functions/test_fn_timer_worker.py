@@ -12,10 +12,10 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
-from sync_core import freshness
-from sync_core.models import CrmContact
+from sync_core.app import freshness
+from sync_core.domain.models import CrmContact
 from sync_core.settings import get_settings
-from sync_core.subscriptions import Kind, subscription_store
+from sync_core.app.subscriptions import Kind, subscription_store
 from tests.functions.stack import Stack, WebClient, connect_with_emulator, wait_for, wait_subscribed
 
 

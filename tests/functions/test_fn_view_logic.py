@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sync_core.connections import Connection, ConnectionStatus
-from sync_core.models import TIMED_REMINDER_CHOICES, RunOutcome, RunRecord, SideCounts, UserSyncSettings
-from sync_core.subscriptions import parse_graph_time
+from sync_core.domain.connections import Connection, ConnectionStatus
+from sync_core.domain.models import TIMED_REMINDER_CHOICES, RunOutcome, RunRecord, SideCounts, UserSyncSettings
+from sync_core.app.subscriptions import parse_graph_time
 from sync_core.web.settings_form import TIMED_CHOICES, FormInvalid, form_values, parse_settings_form
 from sync_core.web.status import AWAITING_FIRST_SYNC, status_view
 

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from sync_core.adapters.tables import Table, key_part
-from sync_core.subscriptions import Kind, Subscription, subscription_store
+from sync_core.adapters.tables.common import Table, key_part
+from sync_core.app.subscriptions import Kind, Subscription, subscription_store
 from tests.functions.stack import Stack, WebClient, connect_with_emulator, wait_for, wait_subscribed
 
 
@@ -163,7 +163,7 @@ def test_missed_recreates_the_subscription_and_syncs(stack: Stack, web: WebClien
 
 def test_outlook_edits_reach_the_crm_through_the_webhook_within_5_s(stack: Stack, web: WebClient,
                                                                      ms_user: dict[str, Any]) -> None:
-    from sync_core.models import CrmContact
+    from sync_core.domain.models import CrmContact
     tenant, user = stack.new_tenant(), "user-" + uuid.uuid4().hex[:8]
     account = stack.services.crm.create_account(tenant, "Latency Ltd", user)
     contact = stack.services.crm.create_contact(CrmContact(id="", tenant_id=tenant, account_id=account.id,

@@ -20,10 +20,10 @@ from azure.data.tables import TableServiceClient  # noqa: E402
 from table_dump import dump  # noqa: E402
 
 from devhost.azurite import Azurite  # noqa: E402
-from sync_core.adapters.connections_tables import TableConnections  # noqa: E402
-from sync_core.adapters.state_tables import TableStateStore  # noqa: E402
-from sync_core.connections import Connection, ConnectionStatus  # noqa: E402
-from sync_core.models import (  # noqa: E402
+from sync_core.adapters.tables.connections import TableConnections  # noqa: E402
+from sync_core.adapters.tables.state import TableStateStore  # noqa: E402
+from sync_core.domain.connections import Connection, ConnectionStatus  # noqa: E402
+from sync_core.domain.models import (  # noqa: E402
     ContactFields,
     Cursor,
     Link,

@@ -14,13 +14,13 @@ import pytest
 import requests
 from table_dump import load, read
 
-from sync_core import jobs
-from sync_core.adapters.state_tables import LEGACY_TABLES
+from sync_core.app import jobs
+from sync_core.adapters.tables.state import LEGACY_TABLES
 from sync_core.bootstrap import Services, build_services
-from sync_core.models import LinkState, RunOutcome
+from sync_core.domain.models import LinkState, RunOutcome
 from sync_core.settings import load_settings
-from sync_core.state_migration import StateMigration, migrate_user
-from sync_core.tenants import Plan, Tenant, tenant_store
+from sync_core.app.state_migration import StateMigration, migrate_user
+from sync_core.app.tenants import Plan, Tenant, tenant_store
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from bench.tasks import TaskRig, is_task_request, make_task_rig
 from devhost.azurite import Azurite
 from m365_emulator.server import ControlClient, EmulatorProcess
-from sync_core.models import (
+from sync_core.domain.models import (
     DEFAULT_IMPORT_ACCOUNT,
     AllDayReminder,
     RunOutcome,
@@ -21,7 +21,7 @@ from sync_core.models import (
     TaskTarget,
     UserSyncSettings,
 )
-from sync_core.task_mapping import APP_NAME
+from sync_core.kinds.tasks.mapping import APP_NAME
 
 # A fixed "today" for the runs: the calendar window and the due dates below do not depend on the machine's clock.
 TODAY = datetime(2026, 10, 20, 9, 0, tzinfo=UTC)

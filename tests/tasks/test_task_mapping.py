@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from sync_core.models import (
+from sync_core.domain.models import (
     TIMED_REMINDER_CHOICES,
     AllDayReminder,
     CrmTask,
@@ -20,7 +20,7 @@ from sync_core.models import (
     TaskTarget,
     UserSyncSettings,
 )
-from sync_core.task_mapping import (
+from sync_core.kinds.tasks.mapping import (
     crm_to_task_fields,
     event_create_body,
     event_reminder,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sync_core.models import (
+from sync_core.domain.models import (
     CrmTask,
     Link,
     LinkState,
@@ -18,9 +18,9 @@ from sync_core.models import (
     TaskTarget,
     UserSyncSettings,
 )
-from sync_core.planner import GuardLimits, Skip
-from sync_core.task_mapping import decode_synced, encode_synced
-from sync_core.task_planner import (
+from sync_core.kinds.contacts.planner import GuardLimits, Skip
+from sync_core.kinds.tasks.mapping import decode_synced, encode_synced
+from sync_core.kinds.tasks.planner import (
     CreateTaskInCrm,
     CreateTaskInMicrosoft,
     DeleteTaskInMicrosoft,

@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from task_world import TENANT, USER, TaskWorld
 
-from sync_core.errors import ConcurrencyError, ThrottledError, TransientError
+from sync_core.domain.errors import ConcurrencyError, ThrottledError, TransientError
 from sync_core.fakes import CALENDAR, SimulatedCrash
-from sync_core.models import LinkState, TaskStatus, TaskTarget
-from sync_core.task_mapping import TASK_ID_PROPERTY, crm_to_task_fields, decode_synced, project, user_zone
-from sync_core.task_planner import import_task_id, split_ms_key
+from sync_core.domain.models import LinkState, TaskStatus, TaskTarget
+from sync_core.kinds.tasks.mapping import TASK_ID_PROPERTY, crm_to_task_fields, decode_synced, project, user_zone
+from sync_core.kinds.tasks.planner import import_task_id, split_ms_key
 
 SUBJECTS = st.sampled_from(["Call", "Email", "Visit", "", "Quote  follow-up\t"])
 DAYS = st.one_of(st.none(), st.sampled_from([date(2026, 3, 29), date(2026, 3, 2), date(2026, 10, 25)]))

@@ -23,9 +23,9 @@ from zone_cases import (
     user,
 )
 
-from sync_core.errors import InvalidRecordError
-from sync_core.models import TaskTarget
-from sync_core.task_mapping import (
+from sync_core.domain.errors import InvalidRecordError
+from sync_core.domain.models import TaskTarget
+from sync_core.kinds.tasks.mapping import (
     crm_to_task_fields,
     event_create_body,
     graph_to_event_task,

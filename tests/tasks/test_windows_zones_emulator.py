@@ -15,8 +15,8 @@ import pytest
 from zone_cases import WINDOWS_NAMES, clock_change_days, crm_task, exists, iana, unambiguous, user
 
 from m365_emulator.server import ControlClient, EmulatorProcess
-from sync_core.models import TaskTarget
-from sync_core.task_mapping import (
+from sync_core.domain.models import TaskTarget
+from sync_core.kinds.tasks.mapping import (
     crm_to_task_fields,
     event_create_body,
     graph_to_event_task,

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from tzlocal.windows_tz import win_tz
 
-from sync_core.models import AllDayReminder, CrmTask, UserSyncSettings
+from sync_core.domain.models import AllDayReminder, CrmTask, UserSyncSettings
 
 WINDOWS_NAMES: list[str] = sorted(win_tz)
 WALL_TIMES = [time(0, 0), time(0, 30), time(1, 30), time(2, 30), time(3, 0), time(9, 15), time(12, 0),

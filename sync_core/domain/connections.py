@@ -1,0 +1,54 @@
+"""Each CRM user's connection to Microsoft 365: status, the Microsoft account, their settings,
+their encrypted token cache, and the last outcome the settings page shows.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from pydantic import Field
+
+from sync_core.domain.models import Frozen, UserSyncSettings
+
+
+class ConnectionStatus(StrEnum):
+    NOT_CONNECTED = "not_connected"
+    CONNECTED = "connected"
+    RECONNECT_NEEDED = "reconnect_needed"
+
+
+class Connection(Frozen):
+    tenant_id: str
+    user_id: str
+    status: ConnectionStatus = ConnectionStatus.NOT_CONNECTED
+    ms_account: str | None = None  # the Microsoft account's userPrincipalName
+    ms_user_id: str | None = None
+    connected_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None  # why it failed and how to fix it, shown to the user
+    last_run_id: str | None = None
+    settings: UserSyncSettings
+    etag: str | None = Field(default=None, exclude=True)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.tenant_id, self.user_id)
+
+
+class ConnectionStore(Protocol):
+    """Connections of every user (adapters/connections_tables.py)."""
+
+    def get(self, tenant_id: str, user_id: str) -> Connection | None: ...
+    def save(self, connection: Connection) -> Connection: ...  # If-Match when etag is set
+    def delete(self, tenant_id: str, user_id: str) -> None: ...
+    def iter_connected(self) -> Iterator[tuple[str, str]]: ...  # (tenant, user) with status connected
+
+
+class TokenStore(Protocol):
+    """Encrypted MSAL token caches, one per user, never logged."""
+
+    def load(self, tenant_id: str, user_id: str) -> str | None: ...
+    def save(self, tenant_id: str, user_id: str, serialized: str) -> None: ...
+    def delete(self, tenant_id: str, user_id: str) -> None: ...
