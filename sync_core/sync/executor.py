@@ -23,7 +23,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
 
 from sync_core.domain.errors import ConcurrencyError, InvalidRecordError, MicrosoftError, NotFoundError, ThrottledError
 from sync_core.domain.models import Link, LinkState, QuarantineEntry, UserSyncSettings
@@ -81,6 +81,7 @@ class Executor(LinkBook[F], Generic[F, C, R]):
     CRM_RECORD: ClassVar[str]  # how a CRM record is named in reasons ("CRM record")
     CRM_GONE: ClassVar[str]  # the reason when a CRM record vanished under an update
     GONE_DELETE_COUNTS: ClassVar[bool]  # whether a delete answered 404 counts as one of ours
+    RESULT: ClassVar[Callable[..., Answer]]  # the kind's write answer type (R)
     # The plan's actions that every kind applies alike, by their types.
     CREATE: ClassVar[tuple[type[Any], ...]]
     DELETE: ClassVar[tuple[type[Any], ...]]
@@ -123,9 +124,9 @@ class Executor(LinkBook[F], Generic[F, C, R]):
     def _written(self, result: R) -> tuple[str, str] | None:
         """The written item's link ms_id and version, when the answer holds it."""
 
-    @abstractmethod
-    def _no_answer(self, key: str, status: int, *, error: str | None = None,
-                   retry_after: float | None = None) -> R: ...
+    def _no_answer(self, key: str, status: int, *, error: str | None = None, retry_after: float | None = None) -> R:
+        """An item's answer made up when Graph gave none (the call failed as a whole, or skipped the item)."""
+        return cast(R, self.RESULT(key, False, status=status, error=error, retry_after=retry_after))
 
     @abstractmethod
     def _crm_update(self, record: C) -> C: ...

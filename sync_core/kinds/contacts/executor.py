@@ -54,33 +54,16 @@ __all__ = ["Engine", "EngineConfig", "Tally"]
 class Engine(Executor[ContactFields, CrmContact, WriteResult]):
     """Applies contact plans for one user's run. Holds the run's caches (accounts, links saved so far)."""
 
-    SERVICE = "Outlook"
-    NOUN = ""
-    LABEL = ""
-    CRM_RECORD = "CRM record"
-    CRM_GONE = "CRM record or account gone during the run"
-    GONE_DELETE_COUNTS = True  # Graph's 404 on a contact delete comes back as a success, counted as ours
-    CREATE = (CreateInMicrosoft,)
-    DELETE = (DeleteInMicrosoft,)
-    MARK_REMOVED = (MarkMsRemoved,)
-    MARK_CRM_DELETED = (MarkCrmDeleted,)
-    DROP = (Unlink, ForgetLink)
-    REFRESH = (RefreshLinkVersions,)
+    SERVICE, NOUN, LABEL, RESULT = "Outlook", "", "", WriteResult
+    CRM_RECORD, CRM_GONE = "CRM record", "CRM record or account gone during the run"
+    GONE_DELETE_COUNTS = True  # the adapter answers a contact already gone as deleted, and it is counted
+    CREATE, DELETE, REFRESH = (CreateInMicrosoft,), (DeleteInMicrosoft,), (RefreshLinkVersions,)
+    MARK_REMOVED, MARK_CRM_DELETED, DROP = (MarkMsRemoved,), (MarkCrmDeleted,), (Unlink, ForgetLink)
 
-    def __init__(
-        self,
-        settings: UserSyncSettings,
-        crm: CrmPort,
-        microsoft: MicrosoftContactsPort,
-        state: StateStore,
-        folder_id: str,
-        *,
-        tally: Tally,
-        quarantined: Iterable[QuarantineEntry] = (),
-        config: EngineConfig = EngineConfig(),
-        sleep: Callable[[float], None] = time.sleep,
-        now: Callable[[], datetime],
-    ) -> None:
+    def __init__(self, settings: UserSyncSettings, crm: CrmPort, microsoft: MicrosoftContactsPort, state: StateStore,
+                 folder_id: str, *, tally: Tally, quarantined: Iterable[QuarantineEntry] = (),
+                 config: EngineConfig = EngineConfig(), sleep: Callable[[float], None] = time.sleep,
+                 now: Callable[[], datetime]) -> None:
         super().__init__(settings, state, tally, partition=settings.user_id, quarantined=quarantined, config=config,
                          sleep=sleep, now=now)
         self.crm = crm
@@ -117,7 +100,9 @@ class Engine(Executor[ContactFields, CrmContact, WriteResult]):
         for account_id in ids:
             self._accounts.pop(account_id, None)
 
-    def _remember(self, account: Account) -> Account:
+    def _account_for(self, company: str) -> Account:
+        """The account a company files a contact under (found, or created), remembered for this run."""
+        account = resolve_account(self.crm, self.tenant_id, company, self.user_id, self._resolved)
         self._accounts[account.id] = account
         return account
 
@@ -202,8 +187,7 @@ class Engine(Executor[ContactFields, CrmContact, WriteResult]):
             return
         if self._a_copy_of_ours(action):
             return
-        account = self._remember(resolve_account(self.crm, self.tenant_id, action.fields.company, self.user_id,
-                                                 self._resolved))
+        account = self._account_for(action.fields.company)
         match = self._match_by_email(account.id, action.fields.emails) if action.match_by_email else None
         created: CrmContact | None = None
         if match is None:
@@ -273,7 +257,7 @@ class Engine(Executor[ContactFields, CrmContact, WriteResult]):
             self.tally.log(f"microsoft:{action.ms_id} not imported: gone from Outlook since the delta was read")
             return True
         owner = self._owners.get(action.ms_id)
-        contact = self._read_contact(owner) if owner is not None else None  # fresh: the chunk may have changed it
+        contact = self._crm_read(owner) if owner is not None else None  # fresh: the chunk may have changed it
         if owner is None or contact is None:
             return False  # the user's own contact, new to us
         link = self._current_link(owner)
@@ -309,7 +293,7 @@ class Engine(Executor[ContactFields, CrmContact, WriteResult]):
         """The record an earlier import of this item created, if its link was never saved. A record of that id
         linked to another Outlook item is no lost import (an old copy of one of our own items is caught
         before, by its tag: `_a_copy_of_ours`)."""
-        contact = self._read_contact(crm_id)
+        contact = self._crm_read(crm_id)
         if contact is None or crm_id in self._claimed:
             return None
         link = self._current_link(crm_id)
@@ -339,7 +323,7 @@ class Engine(Executor[ContactFields, CrmContact, WriteResult]):
         return None
 
     def _converge(self, action: Converge) -> None:
-        contact = action.contact or self._read_contact(action.crm_id)
+        contact = action.contact or self._crm_read(action.crm_id)
         if contact is None:
             # Deleted in the CRM meanwhile: the feed brings the delete next run; replay the Outlook side with it.
             self._fail(Side.CRM, Side.MICROSOFT, action.ms_id, "CRM record deleted during the run", retry=True)
@@ -350,21 +334,18 @@ class Engine(Executor[ContactFields, CrmContact, WriteResult]):
         account_id = contact.account_id
         if company_key(action.fields.company) != company_key(current.company):
             # The company changed in Outlook: the contact moves to the matching (or a new) account.
-            account = self._remember(resolve_account(self.crm, self.tenant_id, action.fields.company, self.user_id,
-                                                     self._resolved))
+            account = self._account_for(action.fields.company)
             account_id, account_name, account_version = account.id, account.name, account.version
         record = fields_to_crm(action.fields, contact, account_id)
-        written = self._write_crm(record, contact, action.ms_id)
-        if written is None:
+        contact = self._write_crm(record, contact, action.ms_id)
+        if contact is None:
             return
-        contact = written
         final = crm_to_fields(contact, account_name)
         self._claimed.add(contact.id)
         if isinstance(action, ConflictMerge):
             self._conflict(action.crm_id, action.clashes)
         self._settle(contact.id, action.ms_id, action.ms_version, action.ms_fields, final,
-                     crm_version(contact.version, account_version),
-                     action.link, write_ms=action.write_ms)
+                     crm_version(contact.version, account_version), action.link, write_ms=action.write_ms)
 
     def _settle(self, crm_id: str, ms_id: str, ms_version: str, ms_fields: ContactFields, final: ContactFields,
                 crm_version: str, prior: Link | None, *, write_ms: bool) -> None:
@@ -387,7 +368,10 @@ class Engine(Executor[ContactFields, CrmContact, WriteResult]):
         if self._link(crm_id, ms_id, crm_version, ms_version, synced, prior) is not None:
             self._succeeded(crm_id, ms_id)
 
-    def _read_contact(self, crm_id: str) -> CrmContact | None:
+    def _crm_update(self, record: CrmContact) -> CrmContact:
+        return self.crm.update_contact(record)
+
+    def _crm_read(self, crm_id: str) -> CrmContact | None:
         return self.crm.get_contacts(self.tenant_id, [crm_id]).get(crm_id)
 
     # --- what the shared executor asks of contacts ------------------------------------------------
@@ -412,13 +396,3 @@ class Engine(Executor[ContactFields, CrmContact, WriteResult]):
 
     def _written(self, result: WriteResult) -> tuple[str, str] | None:
         return (result.contact.id, result.contact.change_key) if result.contact is not None else None
-
-    def _no_answer(self, key: str, status: int, *, error: str | None = None,
-                   retry_after: float | None = None) -> WriteResult:
-        return WriteResult(key, False, status=status, error=error, retry_after=retry_after)
-
-    def _crm_update(self, record: CrmContact) -> CrmContact:
-        return self.crm.update_contact(record)
-
-    def _crm_read(self, crm_id: str) -> CrmContact | None:
-        return self._read_contact(crm_id)

@@ -81,18 +81,11 @@ def combine(wanted: TaskFields, crm: TaskFields, shown: frozenset[str]) -> TaskF
 class TaskEngine(Executor[TaskFields, CrmTask, TaskWriteResult]):
     """Applies task plans for one user's run in one target (`context.target` in `container`)."""
 
-    SERVICE = "Microsoft"
-    NOUN = "task "
-    LABEL = "tasks: "
-    CRM_RECORD = "CRM task"
-    CRM_GONE = "CRM task gone during the run"
-    GONE_DELETE_COUNTS = False
-    CREATE = (CreateTaskInMicrosoft,)
-    DELETE = (DeleteTaskInMicrosoft,)
-    MARK_REMOVED = (MarkTaskRemoved,)
-    MARK_CRM_DELETED = (MarkTaskCrmDeleted,)
-    DROP = (UnlinkTask, ForgetTaskLink)
-    REFRESH = (RefreshTaskLink,)
+    SERVICE, NOUN, LABEL, RESULT = "Microsoft", "task ", "tasks: ", TaskWriteResult
+    CRM_RECORD, CRM_GONE = "CRM task", "CRM task gone during the run"
+    GONE_DELETE_COUNTS = False  # an item already gone is not counted as deleted by us
+    CREATE, DELETE, REFRESH = (CreateTaskInMicrosoft,), (DeleteTaskInMicrosoft,), (RefreshTaskLink,)
+    MARK_REMOVED, MARK_CRM_DELETED, DROP = (MarkTaskRemoved,), (MarkTaskCrmDeleted,), (UnlinkTask, ForgetTaskLink)
 
     def __init__(self, context: TaskPlanContext, crm: CrmTasksPort, microsoft: MicrosoftTasksPort, state: StateStore,
                  partition: str, containers: dict[TaskTarget, str], tally: Tally, now: Callable[[], datetime],
@@ -214,7 +207,7 @@ class TaskEngine(Executor[TaskFields, CrmTask, TaskWriteResult]):
             created = self.crm.create_task(record)
         except AlreadyExistsError:
             # Our own import of this item whose link write was lost: link it rather than duplicate it.
-            existing = self._read_task(action.crm_id)
+            existing = self._crm_read(action.crm_id)
             if existing is None:
                 self._fail(Side.CRM, Side.MICROSOFT, action.ms_key, "CRM refused the import (id held)", retry=True)
                 return
@@ -252,7 +245,7 @@ class TaskEngine(Executor[TaskFields, CrmTask, TaskWriteResult]):
                      write_ms=action.sync_back, ms_fields=action.fields, meeting=action.meeting)
 
     def _converge(self, action: ConvergeTask, *, meeting: bool = False) -> None:
-        task = action.task or self._read_task(action.crm_id)
+        task = action.task or self._crm_read(action.crm_id)
         if task is None:
             # Deleted in the CRM meanwhile: the feed brings the delete next run; replay the Microsoft side with it.
             self._fail(Side.CRM, Side.MICROSOFT, action.ms_key, "CRM task deleted during the run", retry=True)
@@ -261,10 +254,9 @@ class TaskEngine(Executor[TaskFields, CrmTask, TaskWriteResult]):
         wanted = current if not self.context.pull else normalise_task(
             move_to_day(combine(action.fields, current, self.context.shown), self.zone), self.zone)
         record = task_fields_to_crm(wanted, task, self.zone)
-        written = self._write_crm(record, task, action.ms_key)
-        if written is None:
+        task = self._write_crm(record, task, action.ms_key)
+        if task is None:
             return
-        task = written
         final = crm_to_task_fields(task, self.zone)
         if isinstance(action, TaskConflict):
             self._conflict(action.crm_id, action.clashes)
@@ -305,7 +297,10 @@ class TaskEngine(Executor[TaskFields, CrmTask, TaskWriteResult]):
         if self._link(crm_id, key, crm_version, ms_version, synced, prior, meeting=meeting) is not None:
             self._succeeded(crm_id, key)
 
-    def _read_task(self, crm_id: str) -> CrmTask | None:
+    def _crm_update(self, record: CrmTask) -> CrmTask:
+        return self.crm.update_task(record)
+
+    def _crm_read(self, crm_id: str) -> CrmTask | None:
         return self.crm.get_tasks(self.tenant_id, [crm_id]).get(crm_id)
 
     # --- Microsoft writes -------------------------------------------------------------------------
@@ -386,20 +381,9 @@ class TaskEngine(Executor[TaskFields, CrmTask, TaskWriteResult]):
     def _written(self, result: TaskWriteResult) -> tuple[str, str] | None:
         return (ms_key(self.target, result.task.id), result.task.version) if result.task is not None else None
 
-    def _no_answer(self, key: str, status: int, *, error: str | None = None,
-                   retry_after: float | None = None) -> TaskWriteResult:
-        return TaskWriteResult(key, False, status=status, error=error, retry_after=retry_after)
-
-    def _crm_update(self, record: CrmTask) -> CrmTask:
-        return self.crm.update_task(record)
-
-    def _crm_read(self, crm_id: str) -> CrmTask | None:
-        return self._read_task(crm_id)
-
 
 def _intent_target(link: Link, default: TaskTarget) -> TaskTarget:
     try:
         return TaskTarget(link.ms_version)
     except ValueError:
         return default
-
