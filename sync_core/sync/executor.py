@@ -18,7 +18,6 @@ abstract methods and class attributes of `Executor`.
 """
 from __future__ import annotations
 
-import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -93,8 +92,15 @@ class Executor(LinkBook[F], Generic[F, C, R]):
     def __init__(self, settings: UserSyncSettings, state: StateStore, tally: Tally, *, partition: str,
                  quarantined: Iterable[QuarantineEntry], config: EngineConfig, sleep: Callable[[float], None],
                  now: Callable[[], datetime]) -> None:
-        super().__init__(settings, state, tally, partition=partition, quarantined=quarantined, config=config,
-                         sleep=sleep, now=now)
+        self.settings = settings
+        self.state = state
+        self.tally = tally
+        self.partition = partition
+        self.config = config
+        self.sleep = sleep
+        self.now = now
+        self._listed = {(q.side, q.record_id) for q in quarantined}
+        self._saved = {}
         self._ms_updates: list[MsWrite[F]] = []
         self._ms_deletes: list[Removal] = []
 

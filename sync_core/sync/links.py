@@ -3,7 +3,7 @@ ETag remembered), and the user's quarantine list (entries cleared when their rec
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -11,7 +11,7 @@ from sync_core.domain.errors import AlreadyExistsError, ConcurrencyError
 from sync_core.domain.models import Link, LinkState, QuarantineEntry, UserSyncSettings
 from sync_core.kinds.contacts.planner import Side, Skip
 from sync_core.ports import StateStore
-from sync_core.sync.tally import EngineConfig, Tally, record_failure
+from sync_core.sync.tally import Tally, record_failure
 
 F = TypeVar("F")  # the kind's synced content (ContactFields, TaskFields)
 
@@ -23,18 +23,14 @@ class LinkBook(ABC, Generic[F]):
     NOUN: ClassVar[str]  # prefix of the record kind in Microsoft write reasons ("task ")
     LABEL: ClassVar[str]  # prefix of the kind's log lines ("tasks: ")
 
-    def __init__(self, settings: UserSyncSettings, state: StateStore, tally: Tally, *, partition: str,
-                 quarantined: Iterable[QuarantineEntry], config: EngineConfig, sleep: Callable[[float], None],
-                 now: Callable[[], datetime]) -> None:
-        self.settings = settings
-        self.state = state
-        self.tally = tally
-        self.partition = partition  # the state-store partition of this user's links of the kind
-        self.config = config
-        self.sleep = sleep
-        self.now = now
-        self._listed = {(q.side, q.record_id) for q in quarantined}
-        self._saved: dict[str, Link] = {}  # links saved in this run, by CRM id (newest ETag)
+    # Set by the executor's constructor.
+    settings: UserSyncSettings
+    state: StateStore
+    tally: Tally
+    partition: str  # the state-store partition of this user's links of the kind
+    now: Callable[[], datetime]
+    _listed: set[tuple[str, str]]  # (side, record id) on the user's quarantine list
+    _saved: dict[str, Link]  # links saved in this run, by CRM id (newest ETag)
 
     @property
     def tenant_id(self) -> str:
