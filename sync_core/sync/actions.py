@@ -23,6 +23,17 @@ class Side(StrEnum):
 
 
 @dataclass(frozen=True)
+class Skip:
+    """Nothing is written: why (shown in the run's log); a malformed item's skip is quarantined, a held one
+    retried by the next run."""
+
+    key: str
+    reason: str
+    origin: Side | None = None
+    held: bool = False  # held back by the mass-delete guard: to be retried by the next run
+
+
+@dataclass(frozen=True)
 class CreateInMicrosoft(Generic[F]):
     crm_id: str
     fields: F
@@ -139,14 +150,6 @@ class RefreshLinkVersions:
     link: Link
     crm_version: str
     ms_version: str
-
-
-@dataclass(frozen=True)
-class Skip:
-    key: str
-    reason: str
-    origin: Side | None = None
-    held: bool = False  # held back by the mass-delete guard: to be retried by the next run
 
 
 Action: TypeAlias = (

@@ -92,16 +92,8 @@ class PlanRules(ABC, Generic[F, M, C]):
 
     def __init__(self, settings: UserSyncSettings) -> None:
         self.settings = settings
-
-    @property
-    def push(self) -> bool:
-        """CRM → Microsoft allowed."""
-        return self.settings.mode is not SyncMode.MICROSOFT_TO_CRM
-
-    @property
-    def pull(self) -> bool:
-        """Microsoft → CRM allowed."""
-        return self.settings.mode is not SyncMode.CRM_TO_MICROSOFT
+        self.push = settings.mode is not SyncMode.MICROSOFT_TO_CRM  # CRM → Microsoft allowed
+        self.pull = settings.mode is not SyncMode.CRM_TO_MICROSOFT  # Microsoft → CRM allowed
 
     @abstractmethod
     def ms_item(self, change: C) -> MsItem[F] | None:

@@ -16,25 +16,9 @@ from enum import Enum
 from typing import Generic, TypeVar
 
 from sync_core.domain.models import Link, LinkState
-from sync_core.sync.actions import (
-    Action,
-    ConflictMerge,
-    CreateInCrm,
-    CreateInMicrosoft,
-    DeleteInMicrosoft,
-    ForgetLink,
-    LinkExisting,
-    MarkCrmDeleted,
-    MarkMsRemoved,
-    RefreshLinkVersions,
-    RememberMeeting,
-    Side,
-    Skip,
-    Unlink,
-    UpdateCrm,
-    UpdateMicrosoft,
-    deletion_origin,
-)
+from sync_core.sync.actions import (Action, ConflictMerge, CreateInCrm, CreateInMicrosoft, DeleteInMicrosoft, ForgetLink,
+                                    LinkExisting, MarkCrmDeleted, MarkMsRemoved, RefreshLinkVersions, RememberMeeting,
+                                    Side, Skip, Unlink, UpdateCrm, UpdateMicrosoft, deletion_origin)
 from sync_core.sync.guard import DeleteGuard, GuardLimits, mass_delete_guard
 from sync_core.sync.kind import CrmSide, MsChangeLike, MsItem, PlanRules
 

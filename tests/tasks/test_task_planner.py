@@ -201,3 +201,35 @@ def test_the_mass_delete_guard_holds_back_deletions_beyond_the_limit() -> None:
     assert all(isinstance(a, Skip) and a.held for a in actions)
     fewer = plan_tasks(gone[:10], [], links, context, limits=GuardLimits(min_items=5, max_fraction=0.5))
     assert all(isinstance(a, DeleteInMicrosoft) for a in fewer)
+
+
+def test_removed_earlier_deleted_in_the_crm_and_back_in_microsoft_is_deleted_there_as_for_contacts() -> None:
+    # One rule for every kind (it was an unlink for tasks): the CRM delete wins over the item moved back in.
+    context = TaskPlanContext(settings(), TaskTarget.TO_DO)
+    removed = link(state=LinkState.MS_REMOVED)
+    (action,) = plan_tasks([crm(gone=True)], [ms(version="k2")], [removed], context)
+    assert isinstance(action, DeleteInMicrosoft)
+    assert (action.ms_id, action.link) == ("todo:m1", removed)
+    assert action.reason == "deleted in the CRM or assigned to someone else"
+    # given to someone else counts as gone too
+    (given,) = plan_tasks([crm(version="v2", assigned=False)], [ms(version="k2")], [removed], context)
+    assert isinstance(given, DeleteInMicrosoft)
+    # a meeting is never deleted: the link is just forgotten
+    meeting = link("c1", "calendar:m1", state=LinkState.MS_REMOVED, synced_meeting=True)
+    calendar = TaskPlanContext(settings(), TaskTarget.CALENDAR)
+    (kept,) = plan_tasks([crm(gone=True)], [ms("calendar:m1", version="k2", meeting=True)], [meeting], calendar)
+    assert isinstance(kept, Unlink) and kept.reason == "deleted in the CRM after it left Microsoft"
+    # microsoft_to_crm never writes Microsoft: forgotten as before
+    m2c = TaskPlanContext(settings(SyncMode.MICROSOFT_TO_CRM), TaskTarget.TO_DO)
+    (left,) = plan_tasks([crm(gone=True)], [ms(version="k2")], [removed], m2c)
+    assert isinstance(left, Unlink)
+
+
+def test_crm_to_microsoft_ignores_a_microsoft_edit_but_remembers_an_echoed_crm_version() -> None:
+    # One rule for every kind (tasks skipped the pair): the CRM side only echoed our write, so its new version is
+    # remembered; the Microsoft edit stays ignored (its version is not taken, so it is never counted as synced).
+    context = TaskPlanContext(settings(SyncMode.CRM_TO_MICROSOFT), TaskTarget.TO_DO)
+    (action,) = plan_tasks([crm(version="v2")], [ms(version="k2", done=True)], [link()], context)
+    assert action == RefreshLinkVersions(link(), "v2", "k1")
+    (ignored,) = plan_tasks([crm()], [ms(version="k2", done=True)], [link()], context)
+    assert isinstance(ignored, Skip) and ignored.reason == "crm_to_microsoft: Microsoft edits are ignored"

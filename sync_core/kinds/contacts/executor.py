@@ -45,21 +45,8 @@ from sync_core.domain.models import (
     UserSyncSettings,
 )
 from sync_core.kinds.contacts.planner import Action, crm_version, import_crm_ids, merge_two
-from sync_core.sync.actions import (
-    ConflictMerge,
-    Converge,
-    CreateInCrm,
-    CreateInMicrosoft,
-    DeleteInMicrosoft,
-    ForgetLink,
-    LinkExisting,
-    MarkCrmDeleted,
-    MarkMsRemoved,
-    RefreshLinkVersions,
-    Side,
-    Skip,
-    Unlink,
-)
+from sync_core.sync.actions import (ConflictMerge, Converge, CreateInCrm, CreateInMicrosoft, DeleteInMicrosoft, ForgetLink,
+                                    LinkExisting, MarkCrmDeleted, MarkMsRemoved, RefreshLinkVersions, Side, Skip, Unlink)
 from sync_core.ports import ITEM_GONE, CrmPort, MicrosoftContactsPort, StateStore, WriteResult
 
 T = TypeVar("T")

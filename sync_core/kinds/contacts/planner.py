@@ -167,15 +167,7 @@ class ContactRules(PlanRules[ContactFields, ContactFields, MsChange]):
         return link.synced or ContactFields()
 
 
-def plan(
-    crm: Sequence[CrmItem],
-    ms: Sequence[MsChange],
-    links: Iterable[Link],
-    settings: UserSyncSettings,
-    *,
-    guard: DeleteGuard | None = None,
-    limits: GuardLimits = GuardLimits(),
-    link_count: int | None = None,
-) -> list[Action]:
+def plan(crm: Sequence[CrmItem], ms: Sequence[MsChange], links: Iterable[Link], settings: UserSyncSettings, *,
+         guard: DeleteGuard | None = None, limits: GuardLimits = GuardLimits(), link_count: int | None = None) -> list[Action]:
     """The actions for one batch of contacts (see sync.planner.plan)."""
     return plan_kind(crm, ms, links, ContactRules(settings), guard=guard, limits=limits, link_count=link_count)

@@ -58,22 +58,9 @@ from sync_core.kinds.tasks.mapping import (
     user_zone,
 )
 from sync_core.kinds.tasks.planner import TaskAction, TaskPlanContext, key_target, ms_key, split_ms_key, synced_of
-from sync_core.sync.actions import (
-    ConflictMerge,
-    Converge,
-    CreateInCrm,
-    CreateInMicrosoft,
-    DeleteInMicrosoft,
-    ForgetLink,
-    LinkExisting,
-    MarkCrmDeleted,
-    MarkMsRemoved,
-    RefreshLinkVersions,
-    RememberMeeting,
-    Side,
-    Skip,
-    Unlink,
-)
+from sync_core.sync.actions import (ConflictMerge, Converge, CreateInCrm, CreateInMicrosoft, DeleteInMicrosoft, ForgetLink,
+                                    LinkExisting, MarkCrmDeleted, MarkMsRemoved, RefreshLinkVersions, RememberMeeting,
+                                    Side, Skip, Unlink)
 
 T = TypeVar("T")
 _NONE_HASH = field_hashes(TaskFields())["due_at"]  # the hash of "no due time": an all-day (or undated) task

@@ -97,12 +97,11 @@ class TaskItem:
 
 @dataclass(frozen=True)
 class TaskPlanContext:
+    """One task run's frame: the user's settings and the target it syncs (To Do or the calendar); the
+    executor reads the same frame."""
+
     settings: UserSyncSettings
     target: TaskTarget
-
-    @property
-    def push(self) -> bool:
-        return self.settings.mode is not SyncMode.MICROSOFT_TO_CRM
 
     @property
     def pull(self) -> bool:
@@ -227,15 +226,8 @@ class TaskRules(PlanRules[TaskFields, MsTask | None, TaskChange]):
         return f"moved to {self.context.target.value}"
 
 
-def plan_tasks(
-    crm: Sequence[TaskItem],
-    ms: Sequence[TaskChange],
-    links: Iterable[Link],
-    context: TaskPlanContext,
-    *,
-    guard: DeleteGuard | None = None,
-    limits: GuardLimits = GuardLimits(),
-) -> list[TaskAction]:
+def plan_tasks(crm: Sequence[TaskItem], ms: Sequence[TaskChange], links: Iterable[Link], context: TaskPlanContext, *,
+               guard: DeleteGuard | None = None, limits: GuardLimits = GuardLimits()) -> list[TaskAction]:
     """The actions for one batch. `ms` changes carry link keys (ms_key) as their ms_id; `links` are the links
     of the records given. `guard` is the run's mass-delete verdict (None: computed from this plan alone)."""
     return plan_kind(crm, ms, links, TaskRules(context), guard=guard, limits=limits)
