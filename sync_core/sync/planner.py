@@ -152,6 +152,9 @@ def _decide(unit: _Unit[F, R, C], rules: PlanRules[F, M, C]) -> list[Action[F, R
         # malformed in Microsoft → skipped here; the executor quarantines it with the reason
         return [Skip(ms.ms_id, f"malformed {ms_name} item: {ms.invalid_reason}", Side.MICROSOFT)]
     c, m = crm_status(crm, link, rules), ms_status(ms, link, rules)
+    # the CRM side as read (a status other than ABSENT means it was)
+    record, version = (crm.record, crm.version) if crm is not None else (None, "")
+    in_scope = crm is None or crm.in_scope
     item: MsItem[F] | None = rules.ms_item(ms) if ms is not None else None
     protected = rules.protected(item, link)
     write_ms = push and not protected  # a protected item (a meeting) is never written or deleted
@@ -167,18 +170,18 @@ def _decide(unit: _Unit[F, R, C], rules: PlanRules[F, M, C]) -> list[Action[F, R
 
     # --- no link yet
     if link is None:
-        crm_gone = c is Status.GONE or (c is Status.NEW and rules.gone_when_out_of_scope and not crm.in_scope)  # type: ignore[union-attr]
+        crm_gone = c is Status.GONE or (c is Status.NEW and rules.gone_when_out_of_scope and not in_scope)
         if c is Status.NEW and not crm_gone and item is not None:
             # our own item found again (tagged with this CRM id, or our import whose link was lost) → link;
             # the CRM wins, Microsoft fills its blanks
             fields = _fields(crm)
             target = rules.merge(None, fields, item.fields)[0] if pull else fields
             return [LinkExisting(key, item.ms_id, item.version, rules.ms_now(ms, None, fields), target,
-                                 crm.record, None, write_ms=write_ms)]  # type: ignore[union-attr]
+                                 record, None, write_ms=write_ms)]
         if c is Status.NEW and not crm_gone and ms is not None:
             # our own import found again (link write lost), since removed in Microsoft → remember the removal
             fields = _fields(crm)
-            return [MarkMsRemoved(key, rules.removal_link(key, ms.ms_id, crm.version, fields))]  # type: ignore[union-attr]
+            return [MarkMsRemoved(key, rules.removal_link(key, ms.ms_id, version, fields))]
         if crm_gone and item is not None:
             if protected:
                 # our import of a meeting whose CRM record went before its link was saved → remembered, never
@@ -194,7 +197,7 @@ def _decide(unit: _Unit[F, R, C], rules: PlanRules[F, M, C]) -> list[Action[F, R
             return [Skip(key, "deleted in the CRM before it was synced")]
         if c is Status.NEW:
             fields = _fields(crm)
-            if not crm.in_scope:  # type: ignore[union-attr]
+            if not in_scope:
                 # new in the CRM but not the user's (an account they do not sync, a task of someone else)
                 return [Skip(key, words.out_of_scope)]
             if not push:
@@ -204,7 +207,7 @@ def _decide(unit: _Unit[F, R, C], rules: PlanRules[F, M, C]) -> list[Action[F, R
                 # the target cannot hold it (an event needs a day) → sent once it can
                 return [Skip(key, words.unplaceable)]
             # new in the CRM → create in Microsoft
-            return [CreateInMicrosoft(key, fields, crm.version, None, "new in the CRM")]  # type: ignore[union-attr]
+            return [CreateInMicrosoft(key, fields, version, None, "new in the CRM")]
         if item is None:
             # removed in Microsoft before it was ever synced → nothing to do
             return [Skip(key, f"removed in {ms_name} before it was synced")]
@@ -215,7 +218,6 @@ def _decide(unit: _Unit[F, R, C], rules: PlanRules[F, M, C]) -> list[Action[F, R
         return [import_(item)]
 
     # CRM content now: as read, or (record not part of this run) unchanged since the link, when the kind knows it.
-    record = crm.record if crm is not None else None
     crm_fields = crm.fields if crm is not None and crm.fields is not None else rules.unchanged_crm_fields(link)
     in_target = rules.in_target(link)
 
@@ -240,12 +242,12 @@ def _decide(unit: _Unit[F, R, C], rules: PlanRules[F, M, C]) -> list[Action[F, R
             fields = _fields(crm)
             if not rules.placeable(fields):
                 # edited in the CRM, but the target still cannot hold it → not pushed back yet
-                return [RefreshLinkVersions(link, crm.version, link.ms_version)]  # type: ignore[union-attr]
+                return [RefreshLinkVersions(link, version, link.ms_version)]
             # left Microsoft, then edited in the CRM → push the CRM version back (re-create)
-            return [CreateInMicrosoft(key, fields, crm.version, link, f"edited in the CRM after it left {ms_name}")]  # type: ignore[union-attr]
+            return [CreateInMicrosoft(key, fields, version, link, f"edited in the CRM after it left {ms_name}")]
         if c is Status.TOUCHED:
             # left Microsoft; the CRM version moved without a content change → remember the version
-            return [RefreshLinkVersions(link, crm.version, link.ms_version)]  # type: ignore[union-attr]
+            return [RefreshLinkVersions(link, version, link.ms_version)]
         # left Microsoft and not edited in the CRM since → not pushed back
         return [Skip(key, f"left {ms_name}; not pushed back until edited in the CRM")]
 
@@ -280,7 +282,7 @@ def _decide(unit: _Unit[F, R, C], rules: PlanRules[F, M, C]) -> list[Action[F, R
     if m is Status.GONE:
         if c is Status.CHANGED and push and rules.placeable(_fields(crm)):
             # deleted in Microsoft, edited in the CRM → push the CRM version back (re-create)
-            return [CreateInMicrosoft(key, _fields(crm), crm.version, link, f"edited in the CRM while removed in {ms_name}")]  # type: ignore[union-attr]
+            return [CreateInMicrosoft(key, _fields(crm), version, link, f"edited in the CRM while removed in {ms_name}")]
         # deleted or moved out in Microsoft → keep the CRM record, remember the removal (never delete CRM data)
         return [MarkMsRemoved(key, link)]
 
@@ -315,8 +317,8 @@ def _decide(unit: _Unit[F, R, C], rules: PlanRules[F, M, C]) -> list[Action[F, R
         return [Skip(key, f"crm_to_microsoft: {ms_name} edits are ignored", Side.MICROSOFT)]
     if c is Status.TOUCHED or m is Status.TOUCHED:
         # versions moved but content did not (our own write echoed back) → remember the versions only
-        version = crm.version if c is Status.TOUCHED and crm is not None else link.crm_version
-        return [RefreshLinkVersions(link, version, ms_version if m is Status.TOUCHED else link.ms_version)]
+        crm_version = version if c is Status.TOUCHED else link.crm_version
+        return [RefreshLinkVersions(link, crm_version, ms_version if m is Status.TOUCHED else link.ms_version)]
     # nothing changed on either side
     return [Skip(key, "unchanged")]
 
