@@ -128,9 +128,10 @@ class PlanRules(ABC, Generic[F, M, C]):
     def ms_now(self, change: C | None, link: Link | None, crm: F | None) -> M:
         """What a convergence carries of the Microsoft side (see Converge.ms_now)."""
 
-    @abstractmethod
-    def removal_link(self, crm_id: str, ms_id: str, crm_version: str, fields: F) -> Link:
-        """A new link that remembers the removal in Microsoft of our own import (its link write was lost)."""
+    def removal_link(self, crm_id: str, ms_id: str, crm_version: str, fields: F) -> Link | None:
+        """A new link that remembers the removal in Microsoft of our own import whose link write was lost
+        (None: the kind does not remember it; its candidates() never pair a removed item)."""
+        return None
 
     def unchanged_crm_fields(self, link: Link) -> F | None:
         """The CRM content of a linked record not read in this run (None: unknown, the executor reads it)."""

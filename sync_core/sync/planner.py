@@ -178,10 +178,10 @@ def _decide(unit: _Unit[F, R, C], rules: PlanRules[F, M, C]) -> list[Action[F, R
             target = rules.merge(None, fields, item.fields)[0] if pull else fields
             return [LinkExisting(key, item.ms_id, item.version, rules.ms_now(ms, None, fields), target,
                                  record, None, write_ms=write_ms)]
-        if c is Status.NEW and not crm_gone and ms is not None:
+        if c is Status.NEW and not crm_gone and ms is not None and (
+                removed := rules.removal_link(key, ms.ms_id, version, _fields(crm))) is not None:
             # our own import found again (link write lost), since removed in Microsoft → remember the removal
-            fields = _fields(crm)
-            return [MarkMsRemoved(key, rules.removal_link(key, ms.ms_id, version, fields))]
+            return [MarkMsRemoved(key, removed)]
         if crm_gone and item is not None:
             if protected:
                 # our import of a meeting whose CRM record went before its link was saved → remembered, never

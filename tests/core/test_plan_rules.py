@@ -160,6 +160,16 @@ def test_removal_link_remembers_our_import_removed_before_its_link_was_saved() -
     assert (action.link.state, action.link.synced_hash, action.link.ms_id) == (LinkState.MS_REMOVED, "hi", "here:n1")
 
 
+class ForgetfulNoteRules(NoteRules):
+    def removal_link(self, crm_id: str, ms_id: str, crm_version: str, fields: str) -> Link | None:
+        return None
+
+
+def test_a_kind_that_remembers_no_removal_of_an_unlinked_item_sends_its_record() -> None:
+    action = one([Note("imported-here:n1", "hi")], [NoteChange("here:n1")], [], ForgetfulNoteRules())
+    assert action == CreateInMicrosoft("imported-here:n1", "hi", "v1", None, "new in the CRM")
+
+
 def test_skip_tagged_strays() -> None:
     # tagged with a CRM id that is linked to another item: a copy of ours
     copy = NoteChange("here:n2", "hi", tag="c1")

@@ -27,7 +27,6 @@ from typing import TypeAlias
 from sync_core.domain.models import (
     CrmTask,
     Link,
-    LinkState,
     MsTask,
     SyncMode,
     TaskChange,
@@ -35,7 +34,7 @@ from sync_core.domain.models import (
     TaskTarget,
     UserSyncSettings,
 )
-from sync_core.kinds.tasks.mapping import FIELD_NAMES, REPRESENTED, SyncedTask, decode_synced, encode_synced, field_hashes
+from sync_core.kinds.tasks.mapping import FIELD_NAMES, REPRESENTED, SyncedTask, decode_synced, field_hashes
 from sync_core.sync import actions
 from sync_core.sync.actions import Side
 from sync_core.sync.guard import DeleteGuard, GuardLimits
@@ -206,10 +205,6 @@ class TaskRules(PlanRules[TaskFields, MsTask | None, TaskChange]):
 
     def ms_now(self, change: TaskChange | None, link: Link | None, crm: TaskFields | None) -> MsTask | None:
         return change.task if change is not None else None
-
-    def removal_link(self, crm_id: str, ms_id: str, crm_version: str, fields: TaskFields) -> Link:
-        return Link(tenant_id=self.settings.tenant_id, user_id=self.settings.user_id, crm_id=crm_id, ms_id=ms_id,
-                    state=LinkState.MS_REMOVED, crm_version=crm_version, synced_hash=encode_synced(fields))
 
     def protected(self, item: MsItem[TaskFields] | None, link: Link | None) -> bool:
         # a meeting: as read now, or as the link remembers it
