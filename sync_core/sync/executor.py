@@ -26,7 +26,8 @@ from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
 
 from sync_core.domain.errors import ConcurrencyError, InvalidRecordError, MicrosoftError, NotFoundError, ThrottledError
 from sync_core.domain.models import Link, LinkState, QuarantineEntry, UserSyncSettings
-from sync_core.kinds.contacts.planner import Side, Skip
+from sync_core.sync.actions import (CreateInMicrosoft, DeleteInMicrosoft, ForgetLink, MarkCrmDeleted, MarkMsRemoved,
+                                    RefreshLinkVersions, Side, Skip, Unlink)
 from sync_core.ports import StateStore
 from sync_core.sync.links import LinkBook
 from sync_core.sync.tally import Answer, EngineConfig, Tally, outcome
@@ -81,13 +82,6 @@ class Executor(LinkBook[F], Generic[F, C, R]):
     CRM_GONE: ClassVar[str]  # the reason when a CRM record vanished under an update
     GONE_DELETE_COUNTS: ClassVar[bool]  # whether a delete answered 404 counts as one of ours
     RESULT: ClassVar[Callable[..., Answer]]  # the kind's write answer type (R)
-    # The plan's actions that every kind applies alike, by their types.
-    CREATE: ClassVar[tuple[type[Any], ...]]
-    DELETE: ClassVar[tuple[type[Any], ...]]
-    MARK_REMOVED: ClassVar[tuple[type[Any], ...]]
-    MARK_CRM_DELETED: ClassVar[tuple[type[Any], ...]]
-    DROP: ClassVar[tuple[type[Any], ...]]
-    REFRESH: ClassVar[tuple[type[Any], ...]]
 
     def __init__(self, settings: UserSyncSettings, state: StateStore, tally: Tally, *, partition: str,
                  quarantined: Iterable[QuarantineEntry], config: EngineConfig, sleep: Callable[[float], None],
@@ -111,7 +105,7 @@ class Executor(LinkBook[F], Generic[F, C, R]):
         """An action only this kind has (imports, converges...)."""
 
     @abstractmethod
-    def _removal(self, action: Any) -> Removal: ...
+    def _removal(self, action: DeleteInMicrosoft) -> Removal: ...
 
     @abstractmethod
     def _intent(self, action: Any, prior: Link | None) -> dict[str, Any]:
@@ -148,20 +142,20 @@ class Executor(LinkBook[F], Generic[F, C, R]):
         for action in actions:
             if isinstance(action, Skip):
                 self._skip(action, guard_reasons)
-            elif isinstance(action, self.CREATE):
+            elif isinstance(action, CreateInMicrosoft):
                 creates.append(action)
-            elif isinstance(action, self.DELETE):
+            elif isinstance(action, DeleteInMicrosoft):
                 self._ms_deletes.append(self._removal(action))
-            elif isinstance(action, self.MARK_REMOVED):
+            elif isinstance(action, MarkMsRemoved):
                 self._save_link(self._fresh(action.link).model_copy(update={"state": LinkState.MS_REMOVED}))
                 self._succeeded(action.crm_id, action.link.ms_id)
-            elif isinstance(action, self.MARK_CRM_DELETED):
+            elif isinstance(action, MarkCrmDeleted):
                 self._save_link(self._fresh(action.link).model_copy(update={"state": LinkState.CRM_DELETED}))
                 self._succeeded(action.crm_id, action.link.ms_id)
-            elif isinstance(action, self.DROP):
+            elif isinstance(action, (Unlink, ForgetLink)):
                 self._drop_link(action.link)
                 self._succeeded(action.crm_id, action.link.ms_id)
-            elif isinstance(action, self.REFRESH):
+            elif isinstance(action, RefreshLinkVersions):
                 self._save_link(self._fresh(action.link).model_copy(update={
                     "crm_version": action.crm_version, "ms_version": action.ms_version}))
             else:

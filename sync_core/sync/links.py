@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from sync_core.domain.errors import AlreadyExistsError, ConcurrencyError
 from sync_core.domain.models import Link, LinkState, QuarantineEntry, UserSyncSettings
-from sync_core.kinds.contacts.planner import Side, Skip
+from sync_core.sync.actions import Side, Skip
 from sync_core.ports import StateStore
 from sync_core.sync.tally import Tally, record_failure
 

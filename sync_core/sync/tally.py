@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from sync_core.domain.models import QuarantineEntry, RunRecord, SideCounts
-from sync_core.kinds.contacts.planner import Side
+from sync_core.sync.actions import Side
 from sync_core.ports import StateStore
 
 

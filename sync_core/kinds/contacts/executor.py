@@ -27,25 +27,9 @@ from sync_core.domain.models import (
 )
 from sync_core.kinds.contacts.accounts import company_key, resolve_account
 from sync_core.kinds.contacts.mapping import crm_to_fields, fields_to_crm
-from sync_core.kinds.contacts.planner import (
-    Action,
-    ConflictMerge,
-    Converge,
-    CreateInCrm,
-    CreateInMicrosoft,
-    DeleteInMicrosoft,
-    ForgetLink,
-    LinkExisting,
-    MarkCrmDeleted,
-    MarkMsRemoved,
-    RefreshLinkVersions,
-    Side,
-    Unlink,
-    crm_version,
-    import_crm_ids,
-    merge_two,
-)
+from sync_core.kinds.contacts.planner import Action, crm_version, import_crm_ids, merge_two
 from sync_core.ports import ITEM_GONE, CrmPort, MicrosoftContactsPort, StateStore, WriteResult
+from sync_core.sync.actions import ConflictMerge, Converge, CreateInCrm, CreateInMicrosoft, DeleteInMicrosoft, LinkExisting, Side
 from sync_core.sync.executor import EngineConfig, Executor, MsWrite, Removal, Tally, outcome
 
 __all__ = ["Engine", "EngineConfig", "Tally"]
@@ -57,8 +41,6 @@ class Engine(Executor[ContactFields, CrmContact, WriteResult]):
     SERVICE, NOUN, LABEL, RESULT = "Outlook", "", "", WriteResult
     CRM_RECORD, CRM_GONE = "CRM record", "CRM record or account gone during the run"
     GONE_DELETE_COUNTS = True  # the adapter answers a contact already gone as deleted, and it is counted
-    CREATE, DELETE, REFRESH = (CreateInMicrosoft,), (DeleteInMicrosoft,), (RefreshLinkVersions,)
-    MARK_REMOVED, MARK_CRM_DELETED, DROP = (MarkMsRemoved,), (MarkCrmDeleted,), (Unlink, ForgetLink)
 
     def __init__(self, settings: UserSyncSettings, crm: CrmPort, microsoft: MicrosoftContactsPort, state: StateStore,
                  folder_id: str, *, tally: Tally, quarantined: Iterable[QuarantineEntry] = (),
@@ -323,7 +305,7 @@ class Engine(Executor[ContactFields, CrmContact, WriteResult]):
         return None
 
     def _converge(self, action: Converge) -> None:
-        contact = action.contact or self._crm_read(action.crm_id)
+        contact = action.record or self._crm_read(action.crm_id)
         if contact is None:
             # Deleted in the CRM meanwhile: the feed brings the delete next run; replay the Outlook side with it.
             self._fail(Side.CRM, Side.MICROSOFT, action.ms_id, "CRM record deleted during the run", retry=True)
@@ -344,7 +326,7 @@ class Engine(Executor[ContactFields, CrmContact, WriteResult]):
         self._claimed.add(contact.id)
         if isinstance(action, ConflictMerge):
             self._conflict(action.crm_id, action.clashes)
-        self._settle(contact.id, action.ms_id, action.ms_version, action.ms_fields, final,
+        self._settle(contact.id, action.ms_id, action.ms_version, action.ms_now, final,
                      crm_version(contact.version, account_version), action.link, write_ms=action.write_ms)
 
     def _settle(self, crm_id: str, ms_id: str, ms_version: str, ms_fields: ContactFields, final: ContactFields,

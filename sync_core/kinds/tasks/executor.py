@@ -32,7 +32,6 @@ from sync_core.domain.models import (
     TaskTarget,
 )
 from sync_core.kinds.contacts.accounts import resolve_account
-from sync_core.kinds.contacts.planner import Side
 from sync_core.kinds.tasks.mapping import (
     FIELD_NAMES,
     crm_to_task_fields,
@@ -43,25 +42,9 @@ from sync_core.kinds.tasks.mapping import (
     task_fields_to_crm,
     user_zone,
 )
-from sync_core.kinds.tasks.planner import (
-    ConvergeTask,
-    CreateTaskInCrm,
-    CreateTaskInMicrosoft,
-    DeleteTaskInMicrosoft,
-    ForgetTaskLink,
-    LinkTask,
-    MarkTaskCrmDeleted,
-    MarkTaskRemoved,
-    RefreshTaskLink,
-    RememberMeeting,
-    TaskConflict,
-    TaskPlanContext,
-    UnlinkTask,
-    key_target,
-    ms_key,
-    split_ms_key,
-    synced_of,
-)
+from sync_core.kinds.tasks.planner import TaskPlanContext, key_target, ms_key, split_ms_key, synced_of
+from sync_core.sync.actions import (ConflictMerge, Converge, CreateInCrm, CreateInMicrosoft, DeleteInMicrosoft, LinkExisting,
+                                    RememberMeeting, Side)
 from sync_core.ports import CrmTasksPort, MicrosoftTasksPort, StateStore, TaskUpdate, TaskWriteResult
 from sync_core.sync.executor import EngineConfig, Executor, MsWrite, Removal, Tally, outcome
 
@@ -84,8 +67,6 @@ class TaskEngine(Executor[TaskFields, CrmTask, TaskWriteResult]):
     SERVICE, NOUN, LABEL, RESULT = "Microsoft", "task ", "tasks: ", TaskWriteResult
     CRM_RECORD, CRM_GONE = "CRM task", "CRM task gone during the run"
     GONE_DELETE_COUNTS = False  # an item already gone is not counted as deleted by us
-    CREATE, DELETE, REFRESH = (CreateTaskInMicrosoft,), (DeleteTaskInMicrosoft,), (RefreshTaskLink,)
-    MARK_REMOVED, MARK_CRM_DELETED, DROP = (MarkTaskRemoved,), (MarkTaskCrmDeleted,), (UnlinkTask, ForgetTaskLink)
 
     def __init__(self, context: TaskPlanContext, crm: CrmTasksPort, microsoft: MicrosoftTasksPort, state: StateStore,
                  partition: str, containers: dict[TaskTarget, str], tally: Tally, now: Callable[[], datetime],
@@ -183,12 +164,12 @@ class TaskEngine(Executor[TaskFields, CrmTask, TaskWriteResult]):
     # --- applying ---------------------------------------------------------------------------------
 
     def _apply_own(self, action: Any) -> None:
-        if isinstance(action, CreateTaskInCrm):
+        if isinstance(action, CreateInCrm):
             self._create_in_crm(action)
-        elif isinstance(action, ConvergeTask):
+        elif isinstance(action, Converge):
             self._converge(action)
         elif isinstance(action, RememberMeeting):
-            self._link(action.crm_id, action.ms_key, "", action.ms_version, action.fields, None, meeting=True)
+            self._link(action.crm_id, action.ms_id, "", action.ms_version, action.fields, None, meeting=True)
 
     # --- CRM writes -------------------------------------------------------------------------------
 
@@ -198,7 +179,7 @@ class TaskEngine(Executor[TaskFields, CrmTask, TaskWriteResult]):
         return resolve_account(self.crm, self.tenant_id, self.settings.task_import_account,  # type: ignore[arg-type]
                                self.settings.user_id, self._accounts)
 
-    def _create_in_crm(self, action: CreateTaskInCrm) -> None:
+    def _create_in_crm(self, action: CreateInCrm) -> None:
         try:
             account = self._import_account()
             record = task_fields_to_crm(action.fields, None, self.zone, tenant_id=self.tenant_id,
@@ -209,62 +190,62 @@ class TaskEngine(Executor[TaskFields, CrmTask, TaskWriteResult]):
             # Our own import of this item whose link write was lost: link it rather than duplicate it.
             existing = self._crm_read(action.crm_id)
             if existing is None:
-                self._fail(Side.CRM, Side.MICROSOFT, action.ms_key, "CRM refused the import (id held)", retry=True)
+                self._fail(Side.CRM, Side.MICROSOFT, action.ms_id, "CRM refused the import (id held)", retry=True)
                 return
-            self.tally.log(f"tasks: {action.ms_key} linked to existing crm:{existing.id} instead of importing it")
+            self.tally.log(f"tasks: {action.ms_id} linked to existing crm:{existing.id} instead of importing it")
             current = self._current_link(existing.id)
             if existing.assigned_to != self.settings.user_id:
                 # Our import of this item (its link write was lost), since given to someone else: as with a
                 # link, it leaves this user's Microsoft 365 (a meeting stays: its attendees would be told).
                 if action.meeting and current is None:
                     # remembered, so it is never imported again
-                    self._link(existing.id, action.ms_key, "", action.ms_version, action.fields, None, meeting=True)
+                    self._link(existing.id, action.ms_id, "", action.ms_version, action.fields, None, meeting=True)
                 elif action.sync_back:
-                    self._ms_deletes.append(self._removal_of(existing.id, action.ms_key, None))
+                    self._ms_deletes.append(self._removal_of(existing.id, action.ms_id, None))
                 else:
-                    self.tally.log(f"tasks: {action.ms_key} not imported: crm:{existing.id} is someone else's")
+                    self.tally.log(f"tasks: {action.ms_id} not imported: crm:{existing.id} is someone else's")
                 return
             if current is not None and (current.state is LinkState.PENDING_CREATE
-                                        or current.ms_id not in (None, action.ms_key)):
+                                        or current.ms_id not in (None, action.ms_id)):
                 # That task is synced with another item (or its create is being confirmed): this one is left
                 # alone, never a duplicate.
-                self.tally.log(f"tasks: {action.ms_key} not imported: crm:{existing.id} is synced with another item")
+                self.tally.log(f"tasks: {action.ms_id} not imported: crm:{existing.id} is synced with another item")
                 return
-            self.tally.log(f"tasks: {action.ms_key} linked to existing crm:{existing.id} instead of importing it")
-            item = MsTask(id=split_ms_key(action.ms_key)[1], version=action.ms_version, fields=action.fields,
+            self.tally.log(f"tasks: {action.ms_id} linked to existing crm:{existing.id} instead of importing it")
+            item = MsTask(id=split_ms_key(action.ms_id)[1], version=action.ms_version, fields=action.fields,
                           meeting=action.meeting, all_day=action.fields.due_at is None)
-            self._converge(LinkTask(existing.id, action.ms_key, action.ms_version, item, action.fields, existing,
+            self._converge(LinkExisting(existing.id, action.ms_id, action.ms_version, item, action.fields, existing,
                                     current, write_ms=action.sync_back))
             return
         except (InvalidRecordError, NotFoundError) as exc:
-            self._fail(Side.CRM, Side.MICROSOFT, action.ms_key, "CRM refused the import", retry=False, detail=str(exc))
+            self._fail(Side.CRM, Side.MICROSOFT, action.ms_id, "CRM refused the import", retry=False, detail=str(exc))
             return
         self.tally.crm["created"] += 1
         final = crm_to_task_fields(created, self.zone)
-        self._settle(created.id, action.ms_key, action.ms_version, None, final, created.version, None,
+        self._settle(created.id, action.ms_id, action.ms_version, None, final, created.version, None,
                      write_ms=action.sync_back, ms_fields=action.fields, meeting=action.meeting)
 
-    def _converge(self, action: ConvergeTask, *, meeting: bool = False) -> None:
-        task = action.task or self._crm_read(action.crm_id)
+    def _converge(self, action: Converge, *, meeting: bool = False) -> None:
+        task = action.record or self._crm_read(action.crm_id)
         if task is None:
             # Deleted in the CRM meanwhile: the feed brings the delete next run; replay the Microsoft side with it.
-            self._fail(Side.CRM, Side.MICROSOFT, action.ms_key, "CRM task deleted during the run", retry=True)
+            self._fail(Side.CRM, Side.MICROSOFT, action.ms_id, "CRM task deleted during the run", retry=True)
             return
         current = crm_to_task_fields(task, self.zone)
         wanted = current if not self.context.pull else normalise_task(
             move_to_day(combine(action.fields, current, self.context.shown), self.zone), self.zone)
         record = task_fields_to_crm(wanted, task, self.zone)
-        task = self._write_crm(record, task, action.ms_key)
+        task = self._write_crm(record, task, action.ms_id)
         if task is None:
             return
         final = crm_to_task_fields(task, self.zone)
-        if isinstance(action, TaskConflict):
+        if isinstance(action, ConflictMerge):
             self._conflict(action.crm_id, action.clashes)
-        ms_fields = action.ms_task.fields if action.ms_task is not None else None
+        ms_fields = action.ms_now.fields if action.ms_now is not None else None
         base = synced_of(action.link)
-        meeting = meeting or (action.ms_task.meeting if action.ms_task is not None else False) or bool(
+        meeting = meeting or (action.ms_now.meeting if action.ms_now is not None else False) or bool(
             base and base.meeting)
-        self._settle(task.id, action.ms_key, action.ms_version, action.ms_task, final, task.version, action.link,
+        self._settle(task.id, action.ms_id, action.ms_version, action.ms_now, final, task.version, action.link,
                      write_ms=action.write_ms, ms_fields=ms_fields, meeting=meeting)
 
     def _settle(self, crm_id: str, key: str, ms_version: str, ms_task: MsTask | None, final: TaskFields,
@@ -334,8 +315,8 @@ class TaskEngine(Executor[TaskFields, CrmTask, TaskWriteResult]):
     def _crm_name(self, crm_id: str) -> str:
         return crm_record_id(crm_id)
 
-    def _removal(self, action: DeleteTaskInMicrosoft) -> Removal:
-        return self._removal_of(action.crm_id, action.ms_key, action.link)
+    def _removal(self, action: DeleteInMicrosoft) -> Removal:
+        return self._removal_of(action.crm_id, action.ms_id, action.link)
 
     def _removal_of(self, crm_id: str, key: str, link: Link | None) -> Removal:
         target, graph_id = split_ms_key(key)
@@ -348,7 +329,7 @@ class TaskEngine(Executor[TaskFields, CrmTask, TaskWriteResult]):
         """A link to an item in the other target: it stays there until the new one exists."""
         return prior.state is LinkState.LINKED and key_target(prior.ms_id) not in (None, self.target)
 
-    def _intent(self, action: CreateTaskInMicrosoft, prior: Link | None) -> dict[str, Any]:
+    def _intent(self, action: CreateInMicrosoft, prior: Link | None) -> dict[str, Any]:
         old = prior.ms_id if prior is not None and self._switching(prior) else None
         return {"ms_id": old, "ms_version": self.target.value, **self._stored(action.fields, False)}
 
@@ -364,7 +345,7 @@ class TaskEngine(Executor[TaskFields, CrmTask, TaskWriteResult]):
             # A pair found in this round and not linked yet: the round must come again to pair them.
             self.tally.hold_delta = True
 
-    def _create_call(self) -> Callable[[list[tuple[CreateTaskInMicrosoft, Link]]], list[TaskWriteResult]]:
+    def _create_call(self) -> Callable[[list[tuple[CreateInMicrosoft, Link]]], list[TaskWriteResult]]:
         target, container = self.target, self.container
         return lambda chunk: self.microsoft.create_tasks(target, container,
                                                          [(a.crm_id, a.crm_version, a.fields) for a, _ in chunk])
