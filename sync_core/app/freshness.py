@@ -16,11 +16,11 @@ from pydantic import ValidationError
 
 from sync_core.app import jobs, subscriptions
 from sync_core.adapters.queues import SyncJob
-from sync_core.bootstrap import Services
+from sync_core.app.services import Services
 from sync_core.domain.connections import ConnectionStatus
 from sync_core.domain.errors import SyncError
-from sync_core.app.subscriptions import RENEW_WITHIN, Kind, Subscription, contacts_path, subscription_store
-from sync_core.web.session import launch_nonces
+from sync_core.app.subscriptions import RENEW_WITHIN, contacts_path
+from sync_core.domain.subscriptions import Kind, Subscription
 
 log = logging.getLogger("sync_core.app.freshness")
 
@@ -53,7 +53,7 @@ def tick(services: Services) -> TickReport:
         log.error("subscription renewal failed (%s)", type(exc).__name__,
                   extra={"event": "renew_failed", "error": type(exc).__name__})
     try:
-        report.nonces_purged = launch_nonces(services).purge_expired()
+        report.nonces_purged = services.nonces.purge_expired()
     except SyncError as exc:
         report.failed.append(f"nonces: {type(exc).__name__}")
     return report
@@ -77,7 +77,7 @@ def settle_subscriptions(services: Services, tenant_id: str, user_id: str) -> st
     connection = services.connections.get(tenant_id, user_id)
     if connection is None or connection.status is not ConnectionStatus.CONNECTED:
         return "not connected"
-    records = subscription_store(services).for_user(tenant_id, user_id)
+    records = services.subscriptions.for_user(tenant_id, user_id)
     tasks_on = connection.settings.tasks_enabled
     missing = Kind.CONTACTS not in records or tasks_on != (Kind.TASKS in records)
     folder_id = services.state.get_cursor(tenant_id, user_id).folder_id

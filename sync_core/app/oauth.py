@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 import msal
 from azure.data.tables import TableServiceClient
 
-from sync_core.adapters.tables.connections import TableConnections, TableTokens
 from sync_core.adapters.tables.common import NameFunction, RequestCounter, Table, etag_of, key_part
 from sync_core.adapters.tokens import GRAPH_SCOPES, TokenCipher, http_session, msal_app
 from sync_core.domain.connections import Connection, ConnectionStatus
 from sync_core.domain.errors import ConcurrencyError, NotFoundError, SyncError
+from sync_core.ports import ConnectionStore, TokenStore
 from sync_core.settings import AppSettings
 from sync_core.web.auth import AuthError, Caller
 
@@ -42,7 +42,7 @@ class Finished:
 
 class OAuthFlows:
     def __init__(self, settings: AppSettings, service: TableServiceClient, name: NameFunction,
-                 connections: TableConnections, tokens: TableTokens, counter: RequestCounter | None = None) -> None:
+                 connections: ConnectionStore, tokens: TokenStore, counter: RequestCounter | None = None) -> None:
         self.settings = settings
         self.table = Table(service, name("oauthflows"), counter or RequestCounter())
         self.cipher = TokenCipher(settings.token_key_bytes)

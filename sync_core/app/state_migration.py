@@ -27,10 +27,10 @@ from typing import Any
 
 from azure.data.tables import TableServiceClient
 
-from sync_core.adapters.tables.connections import TableConnections
 from sync_core.adapters.tables.state import CURSOR_ROW, CURSORS, LEASES, LEGACY_TABLES, state_partition
 from sync_core.adapters.tables.common import Entity, NameFunction, Op, RequestCounter, Table, storage_call
 from sync_core.domain.errors import NotFoundError, SyncError
+from sync_core.ports import ConnectionStore
 
 log = logging.getLogger("sync_core.app.state_migration")
 
@@ -62,7 +62,7 @@ class MigrationReport:
 class StateMigration:
     """Legacy tables → per-tenant tables; `connections` says which tenants have each user id."""
 
-    def __init__(self, service: TableServiceClient, name: NameFunction, connections: TableConnections,
+    def __init__(self, service: TableServiceClient, name: NameFunction, connections: ConnectionStore,
                  counter: RequestCounter | None = None) -> None:
         self._service = service
         self._name = name
@@ -71,9 +71,8 @@ class StateMigration:
 
     def _all_owners(self) -> dict[str, list[str]]:
         owners: dict[str, set[str]] = defaultdict(set)
-        for row in self._connections.table.query("PartitionKey ge @lo", {"lo": ""}, page_size=1000,
-                                           select=["tenant_id", "user_id"]):
-            owners[str(row["user_id"])].add(str(row["tenant_id"]))
+        for tenant_id, user_id in self._connections.iter_keys():
+            owners[user_id].add(tenant_id)
         return {user: sorted(tenants) for user, tenants in owners.items()}
 
     def _legacy_rows(self, table: str, partitions: Iterable[str] | None) -> Iterator[Mapping[str, Any]]:
@@ -151,7 +150,7 @@ _checked: set[tuple[str, str, str]] = set()
 _checked_lock = threading.Lock()
 
 
-def migrate_user(service: TableServiceClient, name: NameFunction, connections: TableConnections, tenant_id: str,
+def migrate_user(service: TableServiceClient, name: NameFunction, connections: ConnectionStore, tenant_id: str,
                  user_id: str, counter: RequestCounter | None = None) -> MigrationReport | None:
     """On first access (once per process and user): move this user's legacy rows when the previous
     version left a cursor for them. One point read when there is nothing to move."""

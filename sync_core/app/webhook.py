@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from sync_core.app import jobs, subscriptions
 from sync_core.adapters.graph.session import GraphSession
-from sync_core.bootstrap import Services
+from sync_core.app.services import Services
 from sync_core.domain.errors import SyncError
-from sync_core.app.subscriptions import Owner, subscription_store
+from sync_core.domain.subscriptions import Owner
 from sync_core.web.http import HttpError, WebRequest, WebResponse, text
 
 log = logging.getLogger("sync_core.app.webhook")
@@ -85,7 +85,7 @@ def parse_items(request: WebRequest, *, lifecycle: bool) -> list[Item]:
 
 def verify(services: Services, items: list[Item]) -> list[tuple[Item, Owner]]:
     """Every item must name a known subscription and carry its secret; else 403 for the whole body."""
-    store = subscription_store(services)
+    store = services.subscriptions
     owners: dict[str, Owner | None] = {}
     verified: list[tuple[Item, Owner]] = []
     for item in items:
@@ -128,7 +128,7 @@ def _quick_session(services: Services, tenant_id: str, user_id: str) -> GraphSes
 
 
 def _lifecycle(services: Services, item: Item, owner: Owner) -> None:
-    record = subscription_store(services).get(owner.tenant_id, owner.user_id, owner.kind)
+    record = services.subscriptions.get(owner.tenant_id, owner.user_id, owner.kind)
     if record is None or record.sub_id != item.subscription_id:
         return  # already replaced: the event concerns an old subscription
     recreate = item.lifecycle_event in ("subscriptionRemoved", "missed")

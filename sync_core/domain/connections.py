@@ -1,12 +1,10 @@
 """Each CRM user's connection to Microsoft 365: status, the Microsoft account, their settings,
-their encrypted token cache, and the last outcome the settings page shows.
+their encrypted token cache, and the last outcome the settings page shows. The stores are in ports.py.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
 
 from pydantic import Field
 
@@ -35,20 +33,3 @@ class Connection(Frozen):
     @property
     def key(self) -> tuple[str, str]:
         return (self.tenant_id, self.user_id)
-
-
-class ConnectionStore(Protocol):
-    """Connections of every user (adapters/connections_tables.py)."""
-
-    def get(self, tenant_id: str, user_id: str) -> Connection | None: ...
-    def save(self, connection: Connection) -> Connection: ...  # If-Match when etag is set
-    def delete(self, tenant_id: str, user_id: str) -> None: ...
-    def iter_connected(self) -> Iterator[tuple[str, str]]: ...  # (tenant, user) with status connected
-
-
-class TokenStore(Protocol):
-    """Encrypted MSAL token caches, one per user, never logged."""
-
-    def load(self, tenant_id: str, user_id: str) -> str | None: ...
-    def save(self, tenant_id: str, user_id: str, serialized: str) -> None: ...
-    def delete(self, tenant_id: str, user_id: str) -> None: ...

@@ -10,7 +10,7 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sync_core.app import jobs
-from sync_core.bootstrap import Services
+from sync_core.app.services import Services
 from sync_core.domain.connections import ConnectionStatus
 from sync_core.domain.errors import ConcurrencyError, InvalidRecordError, NotFoundError
 from sync_core.domain.models import Account, Address, CrmContact

@@ -30,7 +30,7 @@ from devhost.procs import free_port, spawn, stop, wait_until
 from m365_emulator.server import ControlClient, EmulatorProcess
 from sync_core.bootstrap import Services, build_services
 from sync_core.settings import SETTING_HELP, AppSettings, load_settings
-from sync_core.app.tenants import Plan, Tenant, tenant_store
+from sync_core.domain.tenants import Plan, Tenant
 from sync_core.web.auth import SESSION_COOKIE, launch_url, sign_launch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +72,7 @@ class Stack:
 
     def new_tenant(self, plan: Plan = Plan.PAID) -> str:
         tenant_id = "tenant-" + uuid.uuid4().hex[:12]
-        tenant_store(self.services).save(Tenant(id=tenant_id, name="Test tenant", plan=plan))
+        self.services.tenants.save(Tenant(id=tenant_id, name="Test tenant", plan=plan))
         return tenant_id
 
     def launch_link(self, tenant_id: str, user_id: str, lifetime: int = 120) -> str:
@@ -239,8 +239,8 @@ def _form(page: str) -> dict[str, Any]:
 
 def wait_subscribed(stack: Stack, tenant_id: str, user_id: str, timeout: float = 60) -> Any:
     """The user's contact-folder subscription, once created (after the first sync made the folder)."""
-    from sync_core.app.subscriptions import Kind, subscription_store
-    store = subscription_store(stack.services)
+    from sync_core.domain.subscriptions import Kind
+    store = stack.services.subscriptions
     return wait_for(lambda: (r := store.get(tenant_id, user_id, Kind.CONTACTS)) and not r.owed and r, timeout,
                     "the contact folder subscription")
 

@@ -7,7 +7,7 @@ import uuid
 import httpx
 
 from sync_core.domain.models import SyncMode, TIMED_REMINDER_CHOICES
-from sync_core.app.tenants import Plan
+from sync_core.domain.tenants import Plan
 from sync_core.web.auth import SESSION_COOKIE
 from tests.functions.stack import Stack, WebClient, started_sign_ins
 

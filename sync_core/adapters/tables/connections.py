@@ -71,6 +71,11 @@ class TableConnections:
         rows = self.table.query("RowKey eq @rk", {"rk": key_part(user_id)}, select=["tenant_id"])
         return sorted({str(row["tenant_id"]) for row in rows})
 
+    def iter_keys(self) -> Iterator[tuple[str, str]]:
+        """(tenant, user) of every connection, whatever its state: a scan returning only those fields."""
+        for entity in self.table.query("PartitionKey ge @lo", {"lo": ""}, page_size=1000, select=["tenant_id", "user_id"]):
+            yield str(entity["tenant_id"]), str(entity["user_id"])
+
     def iter_connected(self) -> Iterator[tuple[str, str]]:
         for entity in self.table.query("status eq @s", {"s": ConnectionStatus.CONNECTED.value},
                                        page_size=1000, select=["tenant_id", "user_id"]):
