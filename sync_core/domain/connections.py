@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Protocol
 
 from pydantic import Field
 
+from sync_core.domain.errors import AlreadyExistsError
 from sync_core.domain.models import Frozen, UserSyncSettings
 
 
@@ -33,3 +35,24 @@ class Connection(Frozen):
     @property
     def key(self) -> tuple[str, str]:
         return (self.tenant_id, self.user_id)
+
+
+class _Stored(Protocol):
+    def get(self, tenant_id: str, user_id: str) -> Connection | None: ...
+    def save(self, connection: Connection) -> Connection: ...
+
+
+class CreatedOnFirstUse:
+    """get_or_create for a connection store, over its get and save (a mixin of every ConnectionStore)."""
+
+    def get_or_create(self: _Stored, tenant_id: str, user_id: str) -> Connection:
+        found = self.get(tenant_id, user_id)
+        if found is not None:
+            return found
+        try:
+            return self.save(Connection(tenant_id=tenant_id, user_id=user_id,
+                                        settings=UserSyncSettings(tenant_id=tenant_id, user_id=user_id)))
+        except AlreadyExistsError:  # created by a concurrent request meanwhile
+            found = self.get(tenant_id, user_id)
+            assert found is not None
+            return found

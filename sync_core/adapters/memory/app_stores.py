@@ -9,87 +9,99 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime
+from typing import Generic, Protocol, TypeVar
 
 from sync_core.adapters.tokens import register_token_cache
-from sync_core.domain.connections import Connection, ConnectionStatus
+from sync_core.domain.connections import Connection, ConnectionStatus, CreatedOnFirstUse
 from sync_core.domain.errors import AlreadyExistsError, ConcurrencyError, NotFoundError
-from sync_core.domain.models import UserSyncSettings
 from sync_core.domain.subscriptions import Kind, Owner, Subscription
 from sync_core.domain.sync_flags import SyncFlags
 from sync_core.domain.tenants import Tenant
 
 _etags = itertools.count(1)
 Key = tuple[str, str]
+K = TypeVar("K", bound=tuple[str, ...])
+
+
+class _Versioned(Protocol):
+    @property
+    def etag(self) -> str | None: ...
+
+
+V = TypeVar("V", bound=_Versioned)
 
 
 def _etag() -> str:
     return f'W/"mem{next(_etags)}"'
 
 
-def _check_write(exists: bool, current_etag: str | None, expected: str | None) -> None:
-    """Insert when `expected` is None, else If-Match: the rules of Table.create / Table.replace."""
-    if expected is None:
-        if exists:
-            raise AlreadyExistsError("the record already exists")
-    elif not exists:
-        raise NotFoundError("the record is gone")
-    elif current_etag != expected:
-        raise ConcurrencyError("the record changed since it was read (stale ETag)")
+class _Records(Generic[K, V]):
+    """Records with an ETag each, behind one lock (reentrant: a store may group its own steps under it).
+    A write inserts when `expected` is None and replaces If-Match otherwise, as Table.create / replace do."""
 
-
-class MemoryConnections:
     def __init__(self) -> None:
-        self._rows: dict[Key, Connection] = {}
-        self._lock = threading.Lock()
+        self._rows: dict[K, V] = {}
+        self.lock = threading.RLock()
 
-    def get(self, tenant_id: str, user_id: str) -> Connection | None:
-        with self._lock:
-            return self._rows.get((tenant_id, user_id))
+    def get(self, key: K) -> V | None:
+        with self.lock:
+            return self._rows.get(key)
 
-    def save(self, connection: Connection) -> Connection:
-        with self._lock:
-            current = self._rows.get(connection.key)
-            _check_write(current is not None, current.etag if current else None, connection.etag)
-            # Read back as the table reads it: empty texts are None, last_error is cut at 2,000 characters.
-            saved = connection.model_copy(update={
-                "etag": _etag(), "last_error": (connection.last_error or "")[:2000] or None,
-                "ms_account": connection.ms_account or None, "ms_user_id": connection.ms_user_id or None,
-                "last_run_id": connection.last_run_id or None})
-            self._rows[connection.key] = saved
+    def put(self, key: K, record: V, stored: Callable[[V], V]) -> V:
+        with self.lock:
+            current = self._rows.get(key)
+            if record.etag is None:
+                if current is not None:
+                    raise AlreadyExistsError("the record already exists")
+            elif current is None:
+                raise NotFoundError("the record is gone")
+            elif current.etag != record.etag:
+                raise ConcurrencyError("the record changed since it was read (stale ETag)")
+            self._rows[key] = saved = stored(record)
             return saved
 
-    def get_or_create(self, tenant_id: str, user_id: str) -> Connection:
-        found = self.get(tenant_id, user_id)
-        if found is not None:
-            return found
-        try:
-            return self.save(Connection(tenant_id=tenant_id, user_id=user_id,
-                                        settings=UserSyncSettings(tenant_id=tenant_id, user_id=user_id)))
-        except AlreadyExistsError:
-            found = self.get(tenant_id, user_id)
-            assert found is not None
-            return found
+    def pop(self, key: K) -> None:
+        with self.lock:
+            self._rows.pop(key, None)
+
+    def items(self) -> list[tuple[K, V]]:
+        """A sorted snapshot (by key)."""
+        with self.lock:
+            return sorted(self._rows.items(), key=lambda item: item[0])
+
+
+def _stored_connection(connection: Connection) -> Connection:
+    """What a read gives back, as from the table: empty texts are None, last_error is cut at 2,000 characters."""
+    return connection.model_copy(update={
+        "etag": _etag(), "last_error": (connection.last_error or "")[:2000] or None,
+        "ms_account": connection.ms_account or None, "ms_user_id": connection.ms_user_id or None,
+        "last_run_id": connection.last_run_id or None})
+
+
+class MemoryConnections(CreatedOnFirstUse):
+    def __init__(self) -> None:
+        self._rows: _Records[Key, Connection] = _Records()
+
+    def get(self, tenant_id: str, user_id: str) -> Connection | None:
+        return self._rows.get((tenant_id, user_id))
+
+    def save(self, connection: Connection) -> Connection:
+        return self._rows.put(connection.key, connection, _stored_connection)
 
     def delete(self, tenant_id: str, user_id: str) -> None:
-        with self._lock:
-            self._rows.pop((tenant_id, user_id), None)
+        self._rows.pop((tenant_id, user_id))
 
     def tenants_of(self, user_id: str) -> list[str]:
-        with self._lock:
-            return sorted({tenant for tenant, user in self._rows if user == user_id})
+        return sorted({tenant for (tenant, user), _ in self._rows.items() if user == user_id})
 
     def iter_keys(self) -> Iterator[Key]:
-        with self._lock:
-            keys = sorted(self._rows)
-        yield from keys
+        yield from [key for key, _ in self._rows.items()]
 
     def iter_connected(self) -> Iterator[Key]:
-        with self._lock:
-            keys = sorted(key for key, row in self._rows.items() if row.status is ConnectionStatus.CONNECTED)
-        yield from keys
+        yield from [key for key, row in self._rows.items() if row.status is ConnectionStatus.CONNECTED]
 
 
 class MemoryTokens:
@@ -133,50 +145,42 @@ class MemoryTenants:
 
 class MemorySubscriptions:
     def __init__(self) -> None:
-        self._records: dict[tuple[str, str, Kind], Subscription] = {}
+        self._records: _Records[tuple[str, str, Kind], Subscription] = _Records()
         self._index: dict[str, Owner] = {}
-        self._lock = threading.Lock()
 
     def owner_of(self, sub_id: str) -> Owner | None:
         if not sub_id or len(sub_id) > 200:
             return None
-        with self._lock:
+        with self._records.lock:
             return self._index.get(sub_id)
 
     def for_user(self, tenant_id: str, user_id: str) -> dict[Kind, Subscription]:
-        with self._lock:
-            return {kind: record for (t, u, kind), record in sorted(self._records.items())
-                    if (t, u) == (tenant_id, user_id)}
+        return {kind: record for (t, u, kind), record in self._records.items() if (t, u) == (tenant_id, user_id)}
 
     def get(self, tenant_id: str, user_id: str, kind: Kind) -> Subscription | None:
-        with self._lock:
-            return self._records.get((tenant_id, user_id, kind))
+        return self._records.get((tenant_id, user_id, kind))
 
     def save(self, record: Subscription, previous: Subscription | None) -> Subscription:
-        key = (record.tenant_id, record.user_id, record.kind)
-        with self._lock:
+        with self._records.lock:
             if record.sub_id:  # the new id's index first, as the table adapter writes it
                 self._index[record.sub_id] = Owner(record.tenant_id, record.user_id, record.kind, record.client_state)
-            current = self._records.get(key)
             try:
-                _check_write(current is not None, current.etag if current else None, record.etag)
+                saved = self._records.put((record.tenant_id, record.user_id, record.kind), record,
+                                          lambda r: replace(r, etag=_etag()))
             except (AlreadyExistsError, NotFoundError) as exc:
                 raise ConcurrencyError("the subscription changed meanwhile") from exc
-            saved = replace(record, etag=_etag())
-            self._records[key] = saved
             if previous is not None and previous.sub_id and previous.sub_id != record.sub_id:
                 self._index.pop(previous.sub_id, None)
             return saved
 
     def delete(self, record: Subscription) -> None:
-        with self._lock:
-            self._records.pop((record.tenant_id, record.user_id, record.kind), None)
+        with self._records.lock:
+            self._records.pop((record.tenant_id, record.user_id, record.kind))
             if record.sub_id:
                 self._index.pop(record.sub_id, None)
 
     def iter_due(self, before: datetime, limit: int = 500) -> Iterator[Subscription]:
-        with self._lock:
-            due = [record for _, record in sorted(self._records.items()) if record.expires_at < before]
+        due = [record for _, record in self._records.items() if record.expires_at < before]
         yield from due[:limit]
 
 
@@ -203,18 +207,10 @@ class MemoryNonces:
 
 class MemorySyncFlags:
     def __init__(self) -> None:
-        self._flags: dict[Key, SyncFlags] = {}
-        self._lock = threading.Lock()
+        self._flags: _Records[Key, SyncFlags] = _Records()
 
     def get(self, tenant_id: str, user_id: str) -> SyncFlags | None:
-        with self._lock:
-            return self._flags.get((tenant_id, user_id))
+        return self._flags.get((tenant_id, user_id))
 
     def save(self, flags: SyncFlags) -> SyncFlags:
-        key = (flags.tenant_id, flags.user_id)
-        with self._lock:
-            current = self._flags.get(key)
-            _check_write(current is not None, current.etag if current else None, flags.etag)
-            saved = replace(flags, etag=_etag())
-            self._flags[key] = saved
-            return saved
+        return self._flags.put((flags.tenant_id, flags.user_id), flags, lambda f: replace(f, etag=_etag()))
