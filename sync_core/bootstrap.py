@@ -9,6 +9,7 @@ from sync_core.adapters.tables.common import RequestCounter, connect
 from sync_core.adapters.tables.connections import TableConnections, TableTokens
 from sync_core.adapters.tables.crm import TableCrm
 from sync_core.adapters.tables.nonces import TableNonces
+from sync_core.adapters.tables.sign_ins import TableSignIns
 from sync_core.adapters.tables.state import TableStateStore
 from sync_core.adapters.tables.subscriptions import TableSubscriptions
 from sync_core.adapters.tables.sync_flags import TableSyncFlags
@@ -44,6 +45,6 @@ def _build(settings: AppSettings) -> Services:
         subscriptions=TableSubscriptions(service, name, cipher, counter),
         nonces=TableNonces(service, name, counter),
         flags=TableSyncFlags(service, name, counter),
-        oauth=OAuthFlows(settings, service, name, connections, tokens, counter),
+        oauth=OAuthFlows(settings, TableSignIns(service, name, cipher, counter), connections, tokens),
         queue=SyncQueue(settings.storage_connection_string, settings.sync_queue_name),
     )

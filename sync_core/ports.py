@@ -30,6 +30,7 @@ from sync_core.domain.models import (
     TaskFields,
     TaskTarget,
 )
+from sync_core.domain.sign_ins import PendingSignIn
 from sync_core.domain.subscriptions import Kind, Owner, Subscription
 from sync_core.domain.sync_flags import SyncFlags
 from sync_core.domain.tenants import Tenant
@@ -219,3 +220,14 @@ class SyncFlagStore(Protocol):
 
     def get(self, tenant_id: str, user_id: str) -> SyncFlags | None: ...
     def save(self, flags: SyncFlags) -> SyncFlags: ...
+
+
+class SignInStore(Protocol):
+    """Microsoft sign-ins in progress, by state. `create` raises AlreadyExistsError for a state in use; `save`
+    is If-Match (ConcurrencyError when stale); `take` deletes If-Match (ConcurrencyError when it changed
+    meanwhile; a record already gone is not an error, as Table Storage answers)."""
+
+    def create(self, pending: PendingSignIn) -> PendingSignIn: ...
+    def get(self, state: str) -> PendingSignIn | None: ...
+    def save(self, pending: PendingSignIn) -> PendingSignIn: ...
+    def take(self, pending: PendingSignIn) -> None: ...

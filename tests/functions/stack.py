@@ -247,7 +247,7 @@ def wait_subscribed(stack: Stack, tenant_id: str, user_id: str, timeout: float =
 
 def started_sign_ins(stack: Stack, tenant_id: str) -> list[Any]:
     """OAuth flows begun for a tenant (OAuthFlows.start stores one per Connect)."""
-    return list(stack.services.oauth.table.query("tenant_id eq @t", {"t": tenant_id}))
+    return list(stack.services.oauth.sign_ins.table.query("tenant_id eq @t", {"t": tenant_id}))
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:

@@ -17,6 +17,7 @@ from typing import Generic, Protocol, TypeVar
 from sync_core.adapters.tokens import register_token_cache
 from sync_core.domain.connections import Connection, ConnectionStatus, CreatedOnFirstUse
 from sync_core.domain.errors import AlreadyExistsError, ConcurrencyError, NotFoundError
+from sync_core.domain.sign_ins import PendingSignIn
 from sync_core.domain.subscriptions import Kind, Owner, Subscription
 from sync_core.domain.sync_flags import SyncFlags
 from sync_core.domain.tenants import Tenant
@@ -214,3 +215,32 @@ class MemorySyncFlags:
 
     def save(self, flags: SyncFlags) -> SyncFlags:
         return self._flags.put((flags.tenant_id, flags.user_id), flags, lambda f: replace(f, etag=_etag()))
+
+
+class MemorySignIns:
+    def __init__(self) -> None:
+        self._pending: _Records[tuple[str], PendingSignIn] = _Records()
+
+    def create(self, pending: PendingSignIn) -> PendingSignIn:
+        return self._pending.put((pending.state,), replace(pending, etag=None), lambda p: replace(p, etag=_etag()))
+
+    def get(self, state: str) -> PendingSignIn | None:
+        return self._pending.get((state,))
+
+    def save(self, pending: PendingSignIn) -> PendingSignIn:
+        with self._pending.lock:
+            current = self._pending.get((pending.state,))
+            if pending.etag is None:  # Table.replace without an ETag: whatever is there, but it must be there
+                if current is None:
+                    raise NotFoundError("the sign-in is gone")
+                pending = replace(pending, etag=current.etag)
+            return self._pending.put((pending.state,), pending, lambda p: replace(p, etag=_etag()))
+
+    def take(self, pending: PendingSignIn) -> None:
+        with self._pending.lock:
+            current = self._pending.get((pending.state,))
+            if current is None:
+                return  # already gone: Table Storage answers a delete of a missing row with success
+            if pending.etag is not None and current.etag != pending.etag:
+                raise ConcurrencyError("the sign-in changed since it was read (stale ETag)")
+            self._pending.pop((pending.state,))
