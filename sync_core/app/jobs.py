@@ -39,7 +39,7 @@ from sync_core.domain.errors import (
 from sync_core.domain.models import RunOutcome, RunRecord
 from sync_core.domain.sync_flags import SyncFlags
 from sync_core.kinds.contacts.run import SyncOptions, sync_user
-from sync_core.app.state_migration import migrate_user
+from sync_core.adapters.tables.state_migration import migrate_user
 from sync_core.kinds.tasks.run import TaskSyncOptions
 
 log = logging.getLogger("sync_core.app.jobs")

@@ -19,7 +19,7 @@ from sync_core.adapters.tables.state import LEGACY_TABLES
 from sync_core.bootstrap import Services, build_services
 from sync_core.domain.models import LinkState, RunOutcome
 from sync_core.settings import load_settings
-from sync_core.app.state_migration import StateMigration, migrate_user
+from sync_core.adapters.tables.state_migration import StateMigration, migrate_user
 from sync_core.domain.tenants import Plan, Tenant
 
 HERE = Path(__file__).resolve().parent

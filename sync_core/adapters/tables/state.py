@@ -12,7 +12,7 @@ Tables (each name passed through the settings' storage_name, so tests never shar
     userquarantine  {side}_{record id}            records that failed, with reason and attempts
 
 The previous version kept these rows in synclinks, synccursors, ... partitioned by user id alone;
-sync_core.app.state_migration moves them here.
+sync_core.adapters.tables.state_migration moves them here.
 
 Link ETags. Both rows of a link are rewritten by every save, so the ETag of either row is a valid
 version of the whole link. `Link.etag` is an opaque token naming the row it was read from, that

@@ -32,7 +32,7 @@ from sync_core.adapters.tables.common import Entity, NameFunction, Op, RequestCo
 from sync_core.domain.errors import NotFoundError, SyncError
 from sync_core.ports import ConnectionStore
 
-log = logging.getLogger("sync_core.app.state_migration")
+log = logging.getLogger("sync_core.adapters.tables.state_migration")
 
 TASK_SCOPE = "|tasks"
 _CHUNK = Table.MAX_BATCH
