@@ -25,7 +25,8 @@ from typing import Any
 from devhost.azurite import Azurite
 from devhost.procs import free_port, spawn, stop, wait_until
 from m365_emulator.server import ControlClient, EmulatorProcess
-from sync_core.bootstrap import Services, build_services
+from sync_core.app.services import Services
+from sync_core.bootstrap import build_services
 from sync_core.settings import AppSettings, load_settings
 from tests.functions.stack import LogCollector, Stack, WebClient, clean_environ, connect_with_emulator
 

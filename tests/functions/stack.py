@@ -28,7 +28,8 @@ import pytest
 from devhost.azurite import Azurite
 from devhost.procs import free_port, spawn, stop, wait_until
 from m365_emulator.server import ControlClient, EmulatorProcess
-from sync_core.bootstrap import Services, build_services
+from sync_core.app.services import Services
+from sync_core.bootstrap import build_services
 from sync_core.settings import SETTING_HELP, AppSettings, load_settings
 from sync_core.domain.tenants import Plan, Tenant
 from sync_core.web.auth import SESSION_COOKIE, launch_url, sign_launch

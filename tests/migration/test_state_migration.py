@@ -16,7 +16,8 @@ from table_dump import load, read
 
 from sync_core.app import jobs
 from sync_core.adapters.tables.state import LEGACY_TABLES
-from sync_core.bootstrap import Services, build_services
+from sync_core.app.services import Services
+from sync_core.bootstrap import build_services
 from sync_core.domain.models import LinkState, RunOutcome
 from sync_core.settings import load_settings
 from sync_core.adapters.tables.state_migration import StateMigration, migrate_user
