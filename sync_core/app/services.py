@@ -12,13 +12,13 @@ from sync_core.adapters.graph.tasks import GraphTasks
 from sync_core.adapters.queues import SyncQueue
 from sync_core.adapters.tables.common import RequestCounter
 from sync_core.adapters.tables.crm import TableCrm
-from sync_core.adapters.tables.state import TableStateStore
 from sync_core.adapters.tokens import MsalCredential
 from sync_core.app.oauth import OAuthFlows
 from sync_core.domain.models import UserSyncSettings
 from sync_core.ports import (
     ConnectionStore,
     NonceStore,
+    StateStore,
     SubscriptionStore,
     SyncFlagStore,
     TenantStore,
@@ -32,8 +32,9 @@ class Services:
     settings: AppSettings
     table_service: TableServiceClient
     counter: RequestCounter
+    # The sync's CRM ports plus what the local CRM screen and demo seeding use (rename, import): concrete.
     crm: TableCrm
-    state: TableStateStore
+    state: StateStore
     connections: ConnectionStore
     tokens: TokenStore
     tenants: TenantStore
