@@ -132,7 +132,7 @@ class _Dropped:
         client = scope.get("client")
         transport = TRANSPORTS.get(tuple(client)) if client else None
         if transport is None:
-            raise RuntimeError("cannot drop the connection: its transport is unknown (not served by server.py)")
+            raise RuntimeError("cannot drop the connection: its transport is unknown (not served by serve.py)")
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

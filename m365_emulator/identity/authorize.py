@@ -11,9 +11,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from m365_emulator.identity import pages
-from m365_emulator.kernel.core import App, User
-from m365_emulator.identity.errors import IdentityError
-from m365_emulator.identity.scopes import describe, parse_scopes
 from m365_emulator.identity.base import (
     CHALLENGE,
     NO_STORE,
@@ -25,6 +22,9 @@ from m365_emulator.identity.base import (
     PendingSignIn,
     PlatformBase,
 )
+from m365_emulator.identity.errors import IdentityError
+from m365_emulator.identity.scopes import describe, parse_scopes
+from m365_emulator.kernel.core import App, User
 
 
 class SignIn(PlatformBase):

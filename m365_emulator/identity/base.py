@@ -11,10 +11,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from m365_emulator.identity import pages
-from m365_emulator.kernel.core import App, Core
 from m365_emulator.identity.errors import MESSAGES, IdentityError
 from m365_emulator.identity.scopes import ScopeRequest
 from m365_emulator.identity.tokens import SigningKey
+from m365_emulator.kernel.core import App, Core
 
 TENANT_ALIASES = ("common", "organizations")
 SESSION_COOKIE = "ESTSAUTH"

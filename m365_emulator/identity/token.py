@@ -11,11 +11,11 @@ from urllib.parse import unquote_plus
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from m365_emulator.kernel.core import App, User
+from m365_emulator.identity.base import NO_STORE, PlatformBase
 from m365_emulator.identity.errors import IdentityError, duration, iso
 from m365_emulator.identity.scopes import ScopeRequest, parse_scopes
 from m365_emulator.identity.tokens import client_info, id_token_claims, pkce_matches
-from m365_emulator.identity.base import NO_STORE, PlatformBase
+from m365_emulator.kernel.core import App, User
 
 
 class TokenEndpoint(PlatformBase):

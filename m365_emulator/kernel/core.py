@@ -1,6 +1,6 @@
 """The emulator's shared core: its clock, its users, and the access tokens Graph accepts.
 
-Graph routes (graph_*.py), the identity platform (identity.py) and the control API all
+Graph routes (resources/), the identity platform (identity/) and the control API all
 share one `Core`. Everything is in memory, guarded by one lock; `--state-file` persists it.
 """
 from __future__ import annotations

@@ -41,6 +41,10 @@ DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600
 DEFAULT_PAGE_SIZE = 10  # Outlook's page size for delta when no odata.maxpagesize preference is sent
 
 
+# The spellings Graph accepts for the delta function in a URL.
+DELTA_NAMES = ("delta", "delta()", "microsoft.graph.delta", "microsoft.graph.delta()")
+
+
 @dataclass(frozen=True)
 class DeltaState:
     user_id: str

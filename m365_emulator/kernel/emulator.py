@@ -39,7 +39,7 @@ from m365_emulator.kernel.router import MAILBOX, GraphRouter, normalise_path
 from m365_emulator.kernel.store import Store
 from m365_emulator.kernel.throttle import Throttle, ThrottleConfig
 
-log = logging.getLogger("m365_emulator.app")
+log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------------------ routing
 

@@ -276,3 +276,25 @@ def parse_extended_properties(value: Any) -> dict[str, str]:
                               "'microsoft.graph.singleValueLegacyExtendedProperty'.", "RequestBodyRead")
         found[canonical_extended_id(entry["id"])] = "" if entry["value"] is None else str(entry["value"])
     return found
+
+
+# ----------------------------------------------------------------------------------- body validation
+
+def unknown_property(name: str, type_name: str) -> GraphError:
+    return bad_request(f"The property '{name}' does not exist on type 'microsoft.graph.{type_name}'. Make sure to "
+                       "only use property names that are defined by the type or mark the type as open type.",
+                       "RequestBodyRead")
+
+
+def wrong_type(name: str, expected: str) -> GraphError:
+    return bad_request(f"Cannot convert the literal value of property '{name}' to the expected type '{expected}'.",
+                       "RequestBodyRead")
+
+
+def enum_value(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    """`value` spelled as in `allowed` (Graph matches enum members case-insensitively)."""
+    if isinstance(value, str):
+        for candidate in allowed:
+            if candidate.lower() == value.lower():
+                return candidate
+    raise bad_request(f"Requested value '{value}' was not found.", "RequestBodyRead")

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from m365_emulator.kernel.emulator import Emulator
 from m365_emulator.kernel.core import AccessToken, App, RefreshToken, User
+from m365_emulator.kernel.emulator import Emulator
 
 FORMAT_VERSION = 1
 FULL_CHECK_SECONDS = 5.0

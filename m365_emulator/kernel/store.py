@@ -158,6 +158,23 @@ class Store:
             self._changed()
             return coll
 
+    def default_collection(self, user_id: str, key: str, kind: str, props: Callable[[], dict[str, Any]],
+                           resource: Callable[[str], str]) -> str:
+        """The id of the mailbox's default collection of `kind` (kept in the mailbox's `extra[key]`), created with
+        `props()` when there is none or it was deleted."""
+        with self.lock:
+            box = self.mailbox(user_id)
+            cid = box.extra.get(key)
+            if cid is None or cid not in box.collections or box.collections[cid].deleted:
+                cid = box.extra[key] = self.add_collection(user_id, kind, props(), resource).id
+            return str(cid)
+
+    def default_first(self, user_id: str, kind: str, default_id: str) -> list[Collection]:
+        """The mailbox's live collections of `kind`: the default one, then by creation."""
+        with self.lock:
+            found = list(self.mailbox(user_id).live_collections(kind))
+        return sorted(found, key=lambda c: (c.id != default_id, c.created, c.id))
+
     def collection(self, user_id: str, collection_id: str, kind: str | None = None) -> Collection | None:
         with self.lock:
             coll = self.mailbox(user_id).collections.get(collection_id)

@@ -113,3 +113,9 @@ def parse_instant(text: str) -> dt.datetime:
     """A query-string instant (calendarView startDateTime/endDateTime): ISO 8601, UTC when no offset is given."""
     local, offset = parse_local(text)
     return local.replace(tzinfo=offset or UTC).astimezone(UTC)
+
+
+def iso7(ts: float) -> str:
+    """Graph's UTC timestamps with seven fractional digits (2020-08-18T09:03:05.8339192Z), as To Do, events and
+    subscriptions answer them."""
+    return graph_datetime(dt.datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)) + "Z"

@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from m365_emulator.kernel.emulator import Emulator
 from m365_emulator.kernel.graph import (
     DropConnection,
     GraphError,
@@ -31,7 +32,6 @@ from m365_emulator.kernel.graph import (
     new_request_id,
     split_url,
 )
-from m365_emulator.kernel.emulator import Emulator
 
 
 MAX_STEPS = 20

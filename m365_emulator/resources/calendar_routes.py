@@ -7,9 +7,6 @@ from typing import Any
 from urllib.parse import quote
 
 from m365_emulator.kernel.emulator import Emulator, GraphContext
-from m365_emulator.resources.event_model import EVENT_PROPERTIES, preference_headers, response_zone
-from m365_emulator.resources.event_json import event_json
-from m365_emulator.resources.occurrences import delete_occurrence, find_occurrence, instance_json, update_occurrence
 from m365_emulator.kernel.graph import (
     GraphError,
     GraphResponse,
@@ -39,6 +36,9 @@ from m365_emulator.resources.calendars import (
     scoped_calendar,
     update_event,
 )
+from m365_emulator.resources.event_json import event_json
+from m365_emulator.resources.event_model import EVENT_PROPERTIES, preference_headers, response_zone
+from m365_emulator.resources.occurrences import delete_occurrence, find_occurrence, instance_json, update_occurrence
 
 
 # ------------------------------------------------------------------------------------------- handlers

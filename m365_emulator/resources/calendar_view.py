@@ -31,18 +31,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import quote
 
+from m365_emulator.kernel.delta import DELTA_NAMES
 from m365_emulator.kernel.emulator import Emulator, GraphContext, PersistedPart
-from m365_emulator.resources.calendars import (
-    KIND_CALENDAR,
-    calendar_param,
-    scoped_calendar,
-    ensure_default_calendar,
-    find_event,
-    order_records,
-)
-from m365_emulator.resources.event_model import EVENT_PROPERTIES, preference_headers, response_zone
-from m365_emulator.resources.event_json import occurrence_id
-from m365_emulator.resources.occurrences import Instance, calendar_instances, expand, instance_json, utc_iso
 from m365_emulator.kernel.graph import (
     GraphError,
     GraphResponse,
@@ -55,6 +45,17 @@ from m365_emulator.kernel.graph import (
 )
 from m365_emulator.kernel.odata_filter import compile_filter
 from m365_emulator.kernel.timezones import UTC, parse_instant
+from m365_emulator.resources.calendars import (
+    KIND_CALENDAR,
+    calendar_param,
+    scoped_calendar,
+    ensure_default_calendar,
+    find_event,
+    order_records,
+)
+from m365_emulator.resources.event_json import occurrence_id
+from m365_emulator.resources.event_model import EVENT_PROPERTIES, preference_headers, response_zone
+from m365_emulator.resources.occurrences import Instance, calendar_instances, expand, instance_json, utc_iso
 
 DEFAULT_PAGE = 10
 MAX_BASELINES_PER_USER = 500
@@ -320,7 +321,7 @@ class CalendarViewDelta:
 def register(emu: Emulator) -> None:
     r = emu.router
     views = CalendarViewDelta(emu)
-    for name in ("delta", "delta()", "microsoft.graph.delta", "microsoft.graph.delta()"):
+    for name in DELTA_NAMES:
         r.add("GET", f"/calendarView/{name}", views.handle)
         r.add("GET", f"/calendar/calendarView/{name}", views.handle)
     for base in ("", "/calendar", "/calendars/{calendar_id}"):

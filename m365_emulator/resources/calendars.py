@@ -4,7 +4,7 @@ Each calendar is a `store.Collection` (kind "calendar", notification resource
 "/users/{uid}/calendars/{calendarId}/events"); each event an `Item` (kind "event") whose data event_model.py
 defines. Every mailbox has the default "Calendar", created on first use; /me/events and /me/calendar/... reach it,
 /me/events/{id} reaches an event in any calendar. Occurrences of a recurring series are not items:
-calendar_view.py derives them, with stable ids (GET, PATCH → exception, DELETE → cancelled occurrence).
+occurrences.py derives them, with stable ids (GET, PATCH → exception, DELETE → cancelled occurrence).
 
 `transactionId`: a second POST with a transactionId already used in the mailbox answers the existing event
 instead of creating another (the property exists "to avoid redundant POST operations in case of client
@@ -15,8 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 from m365_emulator.kernel.emulator import Emulator, GraphContext
-from m365_emulator.resources.event_model import new_ical_uid, unknown_property, wrong_type, parse_event
-from m365_emulator.resources.event_json import event_json, extended_json
 from m365_emulator.kernel.graph import (
     GraphError,
     apply_select,
@@ -24,8 +22,12 @@ from m365_emulator.kernel.graph import (
     etag_matches,
     new_change_key,
     not_found,
+    unknown_property,
+    wrong_type,
 )
 from m365_emulator.kernel.store import Collection, Item
+from m365_emulator.resources.event_json import event_json, extended_json
+from m365_emulator.resources.event_model import new_ical_uid, parse_event
 
 KIND_CALENDAR = "calendar"
 KIND_EVENT = "event"
@@ -43,22 +45,14 @@ def _resource(user_id: str, calendar_id: str) -> str:
 
 
 def ensure_default_calendar(emu: Emulator, user_id: str) -> str:
-    with emu.store.lock:
-        box = emu.store.mailbox(user_id)
-        cid = box.extra.get(EXTRA_KEY)
-        if cid is None or cid not in box.collections or box.collections[cid].deleted:
-            coll = emu.store.add_collection(user_id, KIND_CALENDAR, {"name": DEFAULT_CALENDAR_NAME, "isDefault": True,
-                                                                   "changeKey": new_change_key()},
-                                            lambda c: _resource(user_id, c))
-            box.extra[EXTRA_KEY] = cid = coll.id
-        return str(cid)
+    return emu.store.default_collection(
+        user_id, EXTRA_KEY, KIND_CALENDAR,
+        lambda: {"name": DEFAULT_CALENDAR_NAME, "isDefault": True, "changeKey": new_change_key()},
+        lambda c: _resource(user_id, c))
 
 
 def calendars(emu: Emulator, user_id: str) -> list[Collection]:
-    default = ensure_default_calendar(emu, user_id)
-    with emu.store.lock:
-        found = list(emu.store.mailbox(user_id).live_collections(KIND_CALENDAR))
-    return sorted(found, key=lambda c: (c.id != default, c.created, c.id))
+    return emu.store.default_first(user_id, KIND_CALENDAR, ensure_default_calendar(emu, user_id))
 
 
 def calendar_json(emu: Emulator, coll: Collection, user_id: str) -> dict[str, Any]:

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from m365_emulator.kernel.delta import DELTA_NAMES, DeltaQuery, run_delta
 from m365_emulator.kernel.emulator import Emulator, GraphContext
-from m365_emulator.kernel.delta import DeltaQuery, run_delta
-from m365_emulator.kernel.graph import GraphResponse, apply_select, bad_request, not_found, page_body, parse_select
+from m365_emulator.kernel.graph import (
+    GraphResponse,
+    apply_select,
+    bad_request,
+    not_found,
+    page_body,
+    parse_select,
+    unknown_property,
+)
 from m365_emulator.kernel.odata_filter import canonicalise_filter, compile_filter
 from m365_emulator.kernel.store import Collection, Item
 from m365_emulator.resources.contacts import (
@@ -17,7 +25,6 @@ from m365_emulator.resources.contacts import (
     ORDER,
     check_unique,
     filter_record,
-    unknown_property,
     contact_json,
     create_contact,
     create_folder,
@@ -204,7 +211,7 @@ def register(emu: Emulator) -> None:
     r.add("GET", "/contactFolders/{folder_id}", get_folder)
     r.add("PATCH", "/contactFolders/{folder_id}", patch_folder)
     r.add("DELETE", "/contactFolders/{folder_id}", delete_folder_handler)
-    for name in ("delta", "delta()", "microsoft.graph.delta", "microsoft.graph.delta()"):
+    for name in DELTA_NAMES:
         r.add("GET", f"/contactFolders/{{folder_id}}/contacts/{name}", delta)
     r.add("GET", "/contactFolders/{folder_id}/contacts", list_folder_contacts)
     r.add("POST", "/contactFolders/{folder_id}/contacts", post_folder_contact)

@@ -17,6 +17,8 @@ from typing import Any
 
 from m365_emulator.kernel.emulator import Emulator, GraphContext
 from m365_emulator.kernel.graph import (
+    unknown_property,
+    wrong_type,
     GraphError,
     apply_select,
     bad_request,
@@ -57,16 +59,6 @@ FOLDER_PROPERTIES = ("id", "displayName", "parentFolderId")
 
 # ---------------------------------------------------------------------------------------- validation
 
-def unknown_property(name: str, type_name: str) -> GraphError:
-    return bad_request(f"The property '{name}' does not exist on type 'microsoft.graph.{type_name}'. Make sure to "
-                       "only use property names that are defined by the type or mark the type as open type.",
-                       "RequestBodyRead")
-
-
-def _wrong_type(name: str, expected: str) -> GraphError:
-    return bad_request(f"Cannot convert the literal value of property '{name}' to the expected type '{expected}'.",
-                       "RequestBodyRead")
-
 
 def parse_contact(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str] | None]:
     """A contact POST/PATCH body as (properties to set, extended properties to set or None)."""
@@ -79,13 +71,13 @@ def parse_contact(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str] 
             extended = parse_extended_properties(value)
         elif name in STRINGS:
             if value is not None and not isinstance(value, str):
-                raise _wrong_type(name, "Edm.String")
+                raise wrong_type(name, "Edm.String")
             changes[name] = value
         elif name in STRING_LISTS:
             if value is None:
                 value = []
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise _wrong_type(name, "Collection(Edm.String)")
+                raise wrong_type(name, "Collection(Edm.String)")
             changes[name] = list(value)
         elif name in ADDRESSES:
             changes[name] = _address(name, value)
@@ -102,7 +94,7 @@ def _address(name: str, value: Any) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise _wrong_type(name, "microsoft.graph.physicalAddress")
+        raise wrong_type(name, "microsoft.graph.physicalAddress")
     address: dict[str, str] = {}
     for key, part in value.items():
         if key.startswith("@odata."):
@@ -110,7 +102,7 @@ def _address(name: str, value: Any) -> dict[str, str]:
         if key not in ADDRESS_FIELDS:
             raise unknown_property(key, "physicalAddress")
         if part is not None and not isinstance(part, str):
-            raise _wrong_type(key, "Edm.String")
+            raise wrong_type(key, "Edm.String")
         if part is not None:
             address[key] = part
     return address
@@ -120,18 +112,18 @@ def _emails(value: Any) -> list[dict[str, str | None]]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise _wrong_type("emailAddresses", "Collection(microsoft.graph.emailAddress)")
+        raise wrong_type("emailAddresses", "Collection(microsoft.graph.emailAddress)")
     emails: list[dict[str, str | None]] = []
     for entry in value:
         if not isinstance(entry, dict):
-            raise _wrong_type("emailAddresses", "microsoft.graph.emailAddress")
+            raise wrong_type("emailAddresses", "microsoft.graph.emailAddress")
         for key, part in entry.items():
             if key.startswith("@odata."):
                 continue
             if key not in ("name", "address"):
                 raise unknown_property(key, "emailAddress")
             if part is not None and not isinstance(part, str):
-                raise _wrong_type(key, "Edm.String")
+                raise wrong_type(key, "Edm.String")
         emails.append({"name": entry.get("name"), "address": entry.get("address")})
     return emails
 
@@ -140,7 +132,7 @@ def _birthday(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _wrong_type("birthday", "Edm.DateTimeOffset")
+        raise wrong_type("birthday", "Edm.DateTimeOffset")
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             return dt.date.fromisoformat(value).strftime("%Y-%m-%dT00:00:00Z")
@@ -185,10 +177,7 @@ def _resource(user_id: str, folder_id: str) -> str:
 
 
 def folders(emu: Emulator, user_id: str) -> list[Collection]:
-    default = ensure_default_folder(emu, user_id)
-    with emu.store.lock:
-        found = list(emu.store.mailbox(user_id).live_collections(KIND_FOLDER))
-    return sorted(found, key=lambda c: (c.id != default, c.created, c.id))
+    return emu.store.default_first(user_id, KIND_FOLDER, ensure_default_folder(emu, user_id))
 
 
 def create_folder(emu: Emulator, user_id: str, display_name: Any) -> Collection:

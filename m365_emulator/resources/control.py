@@ -26,10 +26,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from m365_emulator.resources import contacts
 from m365_emulator.kernel.core import User
-from m365_emulator.kernel.graph import GraphError, iso
 from m365_emulator.kernel.emulator import Emulator
+from m365_emulator.kernel.graph import GraphError, iso
+from m365_emulator.resources import contacts
 
 
 CONTROL_CLIENT_ID = "emulator-control"

@@ -12,13 +12,12 @@ from m365_emulator.kernel.emulator import Emulator
 from m365_emulator.kernel.graph import etag
 from m365_emulator.kernel.odata_filter import canonicalise_filter, compile_filter
 from m365_emulator.kernel.store import Item
-from m365_emulator.kernel.timezones import UTC, zone
+from m365_emulator.kernel.timezones import UTC, iso7
 from m365_emulator.resources.event_model import (
     OCCURRENCE_PREFIX,
     When,
     all_day_json,
     body_preview,
-    iso7,
     parse_location,
     time_json,
 )

@@ -1,6 +1,6 @@
 """Outlook's event as Graph v1.0 shows it: what a client may send (validation, defaults, Exchange's own
-normalisations) and what Graph answers, for single events and series masters. calendar.py serves them,
-calendar_view.py derives occurrences from them.
+normalisations) and what Graph answers, for single events and series masters (event_json.py). calendars.py and
+calendar_routes.py serve them, occurrences.py derives occurrences from them.
 
 Times: `start`/`end` accept Windows and IANA zone names (timezones.py) and are kept as the wall time, the zone
 and the UTC instant. Answers are in UTC unless `Prefer: outlook.timezone="..."` names a zone; then in that zone,
@@ -30,8 +30,9 @@ from typing import Any
 
 from m365_emulator.kernel.emulator import GraphContext
 from m365_emulator.kernel.graph import GraphError, bad_request, parse_extended_properties, prefer_values
-from m365_emulator.resources.recurrence import normalise as normalise_recurrence
+from m365_emulator.kernel.graph import enum_value, unknown_property, wrong_type
 from m365_emulator.kernel.timezones import UTC, graph_datetime, parse_local, zone
+from m365_emulator.resources.recurrence import normalise as normalise_recurrence
 
 OCCURRENCE_PREFIX = "AAMkAGOc"  # never the start of a stored item id (those begin "AAMkAD")
 
@@ -66,9 +67,6 @@ def invalid_event() -> GraphError:
 
 
 # ---------------------------------------------------------------------------------------------- time
-
-def iso7(ts: float) -> str:
-    return graph_datetime(dt.datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)) + "Z"
 
 
 @dataclass(frozen=True)
@@ -129,24 +127,6 @@ def all_day_json(day: dt.date, zone_name: str | None) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------- validation
 
-def unknown_property(name: str, type_name: str) -> GraphError:
-    return bad_request(f"The property '{name}' does not exist on type 'microsoft.graph.{type_name}'. Make sure to "
-                       "only use property names that are defined by the type or mark the type as open type.",
-                       "RequestBodyRead")
-
-
-def wrong_type(name: str, expected: str) -> GraphError:
-    return bad_request(f"Cannot convert the literal value of property '{name}' to the expected type '{expected}'.",
-                       "RequestBodyRead")
-
-
-def _enum(name: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if isinstance(value, str):
-        for candidate in allowed:
-            if candidate.lower() == value.lower():
-                return candidate
-    raise bad_request(f"Requested value '{value}' was not found.", "RequestBodyRead")
-
 
 def _body(value: Any) -> dict[str, str]:
     if value is None:
@@ -159,7 +139,7 @@ def _body(value: Any) -> dict[str, str]:
     content = value.get("content") or ""
     if not isinstance(content, str):
         raise wrong_type("content", "Edm.String")
-    kind = _enum("contentType", value.get("contentType") or "text", ("text", "html"))
+    kind = enum_value("contentType", value.get("contentType") or "text", ("text", "html"))
     if kind == "html" and content and "<html" not in content.lower():
         # Exchange keeps HTML bodies as whole documents (Microsoft's create examples answer this shape).
         content = f"<html>\r\n<head>\r\n</head>\r\n<body>\r\n{content}\r\n</body>\r\n</html>\r\n"
@@ -195,7 +175,7 @@ def parse_location(value: Any, unique_type: str) -> dict[str, Any]:
             raise unknown_property(key, "location")
     name = value.get("displayName") or ""
     out: dict[str, Any] = {"displayName": name,
-                           "locationType": _enum("locationType", value.get("locationType") or "default",
+                           "locationType": enum_value("locationType", value.get("locationType") or "default",
                                                  ("default", "conferenceRoom", "homeAddress", "businessAddress",
                                                   "geoCoordinates", "streetAddress", "hotel", "restaurant",
                                                   "localBusiness", "postalAddress"))}
@@ -224,7 +204,7 @@ def _attendees(value: Any) -> list[dict[str, Any]]:
         if not isinstance(entry, dict) or not isinstance(entry.get("emailAddress"), dict):
             raise wrong_type("attendees", "microsoft.graph.attendee")
         email = entry["emailAddress"]
-        out.append({"type": _enum("type", entry.get("type") or "required", ATTENDEE_TYPES),
+        out.append({"type": enum_value("type", entry.get("type") or "required", ATTENDEE_TYPES),
                     "status": {"response": "none", "time": "0001-01-01T00:00:00Z"},
                     "emailAddress": {"name": email.get("name") or email.get("address"),
                                      "address": email.get("address")}})
@@ -257,13 +237,13 @@ def parse_event(body: dict[str, Any], current: dict[str, Any] | None) -> tuple[d
         elif name in ("start", "end"):
             data[name] = parse_when(name, value).as_data()
         elif name == "importance":
-            data[name] = _enum(name, value, IMPORTANCES)
+            data[name] = enum_value(name, value, IMPORTANCES)
         elif name == "sensitivity":
-            data[name] = _enum(name, value, SENSITIVITIES)
+            data[name] = enum_value(name, value, SENSITIVITIES)
         elif name == "showAs":
-            data[name] = _enum(name, value, SHOW_AS)
+            data[name] = enum_value(name, value, SHOW_AS)
         elif name == "onlineMeetingProvider":
-            data[name] = _enum(name, value, MEETING_PROVIDERS)
+            data[name] = enum_value(name, value, MEETING_PROVIDERS)
         elif name == "categories":
             if value is None:
                 value = []

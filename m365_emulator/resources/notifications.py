@@ -14,7 +14,6 @@ waits that long before its first attempt).
 """
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import random
 import threading
@@ -27,17 +26,13 @@ from typing import Any
 
 import httpx
 
-from m365_emulator.kernel.timezones import UTC, graph_datetime
+from m365_emulator.kernel.timezones import iso7
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 100
 SENDERS = 8
 LOG_LIMIT = 10_000
-
-
-def iso7(ts: float) -> str:
-    return graph_datetime(dt.datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)) + "Z"
 
 
 @dataclass

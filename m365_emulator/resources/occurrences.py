@@ -14,7 +14,11 @@ from typing import Any
 from urllib.parse import quote
 
 from m365_emulator.kernel.emulator import Emulator, GraphContext
+from m365_emulator.kernel.graph import bad_request, not_found
+from m365_emulator.kernel.store import Item
+from m365_emulator.kernel.timezones import UTC, is_known, zone
 from m365_emulator.resources.calendars import KIND_CALENDAR, find_event
+from m365_emulator.resources.event_json import event_json, occurrence_id, parse_occurrence_id
 from m365_emulator.resources.event_model import (
     EXCEPTION_FIELDS,
     When,
@@ -23,11 +27,7 @@ from m365_emulator.resources.event_model import (
     parse_event,
     time_json,
 )
-from m365_emulator.resources.event_json import event_json, occurrence_id, parse_occurrence_id
-from m365_emulator.kernel.graph import bad_request, not_found
 from m365_emulator.resources.recurrence import occurrence_dates
-from m365_emulator.kernel.store import Item
-from m365_emulator.kernel.timezones import UTC, is_known, zone
 
 
 def utc_iso(value: dt.datetime) -> str:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from m365_emulator.kernel.graph import GraphError
-from m365_emulator.resources.notifications import iso7
+from m365_emulator.kernel.timezones import iso7
 
 CHANGE_TYPES = ("created", "updated", "deleted")
 LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved", "missed")
@@ -24,7 +24,7 @@ RESOURCE_FORMS: tuple[tuple[re.Pattern[str], str, str | None], ...] = tuple(
         (r"^/todo/lists/(?P<coll>[^/]+)/tasks$", "todoTask", "coll"),
     ))
 COLLECTION_KINDS = {"contact": "contactFolder", "event": "calendar", "todoTask": "todoTaskList"}
-# The store's collection resource paths (store.py, contacts.py, calendar.py, todo.py) → (kind, user, collection).
+# The store's collection resource paths (store.py, contacts.py, calendars.py, todo.py) → (kind, user, collection).
 STORE_RESOURCE = re.compile(r"^/users/(?P<user>[^/]+)/(?:contactFolders/(?P<contact>[^/]+)/contacts|"
                             r"calendars/(?P<event>[^/]+)/events|todo/lists/(?P<todoTask>[^/]+)/tasks)$")
 ODATA_TYPES = {"contact": "#Microsoft.Graph.Contact", "event": "#Microsoft.Graph.Event",

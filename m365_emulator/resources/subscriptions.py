@@ -46,15 +46,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from starlette.requests import Request
-from starlette.responses import Response
 
 from m365_emulator.kernel.emulator import Emulator, GraphContext
-from m365_emulator.kernel.router import normalise_path
 from m365_emulator.kernel.graph import GraphError, etag, wants_immutable_ids
-from m365_emulator.resources.notifications import Delivery, DeliverySettings, Webhooks, iso7
-from m365_emulator.kernel.timezones import UTC, parse_local
-
+from m365_emulator.kernel.router import normalise_path
+from m365_emulator.kernel.timezones import UTC, iso7, parse_local
+from m365_emulator.resources.calendars import ensure_default_calendar
+from m365_emulator.resources.notifications import Delivery, DeliverySettings, Webhooks
 from m365_emulator.resources.subscription_model import (
     CHANGE_TYPES,
     COLLECTION_KINDS,
@@ -131,7 +129,6 @@ class Notifier:
                 continue
             collection_id: str | None = None
             if group == "default":
-                from m365_emulator.resources.calendars import ensure_default_calendar
                 collection_id = ensure_default_calendar(self.emu, ctx.user.id)
             elif group is not None:
                 collection_id = found[group]

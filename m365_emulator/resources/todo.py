@@ -23,9 +23,10 @@ from typing import Any
 
 from m365_emulator.kernel.emulator import Emulator
 from m365_emulator.kernel.graph import GraphError, bad_request, etag, etag_matches, new_change_key, not_found
-from m365_emulator.resources.recurrence import normalise as normalise_recurrence
+from m365_emulator.kernel.graph import enum_value, unknown_property, wrong_type
 from m365_emulator.kernel.store import Collection, Item
-from m365_emulator.kernel.timezones import UTC, graph_datetime, to_utc
+from m365_emulator.kernel.timezones import UTC, graph_datetime, iso7, to_utc
+from m365_emulator.resources.recurrence import normalise as normalise_recurrence
 
 KIND_LIST = "todoTaskList"
 KIND_TASK = "todoTask"
@@ -47,10 +48,6 @@ LIST_PROPERTIES = ("id", "displayName", "isOwner", "isShared", "wellknownListNam
 
 # ---------------------------------------------------------------------------------------------- time
 
-def iso7(ts: float) -> str:
-    """To Do's timestamps: UTC with seven fractional digits (2020-08-18T09:03:05.8339192Z)."""
-    return graph_datetime(dt.datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)) + "Z"
-
 
 def _date_value(name: str, value: Any) -> str | None:
     """A dateTimeTimeZone as the UTC instant To Do keeps (ISO text), or None to clear it."""
@@ -61,7 +58,7 @@ def _date_value(name: str, value: Any) -> str | None:
                           "'microsoft.graph.dateTimeTimeZone'.", "RequestBodyRead")
     extra = set(value) - {"dateTime", "timeZone", "@odata.type"}
     if extra:
-        raise _unknown(sorted(extra)[0], "dateTimeTimeZone")
+        raise unknown_property(sorted(extra)[0], "dateTimeTimeZone")
     return to_utc(value["dateTime"], value.get("timeZone") or "UTC").isoformat()
 
 
@@ -72,57 +69,39 @@ def date_json(stored: str) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------- validation
 
-def _unknown(name: str, type_name: str) -> GraphError:
-    return bad_request(f"The property '{name}' does not exist on type 'microsoft.graph.{type_name}'. Make sure to "
-                       "only use property names that are defined by the type or mark the type as open type.",
-                       "RequestBodyRead")
-
-
-def _wrong_type(name: str, expected: str) -> GraphError:
-    return bad_request(f"Cannot convert the literal value of property '{name}' to the expected type '{expected}'.",
-                       "RequestBodyRead")
-
-
-def _enum(name: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if isinstance(value, str):
-        for candidate in allowed:
-            if candidate.lower() == value.lower():
-                return candidate
-    raise bad_request(f"Requested value '{value}' was not found.", "RequestBodyRead")
-
 
 def _body(value: Any) -> dict[str, str]:
     if value is None:
         return {"content": "", "contentType": "text"}
     if not isinstance(value, dict):
-        raise _wrong_type("body", "microsoft.graph.itemBody")
+        raise wrong_type("body", "microsoft.graph.itemBody")
     extra = set(value) - {"content", "contentType", "@odata.type"}
     if extra:
-        raise _unknown(sorted(extra)[0], "itemBody")
+        raise unknown_property(sorted(extra)[0], "itemBody")
     content = value.get("content") or ""
     if not isinstance(content, str):
-        raise _wrong_type("content", "Edm.String")
-    return {"content": content, "contentType": _enum("contentType", value.get("contentType") or "text", ("text", "html"))}
+        raise wrong_type("content", "Edm.String")
+    return {"content": content, "contentType": enum_value("contentType", value.get("contentType") or "text", ("text", "html"))}
 
 
 def _links(value: Any, existing: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise _wrong_type("linkedResources", "Collection(microsoft.graph.linkedResource)")
+        raise wrong_type("linkedResources", "Collection(microsoft.graph.linkedResource)")
     known = {link["id"]: link for link in existing}
     links: list[dict[str, Any]] = []
     for entry in value:
         if not isinstance(entry, dict):
-            raise _wrong_type("linkedResources", "microsoft.graph.linkedResource")
+            raise wrong_type("linkedResources", "microsoft.graph.linkedResource")
         link: dict[str, Any] = {}
         for key, part in entry.items():
             if key.startswith("@odata."):
                 continue
             if key not in LINK_FIELDS:
-                raise _unknown(key, "linkedResource")
+                raise unknown_property(key, "linkedResource")
             if part is not None and not isinstance(part, str):
-                raise _wrong_type(key, "Edm.String")
+                raise wrong_type(key, "Edm.String")
             link[key] = part
         # To Do assigns the id; a client echoing an existing link keeps its id.
         link_id = link.get("id") if link.get("id") in known else str(uuid.uuid4())
@@ -143,23 +122,23 @@ def parse_task(body: dict[str, Any], current: dict[str, Any] | None, now: float)
         touched.add(name)
         if name == "title":
             if value is not None and not isinstance(value, str):
-                raise _wrong_type(name, "Edm.String")
+                raise wrong_type(name, "Edm.String")
             data[name] = value or ""
         elif name == "body":
             data[name] = _body(value)
         elif name == "importance":
-            data[name] = _enum(name, value, IMPORTANCES)
+            data[name] = enum_value(name, value, IMPORTANCES)
         elif name == "status":
-            data[name] = _enum(name, value, STATUSES)
+            data[name] = enum_value(name, value, STATUSES)
         elif name == "isReminderOn":
             if not isinstance(value, bool):
-                raise _wrong_type(name, "Edm.Boolean")
+                raise wrong_type(name, "Edm.Boolean")
             data[name] = value
         elif name == "categories":
             if value is None:
                 value = []
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise _wrong_type(name, "Collection(Edm.String)")
+                raise wrong_type(name, "Collection(Edm.String)")
             data[name] = list(value)
         elif name in DATE_FIELDS:
             data[name] = _date_value(name, value)
@@ -168,7 +147,7 @@ def parse_task(body: dict[str, Any], current: dict[str, Any] | None, now: float)
         elif name == "linkedResources":
             data[name] = _links(value, data.get("linkedResources") or [])
         else:
-            raise _unknown(name, "todoTask")
+            raise unknown_property(name, "todoTask")
     if "reminderDateTime" in touched and data.get("reminderDateTime") and "isReminderOn" not in touched:
         data["isReminderOn"] = True  # setting a reminder time turns the reminder on, as in the To Do apps
     if data["status"] == "completed":
@@ -186,22 +165,14 @@ def _resource(user_id: str, list_id: str) -> str:
 
 
 def ensure_default_list(emu: Emulator, user_id: str) -> str:
-    with emu.store.lock:
-        box = emu.store.mailbox(user_id)
-        lid = box.extra.get(EXTRA_KEY)
-        if lid is None or lid not in box.collections or box.collections[lid].deleted:
-            coll = emu.store.add_collection(
-                user_id, KIND_LIST, {"displayName": DEFAULT_LIST_NAME, "wellknownListName": "defaultList",
-                                     "changeKey": new_change_key()}, lambda cid: _resource(user_id, cid))
-            box.extra[EXTRA_KEY] = lid = coll.id
-        return str(lid)
+    return emu.store.default_collection(
+        user_id, EXTRA_KEY, KIND_LIST,
+        lambda: {"displayName": DEFAULT_LIST_NAME, "wellknownListName": "defaultList", "changeKey": new_change_key()},
+        lambda cid: _resource(user_id, cid))
 
 
 def task_lists(emu: Emulator, user_id: str) -> list[Collection]:
-    default = ensure_default_list(emu, user_id)
-    with emu.store.lock:
-        found = list(emu.store.mailbox(user_id).live_collections(KIND_LIST))
-    return sorted(found, key=lambda c: (c.id != default, c.created, c.id))
+    return emu.store.default_first(user_id, KIND_LIST, ensure_default_list(emu, user_id))
 
 
 def list_json(coll: Collection) -> dict[str, Any]:
@@ -229,7 +200,7 @@ def _check_list_body(body: dict[str, Any]) -> None:
         if name.startswith("@odata.") or name in ("id", "isOwner", "isShared", "wellknownListName"):
             continue
         if name != "displayName":
-            raise _unknown(name, "todoTaskList")
+            raise unknown_property(name, "todoTaskList")
 
 
 def find_list(emu: Emulator, user_id: str, list_id: str) -> Collection:

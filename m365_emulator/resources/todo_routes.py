@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from m365_emulator.kernel.delta import DELTA_NAMES, DeltaQuery, run_delta
 from m365_emulator.kernel.emulator import Emulator, GraphContext
-from m365_emulator.kernel.delta import DeltaQuery, run_delta
 from m365_emulator.kernel.graph import GraphResponse, apply_select, page_body, parse_select
 from m365_emulator.kernel.odata_filter import compile_filter
-from m365_emulator.kernel.store import Collection
 from m365_emulator.resources.todo import (
     DEFAULT_PAGE,
     LIST_PROPERTIES,
@@ -141,7 +140,7 @@ def register(emu: Emulator) -> None:
     r.add("GET", "/todo/lists/{list_id}", get_list)
     r.add("PATCH", "/todo/lists/{list_id}", patch_list)
     r.add("DELETE", "/todo/lists/{list_id}", delete_list_handler)
-    for name in ("delta", "delta()", "microsoft.graph.delta", "microsoft.graph.delta()"):
+    for name in DELTA_NAMES:
         r.add("GET", f"/todo/lists/{{list_id}}/tasks/{name}", tasks_delta)
     r.add("GET", "/todo/lists/{list_id}/tasks", get_tasks)
     r.add("POST", "/todo/lists/{list_id}/tasks", post_task)

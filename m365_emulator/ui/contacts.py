@@ -8,7 +8,6 @@ routes in `emu.control_routes`. Until a module fills them, the To Do and Calenda
 """
 from __future__ import annotations
 
-import html
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from m365_emulator.resources import contacts
-from m365_emulator.kernel.graph import GraphError, iso
 from m365_emulator.kernel.emulator import Emulator
+from m365_emulator.kernel.graph import GraphError, iso
+from m365_emulator.resources import contacts
 from m365_emulator.ui.html import back_to, esc, refused, segment
 
 

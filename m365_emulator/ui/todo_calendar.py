@@ -11,10 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from m365_emulator.resources import calendars as calendar, todo
 from m365_emulator.kernel.emulator import Emulator
-from m365_emulator.resources.event_model import When
 from m365_emulator.kernel.graph import GraphError
+from m365_emulator.resources import calendars as calendar, todo
+from m365_emulator.resources.event_model import When
 from m365_emulator.ui.html import back_to, esc, refused, segment
 
 STATUSES = todo.STATUSES
