@@ -298,3 +298,18 @@ def enum_value(name: str, value: Any, allowed: tuple[str, ...]) -> str:
             if candidate.lower() == value.lower():
                 return candidate
     raise bad_request(f"Requested value '{value}' was not found.", "RequestBodyRead")
+
+
+def item_body(value: Any) -> tuple[str, str] | None:
+    """An itemBody member of a request body as (contentType, content); None when it is absent."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise wrong_type("body", "microsoft.graph.itemBody")
+    extra = set(value) - {"content", "contentType", "@odata.type"}
+    if extra:
+        raise unknown_property(sorted(extra)[0], "itemBody")
+    content = value.get("content") or ""
+    if not isinstance(content, str):
+        raise wrong_type("content", "Edm.String")
+    return enum_value("contentType", value.get("contentType") or "text", ("text", "html")), content

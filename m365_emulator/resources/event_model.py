@@ -29,8 +29,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from m365_emulator.kernel.emulator import GraphContext
-from m365_emulator.kernel.graph import GraphError, bad_request, parse_extended_properties, prefer_values
-from m365_emulator.kernel.graph import enum_value, unknown_property, wrong_type
+from m365_emulator.kernel.graph import (
+    GraphError,
+    bad_request,
+    enum_value,
+    item_body,
+    parse_extended_properties,
+    prefer_values,
+    unknown_property,
+    wrong_type,
+)
 from m365_emulator.kernel.timezones import UTC, graph_datetime, parse_local, zone
 from m365_emulator.resources.recurrence import normalise as normalise_recurrence
 
@@ -129,17 +137,10 @@ def all_day_json(day: dt.date, zone_name: str | None) -> dict[str, str]:
 
 
 def _body(value: Any) -> dict[str, str]:
-    if value is None:
+    body = item_body(value)
+    if body is None:
         return {"contentType": "html", "content": ""}
-    if not isinstance(value, dict):
-        raise wrong_type("body", "microsoft.graph.itemBody")
-    extra = set(value) - {"content", "contentType", "@odata.type"}
-    if extra:
-        raise unknown_property(sorted(extra)[0], "itemBody")
-    content = value.get("content") or ""
-    if not isinstance(content, str):
-        raise wrong_type("content", "Edm.String")
-    kind = enum_value("contentType", value.get("contentType") or "text", ("text", "html"))
+    kind, content = body
     if kind == "html" and content and "<html" not in content.lower():
         # Exchange keeps HTML bodies as whole documents (Microsoft's create examples answer this shape).
         content = f"<html>\r\n<head>\r\n</head>\r\n<body>\r\n{content}\r\n</body>\r\n</html>\r\n"

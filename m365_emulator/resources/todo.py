@@ -22,8 +22,18 @@ import uuid
 from typing import Any
 
 from m365_emulator.kernel.emulator import Emulator
-from m365_emulator.kernel.graph import GraphError, bad_request, etag, etag_matches, new_change_key, not_found
-from m365_emulator.kernel.graph import enum_value, unknown_property, wrong_type
+from m365_emulator.kernel.graph import (
+    GraphError,
+    bad_request,
+    enum_value,
+    etag,
+    etag_matches,
+    item_body,
+    new_change_key,
+    not_found,
+    unknown_property,
+    wrong_type,
+)
 from m365_emulator.kernel.store import Collection, Item
 from m365_emulator.kernel.timezones import UTC, graph_datetime, iso7, to_utc
 from m365_emulator.resources.recurrence import normalise as normalise_recurrence
@@ -71,17 +81,11 @@ def date_json(stored: str) -> dict[str, str]:
 
 
 def _body(value: Any) -> dict[str, str]:
-    if value is None:
+    body = item_body(value)
+    if body is None:
         return {"content": "", "contentType": "text"}
-    if not isinstance(value, dict):
-        raise wrong_type("body", "microsoft.graph.itemBody")
-    extra = set(value) - {"content", "contentType", "@odata.type"}
-    if extra:
-        raise unknown_property(sorted(extra)[0], "itemBody")
-    content = value.get("content") or ""
-    if not isinstance(content, str):
-        raise wrong_type("content", "Edm.String")
-    return {"content": content, "contentType": enum_value("contentType", value.get("contentType") or "text", ("text", "html"))}
+    kind, content = body
+    return {"content": content, "contentType": kind}
 
 
 def _links(value: Any, existing: list[dict[str, Any]]) -> list[dict[str, Any]]:
