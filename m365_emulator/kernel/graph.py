@@ -1,5 +1,6 @@
 """What every Graph route shares: requests and responses, Graph's error JSON, ids and change keys,
-Prefer headers, `$select`, paging and extended-property ids (the `$filter` subset is in odata_filter.py).
+Prefer headers, `$select`, paging, extended-property ids, and the checks every Outlook body shares (unknown members,
+wrong types, enums, itemBody, dateTimeTimeZone). The `$filter` subset is in odata_filter.py.
 
 A Graph request reaches a handler as a `GraphRequest` whether it came over HTTP or inside a `$batch`,
 so one code path serves both. Handlers raise `GraphError`; the pipeline turns it into Graph's error
@@ -313,3 +314,14 @@ def item_body(value: Any) -> tuple[str, str] | None:
     if not isinstance(content, str):
         raise wrong_type("content", "Edm.String")
     return enum_value("contentType", value.get("contentType") or "text", ("text", "html")), content
+
+
+def date_time_time_zone(name: str, value: Any) -> dict[str, Any]:
+    """A dateTimeTimeZone member of a request body, checked for its shape: a string `dateTime`, an optional
+    `timeZone`, nothing else."""
+    if not isinstance(value, dict) or not isinstance(value.get("dateTime"), str):
+        raise wrong_type(name, "microsoft.graph.dateTimeTimeZone")
+    extra = set(value) - {"dateTime", "timeZone", "@odata.type"}
+    if extra:
+        raise unknown_property(sorted(extra)[0], "dateTimeTimeZone")
+    return value

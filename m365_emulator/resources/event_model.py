@@ -31,7 +31,7 @@ from typing import Any
 from m365_emulator.kernel.emulator import GraphContext
 from m365_emulator.kernel.graph import (
     GraphError,
-    bad_request,
+    date_time_time_zone,
     enum_value,
     item_body,
     parse_extended_properties,
@@ -94,12 +94,7 @@ class When:
 
 
 def parse_when(name: str, value: Any) -> When:
-    if not isinstance(value, dict) or not isinstance(value.get("dateTime"), str):
-        raise bad_request(f"Cannot convert the literal value of property '{name}' to the expected type "
-                          "'microsoft.graph.dateTimeTimeZone'.", "RequestBodyRead")
-    extra = set(value) - {"dateTime", "timeZone", "@odata.type"}
-    if extra:
-        raise unknown_property(sorted(extra)[0], "dateTimeTimeZone")
+    value = date_time_time_zone(name, value)
     zone_name = str(value.get("timeZone") or "UTC").strip()
     tz = zone(zone_name)
     local, offset = parse_local(value["dateTime"])

@@ -25,6 +25,7 @@ from m365_emulator.kernel.emulator import Emulator
 from m365_emulator.kernel.graph import (
     GraphError,
     bad_request,
+    date_time_time_zone,
     enum_value,
     etag,
     etag_matches,
@@ -63,12 +64,7 @@ def _date_value(name: str, value: Any) -> str | None:
     """A dateTimeTimeZone as the UTC instant To Do keeps (ISO text), or None to clear it."""
     if value is None:
         return None
-    if not isinstance(value, dict) or not isinstance(value.get("dateTime"), str):
-        raise bad_request(f"Cannot convert the literal value of property '{name}' to the expected type "
-                          "'microsoft.graph.dateTimeTimeZone'.", "RequestBodyRead")
-    extra = set(value) - {"dateTime", "timeZone", "@odata.type"}
-    if extra:
-        raise unknown_property(sorted(extra)[0], "dateTimeTimeZone")
+    value = date_time_time_zone(name, value)
     return to_utc(value["dateTime"], value.get("timeZone") or "UTC").isoformat()
 
 
