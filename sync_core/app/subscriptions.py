@@ -37,12 +37,6 @@ from sync_core.domain.errors import (
 from sync_core.domain.models import FOLDER_NAME, TaskTarget, UserSyncSettings
 from sync_core.kinds.tasks.run import target_cursor_key
 
-__all__ = [
-    "CHANGE_TYPES", "INDEX_PARTITION", "LIFETIME", "MAX_RENEWALS_PER_TICK", "RENEW_WITHIN", "USER_PREFIX", "Kind",
-    "Owner", "Report", "Subscription", "SubscriptionStore", "contacts_path", "find_contact_folder", "graph_time",
-    "mark_due", "parse_graph_time", "refresh", "remove_user_subscriptions", "renew_due", "subscribe_user",
-    "subscription_store", "user_partition",
-]
 
 log = logging.getLogger("sync_core.app.subscriptions")
 

@@ -37,11 +37,6 @@ from sync_core.domain.errors import AlreadyExistsError, InvalidRecordError, NotF
 if TYPE_CHECKING:
     from sync_core.settings import AppSettings
 
-__all__ = [
-    "Entity", "NameFunction", "Op", "RequestCounter", "Table", "TableAdapter", "as_int", "connect", "etag_of",
-    "failed_op_index", "from_iso", "int64", "iso", "key_part", "prefix_upper_bound", "storage_call", "translate",
-    "unescape_key_part",
-]
 
 Entity = dict[str, Any]
 NameFunction = Callable[[str], str]

@@ -76,7 +76,6 @@ from sync_core.domain.errors import (
 from sync_core.domain.models import Account, CrmContact, CrmTask, FeedEntry, FeedPage
 from sync_core.kinds.contacts.accounts import normalise_company
 
-__all__ = ["COUNTER_ROW", "FEED_PREFIX", "MAX_EMAILS", "MAX_FEED_ATTEMPTS", "TABLE", "TableCrm"]
 
 # Racing writers each retry after losing a position; bounded so a stuck counter surfaces as an error.
 MAX_FEED_ATTEMPTS = 60
@@ -185,7 +184,8 @@ class TableCrm(TableAdapter):
         self._require_account(stored.tenant_id, stored.account_id)
         return stored
 
-    def _replacing(self, record: Record, row: str, from_entity: Callable[[Any], Record], what: str) -> tuple[Record, Record]:
+    def _replacing(self, record: Record, row: str, from_entity: Callable[[Any], Record],
+                   what: str) -> tuple[Record, Record]:
         """(what is stored now, what `record` will be stored as): ConcurrencyError when record.version is stale."""
         current = self._existing(record.tenant_id, row, from_entity, what)
         if current.version != record.version:

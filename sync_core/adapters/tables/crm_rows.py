@@ -76,11 +76,18 @@ def email_rows(contact: CrmContact) -> set[str]:
 
 # ---- entity <-> model -------------------------------------------------------------------------
 
+def _keys(record: Account | CrmContact | CrmTask, row_key: str) -> Entity:
+    return {"PartitionKey": record.tenant_id, "RowKey": row_key, "Id": record.id}
+
+
+def _identity_of(entity: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored record's id, tenant and version (its ETag)."""
+    return {"id": entity["Id"], "tenant_id": entity["PartitionKey"], "version": etag_of(entity)}
+
+
 def account_to_entity(account: Account) -> Entity:
     return {
-        "PartitionKey": account.tenant_id,
-        "RowKey": account_row(account.id),
-        "Id": account.id,
+        **_keys(account, account_row(account.id)),
         "Name": account.name,
         "OwnerUserId": account.owner_user_id or "",
     }
@@ -88,19 +95,15 @@ def account_to_entity(account: Account) -> Entity:
 
 def account_from_entity(entity: Mapping[str, Any]) -> Account:
     return Account(
-        id=entity["Id"],
-        tenant_id=entity["PartitionKey"],
+        **_identity_of(entity),
         name=entity["Name"],
         owner_user_id=entity.get("OwnerUserId") or None,
-        version=etag_of(entity),
     )
 
 
 def contact_to_entity(contact: CrmContact) -> Entity:
     return {
-        "PartitionKey": contact.tenant_id,
-        "RowKey": contact_row(contact.id),
-        "Id": contact.id,
+        **_keys(contact, contact_row(contact.id)),
         "AccountId": contact.account_id,
         "FirstName": contact.first_name,
         "LastName": contact.last_name,
@@ -116,8 +119,7 @@ def contact_to_entity(contact: CrmContact) -> Entity:
 
 def contact_from_entity(entity: Mapping[str, Any]) -> CrmContact:
     return CrmContact(
-        id=entity["Id"],
-        tenant_id=entity["PartitionKey"],
+        **_identity_of(entity),
         account_id=entity["AccountId"],
         first_name=entity.get("FirstName", ""),
         last_name=entity.get("LastName", ""),
@@ -127,7 +129,6 @@ def contact_from_entity(entity: Mapping[str, Any]) -> CrmContact:
         job_title=entity.get("JobTitle", ""),
         address=Address.model_validate_json(entity.get("Address") or "{}"),
         notes=entity.get("Notes", ""),
-        version=etag_of(entity),
         modified_at=from_iso(entity.get("ModifiedAt")),
     )
 
@@ -172,9 +173,7 @@ def task_index_entity(task: CrmTask) -> Entity:
 
 def task_to_entity(task: CrmTask) -> Entity:
     return {
-        "PartitionKey": task.tenant_id,
-        "RowKey": task_row(task.id),
-        "Id": task.id,
+        **_keys(task, task_row(task.id)),
         "AccountId": task.account_id,
         "AssignedTo": task.assigned_to,
         "Subject": task.subject,
@@ -189,8 +188,7 @@ def task_to_entity(task: CrmTask) -> Entity:
 def task_from_entity(entity: Mapping[str, Any]) -> CrmTask:
     due_date = entity.get("DueDate") or ""
     return CrmTask(
-        id=entity["Id"],
-        tenant_id=entity["PartitionKey"],
+        **_identity_of(entity),
         account_id=entity["AccountId"],
         assigned_to=entity["AssignedTo"],
         subject=entity.get("Subject", ""),
@@ -198,6 +196,5 @@ def task_from_entity(entity: Mapping[str, Any]) -> CrmTask:
         due_date=date.fromisoformat(due_date) if due_date else None,
         due_at=from_iso(entity.get("DueAt")),
         status=TaskStatus(entity.get("Status") or TaskStatus.OPEN.value),
-        version=etag_of(entity),
         modified_at=from_iso(entity.get("ModifiedAt")),
     )

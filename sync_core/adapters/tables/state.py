@@ -65,11 +65,8 @@ from sync_core.domain.errors import (
 )
 from sync_core.domain.models import Cursor, Lease, Link, QuarantineEntry, RunRecord
 
-# Re-exported: the migration and the contract tests read the layout and the row conversions here.
-__all__ = [
-    "CURSOR_ROW", "CURSORS", "LEASES", "LEGACY_TABLES", "TableStateStore", "cursor_from_entity", "cursor_to_entity",
-    "run_from_entity", "run_to_entity", "state_partition",
-]
+# Some of the names above are here for the migration and the contract tests, which read the layout and the
+# row conversions from this module.
 
 _QUARANTINE_ATTEMPTS = 5
 

@@ -18,7 +18,6 @@ from sync_core.domain.models import DEFAULT_IMPORT_ACCOUNT, Address, ContactFiel
 from sync_core.domain.text import TEXT_MAX, clean_block, clean_line, fit, fixpoint, graph_item, is_unsafe
 
 # clean_line and clean_block are kind-neutral (domain/text.py); kept importable from here.
-__all__ = ["TEXT_MAX", "clean_block", "clean_line"]
 
 # Our CRM id rides on every contact we create, so a create whose outcome was lost can be found again.
 CRM_ID_PROPERTY = "String {8a3c5e1f-2b4d-4f6a-9c7e-1d2f3a4b5c6d} Name CrmId"

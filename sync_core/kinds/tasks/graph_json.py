@@ -66,6 +66,22 @@ def _text(item: Mapping[str, Any], key: str) -> str:
     return value
 
 
+def _version(item: Mapping[str, Any], key: str, fallback: str) -> str:
+    """The item's version: `key`, else `fallback` (which Graph sends when the first is missing)."""
+    version = item.get(key) or item.get(fallback) or ""
+    if not isinstance(version, str):
+        raise InvalidRecordError(f"{key} is not text")
+    return version
+
+
+def _optional(item: Mapping[str, Any], key: str, kind: type, described: str) -> Any:
+    """item[key] when absent, null or of `kind`; InvalidRecordError naming the key otherwise."""
+    value = item.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise InvalidRecordError(f"{key} is not {described}")
+    return value
+
+
 # --- To Do ---------------------------------------------------------------------------------------------
 
 def todo_timing(fields: TaskFields, settings: UserSyncSettings) -> dict[str, Any]:
@@ -104,12 +120,8 @@ def todo_patch_body(wanted: TaskFields, changed: frozenset[str], settings: UserS
 def graph_to_todo_task(item: object, tz: ZoneInfo) -> MsTask:
     """Parse a To Do task (any documented shape); InvalidRecordError with a reason (never a value)."""
     item, ms_id = graph_item(item, "task")
-    version = item.get("@odata.etag") or item.get("lastModifiedDateTime") or ""
-    if not isinstance(version, str):
-        raise InvalidRecordError("@odata.etag is not text")
-    status = item.get("status")
-    if status is not None and not isinstance(status, str):
-        raise InvalidRecordError("status is not text")
+    version = _version(item, "@odata.etag", "lastModifiedDateTime")
+    status = _optional(item, "status", str, "text")
     due_date: date | None = None
     if item.get("dueDateTime") is not None:
         instant, expressed_in, midnight = parse_graph_time(item["dueDateTime"], "dueDateTime")
@@ -185,12 +197,8 @@ def event_patch_body(wanted: TaskFields, changed: frozenset[str], all_day_now: b
 def graph_to_event_task(item: object, tz: ZoneInfo) -> MsTask:
     """Parse an event or occurrence of the calendar view; InvalidRecordError with a reason."""
     item, ms_id = graph_item(item, "task")
-    version = item.get("changeKey") or item.get("@odata.etag") or ""
-    if not isinstance(version, str):
-        raise InvalidRecordError("changeKey is not text")
-    all_day = item.get("isAllDay")
-    if all_day is not None and not isinstance(all_day, bool):
-        raise InvalidRecordError("isAllDay is not a boolean")
+    version = _version(item, "changeKey", "@odata.etag")
+    all_day = _optional(item, "isAllDay", bool, "a boolean")
     instant, expressed_in, _ = parse_graph_time(item.get("start"), "start")
     if all_day:
         # All-day events are floating days: Graph answers midnight of the date in whatever zone it answers in.

@@ -19,6 +19,9 @@ can tell which side changed which field (`encode_synced` / `decode_synced`).
 """
 from __future__ import annotations
 
+# The mapping lives in three modules by what it does (timing.py, fields.py, graph_json.py); this one is
+# where the rest of the code has always found it.
+
 from sync_core.domain.text import html_to_text
 from sync_core.kinds.tasks.fields import (
     BODY_MAX,
@@ -60,14 +63,3 @@ from sync_core.kinds.tasks.timing import (
     reminder_instant,
     user_zone,
 )
-
-# The mapping lives in three modules by what it does (timing.py, fields.py, graph_json.py); this one is
-# where the rest of the code has always found it.
-__all__ = [
-    "APP_NAME", "BODY_MAX", "FIELD_NAMES", "REPRESENTED", "SUBJECT_MAX", "TASK_ID_PROPERTY", "TIMING",
-    "TRANSACTION_PREFIX", "SyncedTask", "at_local", "crm_id_of_transaction", "crm_to_task_fields", "decode_synced",
-    "encode_synced", "event_create_body", "event_patch_body", "event_reminder", "event_timing", "field_hashes",
-    "graph_to_event_task", "graph_to_task", "graph_to_todo_task", "html_to_text", "move_to_day",
-    "normalise_instant", "normalise_task", "parse_graph_time", "project", "reminder_instant", "task_fields_to_crm",
-    "todo_create_body", "todo_patch_body", "todo_timing", "transaction_id", "user_zone",
-]
