@@ -12,31 +12,14 @@ from urllib.parse import quote
 
 from sync_core.adapters.graph.session import GraphSession
 from sync_core.app.subscription_store import (
-    EPOCH,
-    INDEX_PARTITION,
-    MAX_RENEWALS_PER_TICK,
-    USER_PREFIX,
-    Kind,
-    Owner,
-    Subscription,
-    SubscriptionStore,
-    graph_time,
-    parse_graph_time,
-    subscription_store,
-    user_partition,
+    EPOCH, INDEX_PARTITION, MAX_RENEWALS_PER_TICK, USER_PREFIX, Kind, Owner, Subscription, SubscriptionStore,
+    graph_time, parse_graph_time, subscription_store, user_partition,
 )
 from sync_core.bootstrap import Services
 from sync_core.domain.connections import ConnectionStatus
-from sync_core.domain.errors import (
-    ConcurrencyError,
-    MicrosoftError,
-    NotFoundError,
-    ReconnectNeededError,
-    SyncError,
-)
+from sync_core.domain.errors import ConcurrencyError, MicrosoftError, NotFoundError, ReconnectNeededError, SyncError
 from sync_core.domain.models import FOLDER_NAME, TaskTarget, UserSyncSettings
 from sync_core.kinds.tasks.run import target_cursor_key
-
 
 log = logging.getLogger("sync_core.app.subscriptions")
 
@@ -44,7 +27,6 @@ log = logging.getLogger("sync_core.app.subscriptions")
 LIFETIME = timedelta(minutes=4200)
 RENEW_WITHIN = timedelta(hours=24)
 CHANGE_TYPES = "created,updated,deleted"
-
 
 # -- talking to Graph --------------------------------------------------------------------------------
 

@@ -23,14 +23,8 @@ from sync_core.domain.errors import DeltaExpiredError, InvalidRecordError, Micro
 from sync_core.domain.models import MsTask, TaskChange, TaskDeltaResult, TaskFields, TaskTarget, UserSyncSettings
 from sync_core.ports import TaskUpdate, TaskWriteResult
 from sync_core.kinds.tasks.mapping import (
-    APP_NAME,
-    TASK_ID_PROPERTY,
-    event_create_body,
-    event_patch_body,
-    graph_to_task,
-    todo_create_body,
-    todo_patch_body,
-    user_zone,
+    APP_NAME, TASK_ID_PROPERTY, event_create_body, event_patch_body, graph_to_task, todo_create_body,
+    todo_patch_body, user_zone,
 )
 
 DELTA_PAGE_SIZE = 500

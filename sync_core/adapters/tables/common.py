@@ -22,14 +22,7 @@ from azure.core import MatchConditions
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, UpdateMode
 
 from sync_core.adapters.tables.codec import (
-    as_int,
-    etag_of,
-    from_iso,
-    int64,
-    iso,
-    key_part,
-    prefix_upper_bound,
-    unescape_key_part,
+    as_int, etag_of, from_iso, int64, iso, key_part, prefix_upper_bound, unescape_key_part,
 )
 from sync_core.adapters.tables.storage_errors import failed_op_index, storage_call, translate
 from sync_core.domain.errors import AlreadyExistsError, InvalidRecordError, NotFoundError
@@ -101,7 +94,6 @@ def _if_match(etag: str | None) -> dict[str, Any]:
     if etag is None:
         return {}
     return {"etag": etag, "match_condition": MatchConditions.IfNotModified}
-
 
 # Tables known to exist, per storage endpoint: created once per process, not per adapter.
 _created_tables: set[tuple[str, str]] = set()
@@ -287,7 +279,8 @@ def _etag_or_none(meta: Mapping[str, Any]) -> str | None:
     return str(etag) if etag else None
 
 
-def _identity(base: str) -> str:
+def same_name(base: str) -> str:
+    """The default NameFunction: table names as they are (settings add a prefix)."""
     return base
 
 
@@ -296,7 +289,7 @@ class TableAdapter:
     names passed through the settings' storage_name (so tests never share them)."""
 
     def __init__(
-        self, service: TableServiceClient | str, name: NameFunction = _identity, *,
+        self, service: TableServiceClient | str, name: NameFunction = same_name, *,
         counter: RequestCounter | None = None,
     ) -> None:
         self.counter = counter or RequestCounter()

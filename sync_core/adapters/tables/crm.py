@@ -30,52 +30,17 @@ from typing import Any, TypeVar
 from azure.data.tables import TableServiceClient
 
 from sync_core.adapters.tables.common import (
-    NameFunction,
-    Op,
-    RequestCounter,
-    Table,
-    TableAdapter,
-    as_int,
-    etag_of,
-    failed_op_index,
-    int64,
+    NameFunction, Op, RequestCounter, Table, TableAdapter, as_int, etag_of, failed_op_index, int64, same_name,
 )
 from sync_core.adapters.tables.crm_rows import (
-    ACCOUNT_PREFIX,
-    CONTACT_PREFIX,
-    COUNTER_ROW,
-    FEED_PREFIX,
-    TABLE,
-    TASK_PREFIX,
-    account_from_entity,
-    account_name_prefix,
-    account_name_row,
-    account_row,
-    account_to_entity,
-    contact_from_entity,
-    contact_row,
-    contact_to_entity,
-    email_prefix,
-    email_rows,
-    feed_from_entity,
-    feed_row,
-    feed_to_entity,
-    index_entity,
-    task_from_entity,
-    task_index_entity,
-    task_row,
-    task_to_entity,
-    task_user_prefix,
+    ACCOUNT_PREFIX, CONTACT_PREFIX, COUNTER_ROW, FEED_PREFIX, TABLE, TASK_PREFIX, account_from_entity,
+    account_name_prefix, account_name_row, account_row, account_to_entity, contact_from_entity, contact_row,
+    contact_to_entity, email_prefix, email_rows, feed_from_entity, feed_row, feed_to_entity, index_entity,
+    task_from_entity, task_index_entity, task_row, task_to_entity, task_user_prefix,
 )
-from sync_core.domain.errors import (
-    AlreadyExistsError,
-    ConcurrencyError,
-    InvalidRecordError,
-    NotFoundError,
-)
+from sync_core.domain.errors import AlreadyExistsError, ConcurrencyError, InvalidRecordError, NotFoundError
 from sync_core.domain.models import Account, CrmContact, CrmTask, FeedEntry, FeedPage
 from sync_core.kinds.contacts.accounts import normalise_company
-
 
 # Racing writers each retry after losing a position; bounded so a stuck counter surfaces as an error.
 MAX_FEED_ATTEMPTS = 60
@@ -88,10 +53,6 @@ Row = TypeVar("Row", Account, CrmContact, CrmTask)
 RecordWrite = tuple[str, str, bool, Sequence[Op]]
 
 
-def _identity(base: str) -> str:
-    return base
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -102,7 +63,7 @@ class TableCrm(TableAdapter):
     def __init__(
         self,
         service: TableServiceClient | str,
-        name: NameFunction = _identity,
+        name: NameFunction = same_name,
         *,
         counter: RequestCounter | None = None,
         clock: Callable[[], datetime] = _now,

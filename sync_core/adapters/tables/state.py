@@ -27,41 +27,15 @@ from datetime import datetime, timedelta
 
 from azure.data.tables import TableServiceClient
 
-from sync_core.adapters.tables.common import NameFunction, Op, RequestCounter, Table, TableAdapter, etag_of
+from sync_core.adapters.tables.common import NameFunction, Op, RequestCounter, Table, TableAdapter, etag_of, same_name
 from sync_core.adapters.tables.state_rows import (
-    CRM_PREFIX,
-    CURSOR_ROW,
-    CURSORS,
-    LEASE_ROW,
-    LEASES,
-    LEGACY_TABLES,
-    LINKS,
-    QUARANTINE,
-    RUNS,
-    LinkToken,
-    crm_row,
-    cursor_from_entity,
-    cursor_to_entity,
-    is_expired,
-    lease_from_entity,
-    lease_to_entity,
-    link_from_entity,
-    link_to_entity,
-    ms_row,
-    quarantine_from_entity,
-    quarantine_row,
-    quarantine_to_entity,
-    run_from_entity,
-    run_to_entity,
-    state_partition,
+    CRM_PREFIX, CURSOR_ROW, CURSORS, LEASE_ROW, LEASES, LEGACY_TABLES, LINKS, QUARANTINE, RUNS, LinkToken, crm_row,
+    cursor_from_entity, cursor_to_entity, is_expired, lease_from_entity, lease_to_entity, link_from_entity,
+    link_to_entity, ms_row, quarantine_from_entity, quarantine_row, quarantine_to_entity, run_from_entity,
+    run_to_entity, state_partition,
 )
 from sync_core.domain.errors import (
-    AlreadyExistsError,
-    ConcurrencyError,
-    LeaseHeldError,
-    NotFoundError,
-    StorageError,
-    SyncError,
+    AlreadyExistsError, ConcurrencyError, LeaseHeldError, NotFoundError, StorageError, SyncError,
 )
 from sync_core.domain.models import Cursor, Lease, Link, QuarantineEntry, RunRecord
 
@@ -71,15 +45,11 @@ from sync_core.domain.models import Cursor, Lease, Link, QuarantineEntry, RunRec
 _QUARANTINE_ATTEMPTS = 5
 
 
-def _identity(base: str) -> str:
-    return base
-
-
 class TableStateStore(TableAdapter):
     """StateStore on Table Storage; see the module docstring for the layout."""
 
     def __init__(
-        self, service: TableServiceClient | str, name: NameFunction = _identity, *,
+        self, service: TableServiceClient | str, name: NameFunction = same_name, *,
         counter: RequestCounter | None = None,
     ) -> None:
         super().__init__(service, name, counter=counter)

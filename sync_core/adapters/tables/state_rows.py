@@ -11,16 +11,7 @@ from sync_core.adapters.tables.codec import as_int, etag_of, from_iso, int64, is
 from sync_core.adapters.tables.common import Entity
 from sync_core.domain.errors import ConcurrencyError
 from sync_core.domain.models import (
-    ContactFields,
-    Cursor,
-    Lease,
-    Link,
-    LinkState,
-    Progress,
-    QuarantineEntry,
-    RunOutcome,
-    RunRecord,
-    SideCounts,
+    ContactFields, Cursor, Lease, Link, LinkState, Progress, QuarantineEntry, RunOutcome, RunRecord, SideCounts,
 )
 
 LINKS, CURSORS, RUNS, LEASES, QUARANTINE = "userlinks", "usercursors", "userruns", "userleases", "userquarantine"

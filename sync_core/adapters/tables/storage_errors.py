@@ -6,23 +6,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from azure.core.exceptions import (
-    AzureError,
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
+    AzureError, HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError,
+    ServiceRequestError, ServiceResponseError,
 )
 from azure.data.tables import TableTransactionError
 
 from sync_core.domain.errors import (
-    AlreadyExistsError,
-    ConcurrencyError,
-    InvalidRecordError,
-    NotFoundError,
-    StorageError,
-    SyncError,
+    AlreadyExistsError, ConcurrencyError, InvalidRecordError, NotFoundError, StorageError, SyncError,
 )
 
 # Codes that mean the record itself cannot be stored as it is (quarantine it, don't retry).

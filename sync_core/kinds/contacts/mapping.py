@@ -92,7 +92,6 @@ def company_for_account(account_name: str) -> str:
     name = clean_line(account_name)
     return "" if name.casefold() == DEFAULT_IMPORT_ACCOUNT.casefold() else name
 
-
 # --- CRM ⇄ fields -------------------------------------------------------------------------------------
 
 def crm_to_fields(contact: CrmContact, account_name: str) -> ContactFields:
@@ -165,7 +164,6 @@ def fields_to_crm(
         }
     )
 
-
 # --- fields → Graph JSON ------------------------------------------------------------------------------
 
 def display_name(fields: ContactFields) -> str:
@@ -200,7 +198,6 @@ def fields_to_graph(fields: ContactFields, crm_id: str | None) -> dict[str, Any]
     if crm_id is not None:
         body["singleValueExtendedProperties"] = [{"id": CRM_ID_PROPERTY, "value": crm_id}]
     return body
-
 
 # --- Graph JSON → MsContact ---------------------------------------------------------------------------
 
@@ -308,7 +305,6 @@ def _names_from_display_name(fields: ContactFields, raw_display: str) -> Contact
         return fields
     first, _, last = shown.rpartition(" ")
     return normalise_fields(fields.model_copy(update={"first_name": first, "last_name": last}))
-
 
 # --- preview for the settings page --------------------------------------------------------------------
 

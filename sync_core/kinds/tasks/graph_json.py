@@ -14,12 +14,7 @@ from sync_core.domain.models import FOLDER_NAME, MsTask, TaskFields, TaskTarget,
 from sync_core.domain.text import graph_item, html_to_text
 from sync_core.kinds.tasks.fields import TIMING, normalise_task
 from sync_core.kinds.tasks.timing import (
-    event_reminder,
-    midnight_json,
-    parse_graph_time,
-    reminder_instant,
-    user_zone,
-    wall_time_json,
+    event_reminder, midnight_json, parse_graph_time, reminder_instant, user_zone, wall_time_json,
 )
 
 # The To Do linkedResource that carries our CRM id (To Do shows it as a link to the app).

@@ -24,42 +24,14 @@ from __future__ import annotations
 
 from sync_core.domain.text import html_to_text
 from sync_core.kinds.tasks.fields import (
-    BODY_MAX,
-    FIELD_NAMES,
-    REPRESENTED,
-    SUBJECT_MAX,
-    TIMING,
-    SyncedTask,
-    crm_to_task_fields,
-    decode_synced,
-    encode_synced,
-    field_hashes,
-    move_to_day,
-    normalise_task,
-    project,
-    task_fields_to_crm,
+    BODY_MAX, FIELD_NAMES, REPRESENTED, SUBJECT_MAX, TIMING, SyncedTask, crm_to_task_fields, decode_synced,
+    encode_synced, field_hashes, move_to_day, normalise_task, project, task_fields_to_crm,
 )
 from sync_core.kinds.tasks.graph_json import (
-    APP_NAME,
-    TASK_ID_PROPERTY,
-    TRANSACTION_PREFIX,
-    crm_id_of_transaction,
-    event_create_body,
-    event_patch_body,
-    event_timing,
-    graph_to_event_task,
-    graph_to_task,
-    graph_to_todo_task,
-    todo_create_body,
-    todo_patch_body,
-    todo_timing,
-    transaction_id,
+    APP_NAME, TASK_ID_PROPERTY, TRANSACTION_PREFIX, crm_id_of_transaction, event_create_body, event_patch_body,
+    event_timing, graph_to_event_task, graph_to_task, graph_to_todo_task, todo_create_body, todo_patch_body,
+    todo_timing, transaction_id,
 )
 from sync_core.kinds.tasks.timing import (
-    at_local,
-    event_reminder,
-    normalise_instant,
-    parse_graph_time,
-    reminder_instant,
-    user_zone,
+    at_local, event_reminder, normalise_instant, parse_graph_time, reminder_instant, user_zone,
 )
