@@ -3,7 +3,7 @@ persistent mode (restartable, data kept), the Microsoft 365 emulator with an app
 development host serving function_app.app as a subprocess that can be SIGKILLed and started again on the
 same port (OAuth redirects and webhooks keep working).
 
-Users connect through the real OAuth flow over HTTP with the helpers of tests/functions/stack.py (WebClient,
+Users connect through the real OAuth flow over HTTP with the helpers of devhost/stack.py (WebClient,
 connect_with_emulator): the same Stack object, so every helper written for the function tests works here.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from devhost.procs import free_port, spawn, stop, wait_until
 from m365_emulator.server import ControlClient, EmulatorProcess
 from sync_core.bootstrap import Services, build_services
 from sync_core.settings import AppSettings, load_settings
-from tests.functions.stack import LogCollector, Stack, WebClient, clean_environ, connect_with_emulator
+from devhost.stack import LogCollector, Stack, WebClient, clean_environ, connect_with_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("bench.chaos")
