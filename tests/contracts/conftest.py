@@ -6,6 +6,8 @@ of its own. Azurite and the emulator start only when a case that needs them actu
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from sync_core.adapters.memory import MemoryCrm, MemoryStateStore
@@ -13,6 +15,7 @@ from sync_core.adapters.tables.crm import TableCrm
 from sync_core.adapters.tables.state import TableStateStore
 from sync_core.ports import CrmPort, StateStore
 from sync_core.settings import load_settings
+from tests.contracts.mailboxes import Mailbox, graph_mailbox, memory_mailbox
 from tests.fixtures_emulator import emulator, emulator_control, emulator_user  # noqa: F401
 
 
@@ -30,3 +33,14 @@ def store(request: pytest.FixtureRequest) -> StateStore:
         return MemoryStateStore()
     settings = load_settings(request.getfixturevalue("app_env"))
     return TableStateStore.from_settings(settings)
+
+
+@pytest.fixture(params=["memory", "graph"])
+def mailbox(request: pytest.FixtureRequest) -> Iterator[Mailbox]:
+    if request.param == "memory":
+        found = memory_mailbox()
+    else:
+        found = graph_mailbox(request.getfixturevalue("emulator").graph, request.getfixturevalue("emulator_control"),
+                              request.getfixturevalue("emulator_user"))
+    yield found
+    found.close()

@@ -3,17 +3,22 @@
 Graph's delta token names a point in the mailbox's history: the next round reports every item touched
 since, once, in its current state. The log keeps, per item, where it was after each write (a folder or
 list id, or None once deleted), so a round can tell "changed here", "moved out" and "deleted" apart.
+As with Graph (and the emulator): a token not issued for this container is refused with a 400
+(ErrorInvalidSyncStateData), and one older than the retention (7 days) is a lost sync state, 410
+SyncStateNotFound, which the sync answers with a full round.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sync_core.domain.errors import DeltaExpiredError
+from sync_core.domain.errors import DeltaExpiredError, MicrosoftError
+
+DELTA_RETENTION = timedelta(days=7)
 
 
 def utc_now() -> datetime:
@@ -42,13 +47,17 @@ class Event:
 class _Token:
     where: str
     seq: int
+    issued: datetime
 
 
 class ChangeLog:
     """Every write to a mailbox's items, in order, and the delta tokens issued over it."""
 
-    def __init__(self, ids: Ids) -> None:
+    def __init__(self, ids: Ids, clock: Callable[[], datetime] = utc_now,
+                 retention: timedelta = DELTA_RETENTION) -> None:
         self._ids = ids
+        self._clock = clock
+        self._retention = retention
         self._seq = 0
         self._history: dict[str, list[Event]] = {}
         self._tokens: dict[str, _Token] = {}
@@ -67,13 +76,16 @@ class ChangeLog:
     def issue(self, where: str) -> str:
         """A new opaque delta token for `where`, pointing at now."""
         link = self._ids("delta-")
-        self._tokens[link] = _Token(where, self._seq)
+        self._tokens[link] = _Token(where, self._seq, self._clock())
         return link
 
     def since(self, delta_link: str, where: str) -> int:
-        """The point a token names; an unknown token, or one issued for another container, is expired."""
+        """The point a token names."""
         token = self._tokens.get(delta_link)
         if token is None or token.where != where:
+            raise MicrosoftError("the delta token was not issued for this collection", status=400,
+                                 code="ErrorInvalidSyncStateData")
+        if self._clock() - token.issued > self._retention:
             raise DeltaExpiredError("SyncStateNotFound", status=410, code="SyncStateNotFound")
         return token.seq
 

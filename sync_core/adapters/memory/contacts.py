@@ -4,13 +4,14 @@ Items are kept as Graph JSON; writes go through `mapping.fields_to_graph` and re
 `mapping.graph_to_contact`, as with the Graph adapter. Ids are immutable and opaque (a move keeps the id);
 every write gives a new changeKey. Delta: a round without a token lists the folder (full=True); with a
 token, every item touched since comes once in its current state, or as removed ("deleted", or "changed"
-when it moved out); an unknown token raises DeltaExpiredError. `request_count` counts the HTTP requests
-Graph would have served: a delta page, a $batch of up to 20 items, a folder call, a lookup.
+when it moved out); tokens are refused and expire as changes.py says. `request_count` counts the HTTP
+requests Graph would have served: a delta page, a $batch of up to 20 items, a folder call, a lookup.
 tests/contracts/test_microsoft_contacts_contract.py holds it to what the Graph adapter does on the emulator.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sync_core.adapters.memory.changes import ChangeLog, Ids, batches, not_json, utc_now
@@ -27,11 +28,12 @@ class MemoryContacts:
 
     late_write_seconds = 0.0  # a write here is done or not when the call returns: nothing lands later
 
-    def __init__(self, *, delta_page_size: int = 100) -> None:
+    def __init__(self, *, delta_page_size: int = 100, clock: Callable[[], datetime] = utc_now) -> None:
         self._ids = Ids("graph")
         self.folders: dict[str, str] = {DEFAULT_CONTACTS_FOLDER: "Contacts"}
         self.items: dict[str, dict[str, Any]] = {}
-        self.log = ChangeLog(self._ids)
+        self._clock = clock
+        self.log = ChangeLog(self._ids, clock)
         self.delta_page_size = delta_page_size
         self.request_count = 0
 
@@ -40,7 +42,7 @@ class MemoryContacts:
         body["id"] = ms_id
         body["changeKey"] = self._ids("ck-")
         body["parentFolderId"] = folder_id
-        body["lastModifiedDateTime"] = utc_now().isoformat()
+        body["lastModifiedDateTime"] = self._clock().isoformat()
         self.items[ms_id] = body
         self.log.record(ms_id, folder_id)
 

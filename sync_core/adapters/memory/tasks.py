@@ -4,18 +4,18 @@ Bodies are built and read by the task mapping, as with the Graph adapter. To Do:
 created; the tasks of a list that is gone answer 404. Calendar: the container is the calendarView window
 ("start/end", UTC ISO); a full round lists the events starting in it, a later round reports what changed in
 it and, as Graph does, events changed or deleted outside it as removed. A POST repeating a transactionId
-answers the event the first made. An unknown delta token raises DeltaExpiredError. `request_count` counts
-the HTTP requests Graph would have served. tests/contracts/test_microsoft_tasks_contract.py holds it to
+answers the event the first made. Delta tokens are refused and expire as changes.py says. `request_count`
+counts the HTTP requests Graph would have served. tests/contracts/test_microsoft_tasks_contract.py holds it to
 what the Graph adapter does on the emulator.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sync_core.adapters.memory.changes import ChangeLog, Ids, batches, not_json
+from sync_core.adapters.memory.changes import ChangeLog, Ids, batches, not_json, utc_now
 from sync_core.domain.errors import InvalidRecordError, NotFoundError
 from sync_core.domain.models import MsTask, TaskChange, TaskDeltaResult, TaskFields, TaskTarget, UserSyncSettings
 from sync_core.kinds.tasks.mapping import (
@@ -43,12 +43,13 @@ def calendar_window(container: str) -> tuple[datetime, datetime]:
 class MemoryTasks:
     """The user's To Do lists and calendar events, in memory. Items are Graph JSON with "_in": where they are."""
 
-    def __init__(self, settings: UserSyncSettings, *, delta_page_size: int = 100) -> None:
+    def __init__(self, settings: UserSyncSettings, *, delta_page_size: int = 100,
+                 clock: Callable[[], datetime] = utc_now) -> None:
         self.settings = settings
         self._ids = Ids("tasks")
         self.lists: dict[str, str] = {DEFAULT_TASK_LIST: "Tasks"}
         self.items: dict[str, dict[str, Any]] = {}
-        self.log = ChangeLog(self._ids)
+        self.log = ChangeLog(self._ids, clock)
         self.delta_page_size = delta_page_size
         self.request_count = 0
 
