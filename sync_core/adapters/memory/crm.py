@@ -41,7 +41,12 @@ class MemoryCrm:
         if (tenant_id, account_id) not in self.accounts:
             raise NotFoundError("the record's account does not exist")
 
-    # -- contacts and tasks are written alike: `kind` names the record in errors and in the feed
+    # -- contacts and tasks are read and written alike: `kind` names the record in errors and in the feed
+    def _get(self, table: dict[tuple[str, str], R], tenant_id: str, ids: Iterable[str]) -> dict[str, R]:
+        with self._lock:
+            found = (table.get((tenant_id, i)) for i in ids)
+            return {r.id: r for r in found if r is not None}
+
     def _create(self, table: dict[tuple[str, str], R], record: R, kind: str) -> R:
         with self._lock:
             stored = record.model_copy(update={"id": record.id or self._ids(_ID_PREFIX[kind]), "version": self._ids("v"),
@@ -130,9 +135,7 @@ class MemoryCrm:
 
     # -- contacts
     def get_contacts(self, tenant_id: str, ids: Iterable[str]) -> dict[str, CrmContact]:
-        with self._lock:
-            found = (self.contacts.get((tenant_id, i)) for i in ids)
-            return {c.id: c for c in found if c is not None}
+        return self._get(self.contacts, tenant_id, ids)
 
     def list_contacts(self, tenant_id: str, account_id: str | None = None, limit: int = 200) -> list[CrmContact]:
         with self._lock:
@@ -160,9 +163,7 @@ class MemoryCrm:
 
     # -- tasks: their writes feed the same feed, kind "task"
     def get_tasks(self, tenant_id: str, ids: Iterable[str]) -> dict[str, CrmTask]:
-        with self._lock:
-            found = (self.tasks.get((tenant_id, i)) for i in ids)
-            return {t.id: t for t in found if t is not None}
+        return self._get(self.tasks, tenant_id, ids)
 
     def tasks_assigned_to(self, tenant_id: str, user_id: str) -> list[CrmTask]:
         with self._lock:

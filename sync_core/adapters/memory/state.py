@@ -14,6 +14,14 @@ from sync_core.domain.errors import AlreadyExistsError, ConcurrencyError, LeaseH
 from sync_core.domain.models import Cursor, Lease, Link, QuarantineEntry, RunRecord
 
 
+def _check_write(stored_etag: str | None, exists: bool, etag: str | None, what: str) -> None:
+    """Table Storage's answer to an insert (no ETag) or an If-Match replace."""
+    if etag is None and exists:
+        raise AlreadyExistsError(f"the {what} exists")
+    if etag is not None and (not exists or stored_etag != etag):
+        raise ConcurrencyError(f"the {what} changed or was deleted since it was read")
+
+
 class MemoryStateStore:
     """StateStore in memory, with Table Storage's rules (ETags, insert conflicts, one link per ms id)."""
 
@@ -51,10 +59,7 @@ class MemoryStateStore:
         with self._lock:
             key = (link.tenant_id, link.user_id, link.crm_id)
             current = self.links.get(key)
-            if link.etag is None and current is not None:
-                raise AlreadyExistsError("the link exists")
-            if link.etag is not None and (current is None or current.etag != link.etag):
-                raise ConcurrencyError("the link changed or was deleted since it was read")
+            _check_write(current.etag if current else None, current is not None, link.etag, "link")
             if link.ms_id is not None:
                 holder = self._by_ms.get((link.tenant_id, link.user_id, link.ms_id))
                 if holder is not None and holder != link.crm_id:
@@ -104,10 +109,7 @@ class MemoryStateStore:
         with self._lock:
             key = (run.tenant_id, run.user_id, run.run_id)
             current = self.runs.get(key)
-            if run.etag is None and current is not None:
-                raise AlreadyExistsError("the run exists")
-            if run.etag is not None and (current is None or current.etag != run.etag):
-                raise ConcurrencyError("the run record changed since it was read")
+            _check_write(current.etag if current else None, current is not None, run.etag, "run record")
             saved = run.model_copy(update={"etag": self._ids("etag-")})
             self.runs[key] = saved
             return saved

@@ -18,16 +18,7 @@ from zoneinfo import ZoneInfo
 from sync_core.adapters.memory.changes import ChangeLog, Ids, batches, not_json, utc_now
 from sync_core.domain.errors import InvalidRecordError, NotFoundError
 from sync_core.domain.models import MsTask, TaskChange, TaskDeltaResult, TaskFields, TaskTarget, UserSyncSettings
-from sync_core.kinds.tasks.mapping import (
-    TASK_ID_PROPERTY,
-    at_local,
-    event_create_body,
-    event_patch_body,
-    graph_to_task,
-    todo_create_body,
-    todo_patch_body,
-    user_zone,
-)
+from sync_core.kinds.tasks import mapping
 from sync_core.ports import TaskUpdate, TaskWriteResult
 
 CALENDAR = "calendar"  # where events live here (To Do tasks live in their list's id)
@@ -56,7 +47,7 @@ class MemoryTasks:
     # -- the mailbox's contents
     @property
     def _zone(self) -> ZoneInfo:
-        return user_zone(self.settings)
+        return mapping.user_zone(self.settings)
 
     def _store(self, ms_id: str, body: dict[str, Any], where: str) -> None:
         body = {k: v for k, v in body.items() if k not in ("id", "changeKey", "@odata.etag", "_in")}
@@ -85,7 +76,7 @@ class MemoryTasks:
     def task(self, ms_id: str) -> MsTask:
         item = self.items[ms_id]
         target = TaskTarget.CALENDAR if item["_in"] == CALENDAR else TaskTarget.TO_DO
-        return graph_to_task(target, {k: v for k, v in item.items() if k != "_in"}, self._zone)
+        return mapping.graph_to_task(target, {k: v for k, v in item.items() if k != "_in"}, self._zone)
 
     def items_in(self, where: str) -> dict[str, dict[str, Any]]:
         return {i: item for i, item in self.items.items() if item["_in"] == where}
@@ -98,7 +89,7 @@ class MemoryTasks:
         if fields.due_at is not None:
             start = fields.due_at
         elif fields.due_date is not None:
-            start = at_local(fields.due_date, datetime.min.time(), self._zone)
+            start = mapping.at_local(fields.due_date, datetime.min.time(), self._zone)
         else:
             return False
         return window[0] <= start < window[1]
@@ -159,7 +150,8 @@ class MemoryTasks:
     def find_task_by_crm_id(self, target: TaskTarget, container: str, crm_id: str) -> MsTask | None:
         self.request_count += 1
         for ms_id, item in sorted(self.items_in(self._where(target, container)).items()):
-            tags = [t.get("value") for t in item.get("singleValueExtendedProperties") or [] if t.get("id") == TASK_ID_PROPERTY]
+            tags = [t.get("value") for t in item.get("singleValueExtendedProperties") or []
+                    if t.get("id") == mapping.TASK_ID_PROPERTY]
             tags += [link.get("externalId") for link in item.get("linkedResources") or []]
             if crm_id in tags:
                 return self.task(ms_id)
@@ -174,8 +166,8 @@ class MemoryTasks:
         results = []
         for crm_id, crm_version, fields in items:
             try:
-                body = (event_create_body(fields, self.settings, crm_id, crm_version) if target is TaskTarget.CALENDAR
-                        else todo_create_body(fields, self.settings, crm_id))
+                body = (mapping.event_create_body(fields, self.settings, crm_id, crm_version)
+                        if target is TaskTarget.CALENDAR else mapping.todo_create_body(fields, self.settings, crm_id))
             except InvalidRecordError as exc:
                 results.append(TaskWriteResult(crm_id, False, status=400, error=str(exc)))
                 continue
@@ -196,36 +188,32 @@ class MemoryTasks:
     def update_tasks(self, target: TaskTarget, container: str, items: Sequence[TaskUpdate]) -> list[TaskWriteResult]:
         self.request_count += batches(len(items))
         where = self._where(target, container)
-        results = []
-        for update in items:
-            if not self._holds(where, update.ms_id):
-                results.append(TaskWriteResult(update.ms_id, False, status=404, error="ErrorItemNotFound"))
-                continue
-            try:
-                patch = (event_patch_body(update.fields, update.changed, update.all_day_now, self.settings)
-                         if target is TaskTarget.CALENDAR else todo_patch_body(update.fields, update.changed, self.settings))
-            except InvalidRecordError as exc:
-                results.append(TaskWriteResult(update.ms_id, False, status=400, error=str(exc)))
-                continue
-            if not patch:  # nothing this target holds changed: the Graph adapter sends no request either
-                results.append(TaskWriteResult(update.ms_id, True, status=200))
-                continue
-            problem = not_json(patch)
-            if problem:
-                results.append(TaskWriteResult(update.ms_id, False, status=400, error=problem))
-                continue
-            self._store(update.ms_id, {**self.items[update.ms_id], **patch}, where)
-            results.append(TaskWriteResult(update.ms_id, True, task=self.task(update.ms_id), status=200))
-        return results
+        return [self._update_one(target, where, update) for update in items]
+
+    def _update_one(self, target: TaskTarget, where: str, update: TaskUpdate) -> TaskWriteResult:
+        if not self._holds(where, update.ms_id):
+            return TaskWriteResult(update.ms_id, False, status=404, error="ErrorItemNotFound")
+        try:
+            patch = (mapping.event_patch_body(update.fields, update.changed, update.all_day_now, self.settings)
+                     if target is TaskTarget.CALENDAR
+                     else mapping.todo_patch_body(update.fields, update.changed, self.settings))
+        except InvalidRecordError as exc:
+            return TaskWriteResult(update.ms_id, False, status=400, error=str(exc))
+        if not patch:  # nothing this target holds changed: the Graph adapter sends no request either
+            return TaskWriteResult(update.ms_id, True, status=200)
+        problem = not_json(patch)
+        if problem:
+            return TaskWriteResult(update.ms_id, False, status=400, error=problem)
+        self._store(update.ms_id, {**self.items[update.ms_id], **patch}, where)
+        return TaskWriteResult(update.ms_id, True, task=self.task(update.ms_id), status=200)
 
     def delete_tasks(self, target: TaskTarget, container: str, ms_ids: Sequence[str]) -> list[TaskWriteResult]:
         self.request_count += batches(len(ms_ids))
         where = self._where(target, container)
-        results = []
-        for ms_id in ms_ids:
-            if not self._holds(where, ms_id):
-                results.append(TaskWriteResult(ms_id, True, status=404))  # already gone is what we wanted
-            else:
-                self._remove(ms_id)
-                results.append(TaskWriteResult(ms_id, True, status=204))
-        return results
+        return [self._delete_one(where, ms_id) for ms_id in ms_ids]
+
+    def _delete_one(self, where: str, ms_id: str) -> TaskWriteResult:
+        if not self._holds(where, ms_id):
+            return TaskWriteResult(ms_id, True, status=404)  # already gone is what we wanted
+        self._remove(ms_id)
+        return TaskWriteResult(ms_id, True, status=204)
