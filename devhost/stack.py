@@ -160,26 +160,9 @@ def clean_environ(**overrides: str) -> dict[str, str]:
 def start_stack(azurite: Azurite, emulator: EmulatorProcess, control: ControlClient, workdir: Path,
                 collector: LogCollector, extra_env: dict[str, str] | None = None) -> tuple[Stack, Callable[[], None]]:
     """The app on its own storage prefix; `extra_env` sets further app settings (e.g. a tiny run budget)."""
-    assert emulator.authority and emulator.ca_file, "the emulator serves no identity platform"
     port = free_port()
-    public = f"http://127.0.0.1:{port}"
-    prefix = "fn" + secrets.token_hex(3)
-    client_id, client_secret = str(uuid.uuid4()), "cs-" + secrets.token_urlsafe(24)
-    control.register_app(client_id, client_secret, [f"{public}/api/oauth/callback"])
-    env = {
-        "AzureWebJobsStorage": azurite.connection_string,
-        "GRAPH_BASE_URL": emulator.graph,
-        "IDENTITY_AUTHORITY": emulator.authority,
-        "IDENTITY_CA_FILE": emulator.ca_file,
-        "GRAPH_CLIENT_ID": client_id,
-        "GRAPH_CLIENT_SECRET": client_secret,
-        "TOKEN_ENCRYPTION_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        "PUBLIC_BASE_URL": public,
-        "CRM_LAUNCH_SECRET": secrets.token_hex(32),
-        "STORAGE_PREFIX": prefix,
-        "SYNC_QUEUE_NAME": f"{prefix}-sync-jobs",
-        **(extra_env or {}),
-    }
+    env = {**app_settings(azurite.connection_string, emulator, control, port, "fn" + secrets.token_hex(3)),
+           **(extra_env or {})}
     settings_file = workdir / "local.settings.json"
     settings_file.write_text(json.dumps({"IsEncrypted": False, "Values": env}), encoding="utf-8")
     ready, log_path = workdir / "ready.json", workdir / "devhost.log"
@@ -192,9 +175,31 @@ def start_stack(azurite: Azurite, emulator: EmulatorProcess, control: ControlCli
         stop(proc)
         raise AssertionError(f"{exc}\n{log_path.read_text(errors='replace')}") from None
     settings = load_settings(env)
-    stack = Stack(public, env, settings, build_services(settings), emulator, control, log_path, collector,
-                  {client_secret, env["TOKEN_ENCRYPTION_KEY"], env["CRM_LAUNCH_SECRET"]})
+    stack = Stack(env["PUBLIC_BASE_URL"], env, settings, build_services(settings), emulator, control, log_path,
+                  collector, {env["GRAPH_CLIENT_SECRET"], env["TOKEN_ENCRYPTION_KEY"], env["CRM_LAUNCH_SECRET"]})
     return stack, lambda: stop(proc, timeout=15)
+
+
+def app_settings(storage: str, emulator: EmulatorProcess, control: ControlClient, port: int,
+                 prefix: str) -> dict[str, str]:
+    """The app settings of an app served on `port`, registered in the emulator, on its own storage prefix."""
+    assert emulator.authority and emulator.ca_file, "the emulator serves no identity platform"
+    public = f"http://127.0.0.1:{port}"
+    client_id, client_secret = str(uuid.uuid4()), "cs-" + secrets.token_urlsafe(24)
+    control.register_app(client_id, client_secret, [f"{public}/api/oauth/callback"])
+    return {
+        "AzureWebJobsStorage": storage,
+        "GRAPH_BASE_URL": emulator.graph,
+        "IDENTITY_AUTHORITY": emulator.authority,
+        "IDENTITY_CA_FILE": emulator.ca_file,
+        "GRAPH_CLIENT_ID": client_id,
+        "GRAPH_CLIENT_SECRET": client_secret,
+        "TOKEN_ENCRYPTION_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        "PUBLIC_BASE_URL": public,
+        "CRM_LAUNCH_SECRET": secrets.token_hex(32),
+        "STORAGE_PREFIX": prefix,
+        "SYNC_QUEUE_NAME": f"{prefix}-sync-jobs",
+    }
 
 
 def connect_with_emulator(client: WebClient, user: dict[str, Any]) -> httpx.Response:
@@ -216,7 +221,7 @@ def client_sign_in(client: WebClient, user: dict[str, Any]) -> dict[str, Any]:
     assert start.status_code == 303, start.text
     authorize = start.headers["location"]
     assert authorize.startswith(client.stack.emulator.authority or "")
-    with httpx.Client(verify=client.stack.emulator.ca_file, trust_env=False, timeout=30) as microsoft:
+    with httpx.Client(verify=client.stack.emulator.ca_file or True, trust_env=False, timeout=30) as microsoft:
         page = microsoft.get(authorize, follow_redirects=True)
         for _ in range(4):
             form = _form(page.text)
