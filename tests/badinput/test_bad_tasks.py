@@ -18,7 +18,7 @@ from devhost.azurite import Azurite
 from m365_emulator.server import ControlClient, EmulatorProcess
 from sync_core.domain.errors import InvalidRecordError
 from sync_core.domain.models import CrmTask, LinkState, RunOutcome, TaskStatus, TaskTarget
-from sync_core.kinds.contacts.planner import Side
+from sync_core.sync.actions import Side
 from sync_core.kinds.tasks.executor import crm_record_id
 from sync_core.kinds.tasks.mapping import crm_to_task_fields, graph_to_task, project
 from sync_core.kinds.tasks.run import task_partition

@@ -17,7 +17,7 @@ from sync_core.domain.models import (
     RunOutcome,
     SyncMode,
 )
-from sync_core.kinds.contacts.planner import GuardLimits
+from sync_core.sync.guard import GuardLimits
 from sync_core.kinds.contacts.run import SyncOptions
 
 

@@ -17,14 +17,12 @@ from sync_core.domain.models import (
     SyncMode,
     UserSyncSettings,
 )
-from sync_core.kinds.contacts.planner import (
+from sync_core.kinds.contacts.planner import CrmItem, import_crm_id, merge_three, merge_two, plan
+from sync_core.sync.actions import (
     ConflictMerge,
     CreateInCrm,
     CreateInMicrosoft,
-    CrmItem,
-    DeleteGuard,
     DeleteInMicrosoft,
-    GuardLimits,
     ForgetLink,
     LinkExisting,
     MarkCrmDeleted,
@@ -35,12 +33,8 @@ from sync_core.kinds.contacts.planner import (
     Unlink,
     UpdateCrm,
     UpdateMicrosoft,
-    import_crm_id,
-    mass_delete_guard,
-    merge_three,
-    merge_two,
-    plan,
 )
+from sync_core.sync.guard import DeleteGuard, GuardLimits, mass_delete_guard
 
 TWO, C2M, M2C = SyncMode.TWO_WAY, SyncMode.CRM_TO_MICROSOFT, SyncMode.MICROSOFT_TO_CRM
 BASE = ContactFields(first_name="Ada", last_name="Lovelace", emails=("ada@example.com",), job_title="Analyst",
@@ -195,7 +189,7 @@ def only(mode: SyncMode, crm_item: CrmItem | None, ms_change: MsChange | None, l
 def test_crm_edit_pushes_the_crm_content_to_the_linked_item() -> None:
     action = only(TWO, crm("v2", CRM_EDIT), None, link())
     assert isinstance(action, UpdateMicrosoft)
-    assert (action.ms_id, action.fields, action.ms_fields, action.ms_version) == ("m1", CRM_EDIT, BASE, "k1")
+    assert (action.ms_id, action.fields, action.ms_now, action.ms_version) == ("m1", CRM_EDIT, BASE, "k1")
 
 
 def test_outlook_edit_merges_against_the_base_so_crm_only_differences_stay() -> None:
@@ -247,7 +241,7 @@ def test_pushing_back_after_removal_replaces_the_old_link() -> None:
 
 def test_a_linked_outlook_change_without_its_crm_record_treats_the_crm_as_unchanged() -> None:
     action = only(TWO, None, ms("k2", MS_EDIT), link())
-    assert isinstance(action, UpdateCrm) and action.contact is None and action.fields == MS_EDIT
+    assert isinstance(action, UpdateCrm) and action.record is None and action.fields == MS_EDIT
 
 
 def test_units_pair_through_links_by_either_id_and_come_in_order() -> None:

@@ -18,27 +18,24 @@ from sync_core.domain.models import (
     TaskTarget,
     UserSyncSettings,
 )
-from sync_core.kinds.contacts.planner import GuardLimits, Skip
 from sync_core.kinds.tasks.mapping import decode_synced, encode_synced
-from sync_core.kinds.tasks.planner import (
-    CreateTaskInCrm,
-    CreateTaskInMicrosoft,
-    DeleteTaskInMicrosoft,
-    LinkTask,
-    MarkTaskCrmDeleted,
-    MarkTaskRemoved,
-    RefreshTaskLink,
+from sync_core.kinds.tasks.planner import TaskItem, TaskPlanContext, import_task_id, merge_tasks, plan_tasks
+from sync_core.sync.actions import (
+    ConflictMerge,
+    CreateInCrm,
+    CreateInMicrosoft,
+    DeleteInMicrosoft,
+    LinkExisting,
+    MarkCrmDeleted,
+    MarkMsRemoved,
+    RefreshLinkVersions,
     RememberMeeting,
-    TaskConflict,
-    TaskItem,
-    TaskPlanContext,
-    UnlinkTask,
-    UpdateTaskInCrm,
-    UpdateTaskInMicrosoft,
-    import_task_id,
-    merge_tasks,
-    plan_tasks,
+    Skip,
+    Unlink,
+    UpdateCrm,
+    UpdateMicrosoft,
 )
+from sync_core.sync.guard import GuardLimits
 
 BASE = TaskFields(subject="Call", body="notes", due_date=date(2026, 5, 1))
 USER = "u1"
@@ -90,62 +87,62 @@ class Case:
 
 CASES = [
     # --- no link yet
-    Case("new in the CRM → create", [crm()], [], [], CreateTaskInMicrosoft),
+    Case("new in the CRM → create", [crm()], [], [], CreateInMicrosoft),
     Case("someone else's CRM task → skip", [crm(assigned=False)], [], [], Skip),
     Case("new in the CRM, microsoft_to_crm → skip", [crm()], [], [], Skip, SyncMode.MICROSOFT_TO_CRM),
     Case("no due date, calendar → skip", [crm(due_date=None)], [], [], Skip, target=TaskTarget.CALENDAR),
-    Case("dated, calendar → create", [crm()], [], [], CreateTaskInMicrosoft, target=TaskTarget.CALENDAR),
-    Case("new in Microsoft → import", [], [ms()], [], CreateTaskInCrm),
+    Case("dated, calendar → create", [crm()], [], [], CreateInMicrosoft, target=TaskTarget.CALENDAR),
+    Case("new in Microsoft → import", [], [ms()], [], CreateInCrm),
     Case("new in Microsoft, crm_to_microsoft → skip", [], [ms()], [], Skip, SyncMode.CRM_TO_MICROSOFT),
-    Case("our own item found by its tag → link", [crm()], [ms(tag="c1")], [], LinkTask),
-    Case("our own item, CRM task deleted → delete it", [crm(gone=True)], [ms(tag="c1")], [], DeleteTaskInMicrosoft),
+    Case("our own item found by its tag → link", [crm()], [ms(tag="c1")], [], LinkExisting),
+    Case("our own item, CRM task deleted → delete it", [crm(gone=True)], [ms(tag="c1")], [], DeleteInMicrosoft),
     Case("our own item, given to someone else → delete it", [crm(assigned=False)], [ms(tag="c1")], [],
-         DeleteTaskInMicrosoft),
+         DeleteInMicrosoft),
     Case("deleted in the CRM before it was synced → skip", [crm(gone=True)], [], [], Skip),
     Case("removed in Microsoft before it was synced → skip", [], [ms(removed=True)], [], Skip),
     Case("malformed in Microsoft → skip (quarantined)", [], [ms(invalid=True)], [], Skip),
     # --- linked
     Case("unchanged → skip", [crm()], [ms()], [link()], Skip),
     Case("edited in the CRM → update Microsoft", [crm(version="v2", subject="Call back")], [], [link()],
-         UpdateTaskInMicrosoft),
+         UpdateMicrosoft),
     Case("edited in the CRM, microsoft_to_crm → skip", [crm(version="v2", subject="x")], [], [link()], Skip,
          SyncMode.MICROSOFT_TO_CRM),
-    Case("edited in Microsoft → update the CRM", [], [ms(version="k2", done=True)], [link()], UpdateTaskInCrm),
+    Case("edited in Microsoft → update the CRM", [], [ms(version="k2", done=True)], [link()], UpdateCrm),
     Case("edited in Microsoft, crm_to_microsoft → skip", [], [ms(version="k2", done=True)], [link()], Skip,
          SyncMode.CRM_TO_MICROSOFT),
     Case("edited on both sides → conflict merge", [crm(version="v2", subject="CRM")], [ms(version="k2", body="MS")],
-         [link()], TaskConflict),
+         [link()], ConflictMerge),
     Case("our own write echoed back → refresh versions", [crm(version="v2")], [ms(version="k2")], [link()],
-         RefreshTaskLink),
+         RefreshLinkVersions),
     Case("a due time To Do cannot hold never counts as changed",
          [], [ms(version="k2")], [link(synced=BASE.model_copy(update={"due_at": datetime(2026, 5, 1, 9, tzinfo=UTC)}))],
-         RefreshTaskLink),
-    Case("deleted in the CRM → delete in Microsoft", [crm(gone=True)], [], [link()], DeleteTaskInMicrosoft),
+         RefreshLinkVersions),
+    Case("deleted in the CRM → delete in Microsoft", [crm(gone=True)], [], [link()], DeleteInMicrosoft),
     Case("given to someone else → delete in Microsoft", [crm(version="v2", assigned=False)], [], [link()],
-         DeleteTaskInMicrosoft),
+         DeleteInMicrosoft),
     Case("deleted in the CRM, microsoft_to_crm → the link remembers it", [crm(gone=True)], [], [link()],
-         MarkTaskCrmDeleted, SyncMode.MICROSOFT_TO_CRM),
-    Case("gone on both sides → unlink", [crm(gone=True)], [ms(removed=True)], [link()], UnlinkTask),
-    Case("deleted in Microsoft → CRM keeps it, link remembers", [], [ms(removed=True)], [link()], MarkTaskRemoved),
+         MarkCrmDeleted, SyncMode.MICROSOFT_TO_CRM),
+    Case("gone on both sides → unlink", [crm(gone=True)], [ms(removed=True)], [link()], Unlink),
+    Case("deleted in Microsoft → CRM keeps it, link remembers", [], [ms(removed=True)], [link()], MarkMsRemoved),
     Case("deleted in Microsoft, edited in the CRM → re-create", [crm(version="v2", subject="again")],
-         [ms(removed=True)], [link()], CreateTaskInMicrosoft),
+         [ms(removed=True)], [link()], CreateInMicrosoft),
     Case("lost its due date, calendar → delete the event", [crm(version="v2", due_date=None)], [],
-         [link("c1", "calendar:m1")], DeleteTaskInMicrosoft, target=TaskTarget.CALENDAR),
+         [link("c1", "calendar:m1")], DeleteInMicrosoft, target=TaskTarget.CALENDAR),
     # --- linked in the other target: a target switch moves it
     Case("in the other target → created here (the old one deleted after)", [crm()], [], [link("c1", "calendar:m1")],
-         CreateTaskInMicrosoft),
+         CreateInMicrosoft),
     Case("in the other target, deleted in the CRM → deleted there", [crm(gone=True)], [], [link("c1", "calendar:m1")],
-         DeleteTaskInMicrosoft),
+         DeleteInMicrosoft),
     Case("in To Do without a day, calendar now → deleted there", [crm(due_date=None)], [], [link()],
-         DeleteTaskInMicrosoft, target=TaskTarget.CALENDAR),
-    Case("in the other target, microsoft_to_crm → unlinked", [crm()], [], [link("c1", "calendar:m1")], UnlinkTask,
+         DeleteInMicrosoft, target=TaskTarget.CALENDAR),
+    Case("in the other target, microsoft_to_crm → unlinked", [crm()], [], [link("c1", "calendar:m1")], Unlink,
          SyncMode.MICROSOFT_TO_CRM),
     Case("a meeting in the calendar, To Do now → stays there", [crm()], [],
          [link("c1", "calendar:m1", synced_meeting=True)], Skip),
     # --- meetings (events with attendees) are followed but never written
     Case("a meeting edited in Outlook → CRM updated, Outlook not written", [],
          [ms("calendar:m1", version="k2", meeting=True, subject="Moved")], [link("c1", "calendar:m1")],
-         UpdateTaskInCrm, target=TaskTarget.CALENDAR),
+         UpdateCrm, target=TaskTarget.CALENDAR),
     Case("a meeting edited in the CRM → not sent", [crm(version="v2", subject="x")], [],
          [link("c1", "calendar:m1", synced_meeting=True)], Skip, target=TaskTarget.CALENDAR),
     Case("a meeting deleted in the CRM → left in Outlook, still linked (never imported again)", [crm(gone=True)], [],
@@ -157,11 +154,11 @@ CASES = [
     Case("removed earlier, unchanged in the CRM → not pushed back", [crm()], [],
          [link(state=LinkState.MS_REMOVED)], Skip),
     Case("removed earlier, edited in the CRM → re-create", [crm(version="v2", subject="x")], [],
-         [link(state=LinkState.MS_REMOVED)], CreateTaskInMicrosoft),
+         [link(state=LinkState.MS_REMOVED)], CreateInMicrosoft),
     Case("removed earlier, deleted in the CRM → unlink", [crm(gone=True)], [], [link(state=LinkState.MS_REMOVED)],
-         UnlinkTask),
+         Unlink),
     Case("removed earlier, back in Microsoft → link again", [crm()], [ms(version="k2")],
-         [link(state=LinkState.MS_REMOVED)], LinkTask),
+         [link(state=LinkState.MS_REMOVED)], LinkExisting),
 ]
 
 
@@ -171,7 +168,7 @@ def test_decision_table(case: Case) -> None:
     actions = plan_tasks(case.crm, case.ms, case.links, context)
     assert [type(a) for a in actions] == [case.expected], actions
     for action in actions:
-        if getattr(action, "ms_task", None) is not None and action.ms_task.meeting:  # type: ignore[union-attr]
+        if getattr(action, "ms_now", None) is not None and action.ms_now.meeting:  # type: ignore[union-attr]
             assert not action.write_ms, "a meeting is never written"  # type: ignore[union-attr]
 
 
@@ -179,11 +176,11 @@ def test_an_import_gets_an_id_derived_from_the_item_so_a_replay_finds_it() -> No
     context = TaskPlanContext(settings(), TaskTarget.CALENDAR)
     occurrence = "calendar:AAMkAGOc" + "b2NjdXJyZW5jZQ"
     (action,) = plan_tasks([], [ms(occurrence)], [], context)
-    assert isinstance(action, CreateTaskInCrm)
+    assert isinstance(action, CreateInCrm)
     assert action.crm_id == import_task_id("t1", USER, occurrence)
     # Our import whose link write was lost comes back as a CRM task with that id: linked, not imported twice.
     (again,) = plan_tasks([crm(action.crm_id)], [ms(occurrence)], [], context)
-    assert isinstance(again, LinkTask)
+    assert isinstance(again, LinkExisting)
 
 
 def test_conflicts_merge_field_by_field_and_the_crm_wins_clashes() -> None:
@@ -203,4 +200,36 @@ def test_the_mass_delete_guard_holds_back_deletions_beyond_the_limit() -> None:
     actions = plan_tasks(gone, [], links, context, limits=GuardLimits(min_items=5, max_fraction=0.5))
     assert all(isinstance(a, Skip) and a.held for a in actions)
     fewer = plan_tasks(gone[:10], [], links, context, limits=GuardLimits(min_items=5, max_fraction=0.5))
-    assert all(isinstance(a, DeleteTaskInMicrosoft) for a in fewer)
+    assert all(isinstance(a, DeleteInMicrosoft) for a in fewer)
+
+
+def test_removed_earlier_deleted_in_the_crm_and_back_in_microsoft_is_deleted_there_as_for_contacts() -> None:
+    # One rule for every kind (it was an unlink for tasks): the CRM delete wins over the item moved back in.
+    context = TaskPlanContext(settings(), TaskTarget.TO_DO)
+    removed = link(state=LinkState.MS_REMOVED)
+    (action,) = plan_tasks([crm(gone=True)], [ms(version="k2")], [removed], context)
+    assert isinstance(action, DeleteInMicrosoft)
+    assert (action.ms_id, action.link) == ("todo:m1", removed)
+    assert action.reason == "deleted in the CRM or assigned to someone else"
+    # given to someone else counts as gone too
+    (given,) = plan_tasks([crm(version="v2", assigned=False)], [ms(version="k2")], [removed], context)
+    assert isinstance(given, DeleteInMicrosoft)
+    # a meeting is never deleted: the link is just forgotten
+    meeting = link("c1", "calendar:m1", state=LinkState.MS_REMOVED, synced_meeting=True)
+    calendar = TaskPlanContext(settings(), TaskTarget.CALENDAR)
+    (kept,) = plan_tasks([crm(gone=True)], [ms("calendar:m1", version="k2", meeting=True)], [meeting], calendar)
+    assert isinstance(kept, Unlink) and kept.reason == "deleted in the CRM after it left Microsoft"
+    # microsoft_to_crm never writes Microsoft: forgotten as before
+    m2c = TaskPlanContext(settings(SyncMode.MICROSOFT_TO_CRM), TaskTarget.TO_DO)
+    (left,) = plan_tasks([crm(gone=True)], [ms(version="k2")], [removed], m2c)
+    assert isinstance(left, Unlink)
+
+
+def test_crm_to_microsoft_ignores_a_microsoft_edit_but_remembers_an_echoed_crm_version() -> None:
+    # One rule for every kind (tasks skipped the pair): the CRM side only echoed our write, so its new version is
+    # remembered; the Microsoft edit stays ignored (its version is not taken, so it is never counted as synced).
+    context = TaskPlanContext(settings(SyncMode.CRM_TO_MICROSOFT), TaskTarget.TO_DO)
+    (action,) = plan_tasks([crm(version="v2")], [ms(version="k2", done=True)], [link()], context)
+    assert action == RefreshLinkVersions(link(), "v2", "k1")
+    (ignored,) = plan_tasks([crm()], [ms(version="k2", done=True)], [link()], context)
+    assert isinstance(ignored, Skip) and ignored.reason == "crm_to_microsoft: Microsoft edits are ignored"

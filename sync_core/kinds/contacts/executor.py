@@ -44,25 +44,9 @@ from sync_core.domain.models import (
     SyncMode,
     UserSyncSettings,
 )
-from sync_core.kinds.contacts.planner import (
-    Action,
-    ConflictMerge,
-    Converge,
-    CreateInCrm,
-    CreateInMicrosoft,
-    DeleteInMicrosoft,
-    ForgetLink,
-    LinkExisting,
-    MarkCrmDeleted,
-    MarkMsRemoved,
-    RefreshLinkVersions,
-    Side,
-    Skip,
-    Unlink,
-    crm_version,
-    import_crm_ids,
-    merge_two,
-)
+from sync_core.kinds.contacts.planner import Action, crm_version, import_crm_ids, merge_two
+from sync_core.sync.actions import (ConflictMerge, Converge, CreateInCrm, CreateInMicrosoft, DeleteInMicrosoft, ForgetLink,
+                                    LinkExisting, MarkCrmDeleted, MarkMsRemoved, RefreshLinkVersions, Side, Skip, Unlink)
 from sync_core.ports import ITEM_GONE, CrmPort, MicrosoftContactsPort, StateStore, WriteResult
 
 T = TypeVar("T")
@@ -482,7 +466,7 @@ class Engine:
         return None
 
     def _converge(self, action: Converge) -> None:
-        contact = action.contact or self._read_contact(action.crm_id)
+        contact = action.record or self._read_contact(action.crm_id)
         if contact is None:
             # Deleted in the CRM meanwhile: the feed brings the delete next run; replay the Outlook side with it.
             self._fail(Side.CRM, Side.MICROSOFT, action.ms_id, "CRM record deleted during the run", retry=True)
@@ -510,7 +494,7 @@ class Engine:
             clashes = ", ".join(action.clashes) if action.clashes else "none (different fields)"
             self.tally.log(f"conflict crm:{action.crm_id} edited on both sides; fields changed on both: {clashes}; "
                            "CRM wins those")
-        self._settle(contact.id, action.ms_id, action.ms_version, action.ms_fields, final,
+        self._settle(contact.id, action.ms_id, action.ms_version, action.ms_now, final,
                      crm_version(contact.version, account_version),
                      action.link, write_ms=action.write_ms)
 

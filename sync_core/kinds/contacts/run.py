@@ -47,7 +47,8 @@ from sync_core.domain.models import (
     RunRecord,
     UserSyncSettings,
 )
-from sync_core.kinds.contacts.planner import CrmItem, DeleteGuard, GuardLimits, guard_needs_link_count, import_crm_ids, mass_delete_guard, plan
+from sync_core.kinds.contacts.planner import CrmItem, import_crm_ids, plan
+from sync_core.sync.guard import DeleteGuard, GuardLimits, guard_needs_link_count, mass_delete_guard
 from sync_core.ports import CrmPort, MicrosoftContactsPort, MicrosoftTasksPort, StateStore
 from sync_core.kinds.tasks.run import TaskSyncOptions, is_task_entry, sync_tasks
 

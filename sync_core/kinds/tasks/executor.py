@@ -46,7 +46,6 @@ from sync_core.domain.models import (
     TaskTarget,
     UserSyncSettings,
 )
-from sync_core.kinds.contacts.planner import Side, Skip
 from sync_core.ports import CrmTasksPort, MicrosoftTasksPort, StateStore, TaskUpdate, TaskWriteResult
 from sync_core.kinds.tasks.mapping import (
     FIELD_NAMES,
@@ -58,26 +57,10 @@ from sync_core.kinds.tasks.mapping import (
     task_fields_to_crm,
     user_zone,
 )
-from sync_core.kinds.tasks.planner import (
-    ConvergeTask,
-    CreateTaskInCrm,
-    CreateTaskInMicrosoft,
-    DeleteTaskInMicrosoft,
-    ForgetTaskLink,
-    LinkTask,
-    MarkTaskCrmDeleted,
-    MarkTaskRemoved,
-    RefreshTaskLink,
-    RememberMeeting,
-    TaskAction,
-    TaskConflict,
-    TaskPlanContext,
-    UnlinkTask,
-    key_target,
-    ms_key,
-    split_ms_key,
-    synced_of,
-)
+from sync_core.kinds.tasks.planner import TaskAction, TaskPlanContext, key_target, ms_key, split_ms_key, synced_of
+from sync_core.sync.actions import (ConflictMerge, Converge, CreateInCrm, CreateInMicrosoft, DeleteInMicrosoft, ForgetLink,
+                                    LinkExisting, MarkCrmDeleted, MarkMsRemoved, RefreshLinkVersions, RememberMeeting,
+                                    Side, Skip, Unlink)
 
 T = TypeVar("T")
 _NONE_HASH = field_hashes(TaskFields())["due_at"]  # the hash of "no due time": an all-day (or undated) task
@@ -135,7 +118,7 @@ class TaskEngine:
     _saved: dict[str, Link] = field(default_factory=dict)
     _listed: set[tuple[str, str]] = field(default_factory=set)
     _ms_updates: list[_MsWrite] = field(default_factory=list)
-    _ms_deletes: list[DeleteTaskInMicrosoft] = field(default_factory=list)
+    _ms_deletes: list[DeleteInMicrosoft] = field(default_factory=list)
     found: dict[str, TaskChange] = field(default_factory=dict)  # items resolve_pending found, by CRM id
     zone: ZoneInfo = field(init=False)
 
@@ -231,31 +214,31 @@ class TaskEngine:
     # --- applying ---------------------------------------------------------------------------------
 
     def apply(self, actions: Sequence[TaskAction]) -> None:
-        creates: list[CreateTaskInMicrosoft] = []
+        creates: list[CreateInMicrosoft] = []
         guard_reasons: set[str] = set()
         for action in actions:
             if isinstance(action, Skip):
                 self._skip(action, guard_reasons)
-            elif isinstance(action, CreateTaskInMicrosoft):
+            elif isinstance(action, CreateInMicrosoft):
                 creates.append(action)
-            elif isinstance(action, DeleteTaskInMicrosoft):
+            elif isinstance(action, DeleteInMicrosoft):
                 self._ms_deletes.append(action)
-            elif isinstance(action, CreateTaskInCrm):
+            elif isinstance(action, CreateInCrm):
                 self._create_in_crm(action)
-            elif isinstance(action, ConvergeTask):
+            elif isinstance(action, Converge):
                 self._converge(action)
-            elif isinstance(action, MarkTaskRemoved):
+            elif isinstance(action, MarkMsRemoved):
                 self._save_link(self._fresh(action.link).model_copy(update={"state": LinkState.MS_REMOVED}))
                 self._succeeded(action.crm_id, action.link.ms_id)
-            elif isinstance(action, MarkTaskCrmDeleted):
+            elif isinstance(action, MarkCrmDeleted):
                 self._save_link(self._fresh(action.link).model_copy(update={"state": LinkState.CRM_DELETED}))
                 self._succeeded(action.crm_id, action.link.ms_id)
-            elif isinstance(action, (UnlinkTask, ForgetTaskLink)):
+            elif isinstance(action, (Unlink, ForgetLink)):
                 self._drop_link(action.link)
                 self._succeeded(action.crm_id, action.link.ms_id)
             elif isinstance(action, RememberMeeting):
-                self._link(action.crm_id, action.ms_key, "", action.ms_version, action.fields, None, meeting=True)
-            elif isinstance(action, RefreshTaskLink):
+                self._link(action.crm_id, action.ms_id, "", action.ms_version, action.fields, None, meeting=True)
+            elif isinstance(action, RefreshLinkVersions):
                 self._save_link(self._fresh(action.link).model_copy(update={
                     "crm_version": action.crm_version, "ms_version": action.ms_version}))
         self._run_creates(creates)
@@ -286,7 +269,7 @@ class TaskEngine:
         return resolve_account(self.crm, self.settings.tenant_id, self.settings.task_import_account,  # type: ignore[arg-type]
                                self.settings.user_id, self._accounts)
 
-    def _create_in_crm(self, action: CreateTaskInCrm) -> None:
+    def _create_in_crm(self, action: CreateInCrm) -> None:
         try:
             account = self._import_account()
             record = task_fields_to_crm(action.fields, None, self.zone, tenant_id=self.settings.tenant_id,
@@ -297,69 +280,69 @@ class TaskEngine:
             # Our own import of this item whose link write was lost: link it rather than duplicate it.
             existing = self._read_task(action.crm_id)
             if existing is None:
-                self._fail(Side.CRM, Side.MICROSOFT, action.ms_key, "CRM refused the import (id held)", retry=True)
+                self._fail(Side.CRM, Side.MICROSOFT, action.ms_id, "CRM refused the import (id held)", retry=True)
                 return
-            self.tally.log(f"tasks: {action.ms_key} linked to existing crm:{existing.id} instead of importing it")
+            self.tally.log(f"tasks: {action.ms_id} linked to existing crm:{existing.id} instead of importing it")
             current = self.state.get_links_by_crm(self.settings.tenant_id, self.partition, [existing.id]).get(existing.id)
             if existing.assigned_to != self.settings.user_id:
                 # Our import of this item (its link write was lost), since given to someone else: as with a
                 # link, it leaves this user's Microsoft 365 (a meeting stays: its attendees would be told).
                 if action.meeting and current is None:
                     # remembered, so it is never imported again
-                    self._link(existing.id, action.ms_key, "", action.ms_version, action.fields, None, meeting=True)
+                    self._link(existing.id, action.ms_id, "", action.ms_version, action.fields, None, meeting=True)
                 elif action.sync_back:
-                    self._ms_deletes.append(DeleteTaskInMicrosoft(existing.id, action.ms_key, None,
+                    self._ms_deletes.append(DeleteInMicrosoft(existing.id, action.ms_id, None,
                                                                   "assigned to someone else"))
                 else:
-                    self.tally.log(f"tasks: {action.ms_key} not imported: crm:{existing.id} is someone else's")
+                    self.tally.log(f"tasks: {action.ms_id} not imported: crm:{existing.id} is someone else's")
                 return
             if current is not None and (current.state is LinkState.PENDING_CREATE
-                                        or current.ms_id not in (None, action.ms_key)):
+                                        or current.ms_id not in (None, action.ms_id)):
                 # That task is synced with another item (or its create is being confirmed): this one is left
                 # alone, never a duplicate.
-                self.tally.log(f"tasks: {action.ms_key} not imported: crm:{existing.id} is synced with another item")
+                self.tally.log(f"tasks: {action.ms_id} not imported: crm:{existing.id} is synced with another item")
                 return
-            self.tally.log(f"tasks: {action.ms_key} linked to existing crm:{existing.id} instead of importing it")
-            item = MsTask(id=split_ms_key(action.ms_key)[1], version=action.ms_version, fields=action.fields,
+            self.tally.log(f"tasks: {action.ms_id} linked to existing crm:{existing.id} instead of importing it")
+            item = MsTask(id=split_ms_key(action.ms_id)[1], version=action.ms_version, fields=action.fields,
                           meeting=action.meeting, all_day=action.fields.due_at is None)
-            self._converge(LinkTask(existing.id, action.ms_key, action.ms_version, item, action.fields, existing,
+            self._converge(LinkExisting(existing.id, action.ms_id, action.ms_version, item, action.fields, existing,
                                     current, write_ms=action.sync_back))
             return
         except (InvalidRecordError, NotFoundError) as exc:
-            self._fail(Side.CRM, Side.MICROSOFT, action.ms_key, "CRM refused the import", retry=False, detail=str(exc))
+            self._fail(Side.CRM, Side.MICROSOFT, action.ms_id, "CRM refused the import", retry=False, detail=str(exc))
             return
         self.tally.crm["created"] += 1
         final = crm_to_task_fields(created, self.zone)
-        self._settle(created.id, action.ms_key, action.ms_version, None, final, created.version, None,
+        self._settle(created.id, action.ms_id, action.ms_version, None, final, created.version, None,
                      write_ms=action.sync_back, ms_fields=action.fields, meeting=action.meeting)
 
-    def _converge(self, action: ConvergeTask, *, meeting: bool = False) -> None:
-        task = action.task or self._read_task(action.crm_id)
+    def _converge(self, action: Converge, *, meeting: bool = False) -> None:
+        task = action.record or self._read_task(action.crm_id)
         if task is None:
             # Deleted in the CRM meanwhile: the feed brings the delete next run; replay the Microsoft side with it.
-            self._fail(Side.CRM, Side.MICROSOFT, action.ms_key, "CRM task deleted during the run", retry=True)
+            self._fail(Side.CRM, Side.MICROSOFT, action.ms_id, "CRM task deleted during the run", retry=True)
             return
         current = crm_to_task_fields(task, self.zone)
         wanted = current if not self.context.pull else normalise_task(
             move_to_day(combine(action.fields, current, self.context.shown), self.zone), self.zone)
         record = task_fields_to_crm(wanted, task, self.zone)
         if record != task:
-            written = self._update_crm(record, task, action.ms_key)
+            written = self._update_crm(record, task, action.ms_id)
             if written is None:
                 return
             task = written
             self.tally.crm["updated"] += 1
         final = crm_to_task_fields(task, self.zone)
-        if isinstance(action, TaskConflict):
+        if isinstance(action, ConflictMerge):
             self.tally.conflicts += 1
             clashes = ", ".join(action.clashes) if action.clashes else "none (different fields)"
             self.tally.log(f"tasks: conflict crm:{action.crm_id} edited on both sides; fields changed on both: "
                            f"{clashes}; CRM wins those")
-        ms_fields = action.ms_task.fields if action.ms_task is not None else None
+        ms_fields = action.ms_now.fields if action.ms_now is not None else None
         base = synced_of(action.link)
-        meeting = meeting or (action.ms_task.meeting if action.ms_task is not None else False) or bool(
+        meeting = meeting or (action.ms_now.meeting if action.ms_now is not None else False) or bool(
             base and base.meeting)
-        self._settle(task.id, action.ms_key, action.ms_version, action.ms_task, final, task.version, action.link,
+        self._settle(task.id, action.ms_id, action.ms_version, action.ms_now, final, task.version, action.link,
                      write_ms=action.write_ms, ms_fields=ms_fields, meeting=meeting)
 
     def _settle(self, crm_id: str, key: str, ms_version: str, ms_task: MsTask | None, final: TaskFields,
@@ -377,7 +360,7 @@ class TaskEngine:
             changed = shown
         if write_ms and changed:
             if not self.context.placeable(final):
-                self._ms_deletes.append(DeleteTaskInMicrosoft(crm_id, key, prior, "no due date: removed from the calendar"))
+                self._ms_deletes.append(DeleteInMicrosoft(crm_id, key, prior, "no due date: removed from the calendar"))
                 return
             all_day = ms_task.all_day if ms_task is not None else (
                 base.hashes.get("due_at") == _NONE_HASH if base is not None else None)
@@ -414,7 +397,7 @@ class TaskEngine:
 
     # --- Microsoft writes -------------------------------------------------------------------------
 
-    def _run_creates(self, creates: list[CreateTaskInMicrosoft]) -> None:
+    def _run_creates(self, creates: list[CreateInMicrosoft]) -> None:
         # Intents first, for the whole batch in few storage transactions: if we die after Microsoft created
         # the items, the next run finds each by our CRM id.
         planned: list[Link] = []
@@ -430,10 +413,10 @@ class TaskEngine:
         intents = [(action, intent) for action, intent in zip(creates, self._save_links(planned)) if intent is not None]
         target, container = self.target, self.container
 
-        def call(chunk: list[tuple[CreateTaskInMicrosoft, Link]]) -> list[TaskWriteResult]:
+        def call(chunk: list[tuple[CreateInMicrosoft, Link]]) -> list[TaskWriteResult]:
             return self.microsoft.create_tasks(target, container, [(a.crm_id, a.crm_version, a.fields) for a, _ in chunk])
 
-        created: list[tuple[CreateTaskInMicrosoft, Link, MsTask]] = []
+        created: list[tuple[CreateInMicrosoft, Link, MsTask]] = []
         for (action, intent), result in self._batched(call, intents, key=lambda pair: pair[0].crm_id):
             kind = outcome(result)
             if kind == "ok" and result.task is not None:
@@ -453,7 +436,7 @@ class TaskEngine:
                            retry=kind != "rejected", detail=result.error or "")
         self._link_created(created)
 
-    def _link_created(self, created: list[tuple[CreateTaskInMicrosoft, Link, MsTask]]) -> None:
+    def _link_created(self, created: list[tuple[CreateInMicrosoft, Link, MsTask]]) -> None:
         """A chunk of confirmed creates: the old items of a target switch deleted (in batches), then the links
         saved together. An old item that could not be deleted keeps its intent: the next run finds the new
         item by our CRM id and deletes the old one again."""
@@ -531,25 +514,25 @@ class TaskEngine:
                 self._fail(Side.MICROSOFT, Side.CRM, write.crm_id, self._reason("update", result),
                            retry=kind != "rejected", detail=result.error or "")
 
-    def _run_deletes(self, deletes: list[DeleteTaskInMicrosoft]) -> None:
-        by_target: dict[TaskTarget, list[DeleteTaskInMicrosoft]] = {}
+    def _run_deletes(self, deletes: list[DeleteInMicrosoft]) -> None:
+        by_target: dict[TaskTarget, list[DeleteInMicrosoft]] = {}
         for action in deletes:
-            by_target.setdefault(split_ms_key(action.ms_key)[0], []).append(action)
+            by_target.setdefault(split_ms_key(action.ms_id)[0], []).append(action)
         for target, group in by_target.items():
             container = self.container_of(target) or ""
 
-            def call(chunk: list[DeleteTaskInMicrosoft], target: TaskTarget = target,
+            def call(chunk: list[DeleteInMicrosoft], target: TaskTarget = target,
                      container: str = container) -> list[TaskWriteResult]:
-                return self.microsoft.delete_tasks(target, container, [split_ms_key(d.ms_key)[1] for d in chunk])
+                return self.microsoft.delete_tasks(target, container, [split_ms_key(d.ms_id)[1] for d in chunk])
 
-            for action, result in self._batched(call, group, key=lambda d: split_ms_key(d.ms_key)[1]):
+            for action, result in self._batched(call, group, key=lambda d: split_ms_key(d.ms_id)[1]):
                 kind = outcome(result)
                 if kind in ("ok", "gone"):
                     if kind == "ok" and result.status != 404:
                         self.tally.microsoft["deleted"] += 1
                     if action.link is not None:
                         self._drop_link(action.link)
-                    self._succeeded(action.crm_id, action.ms_key)
+                    self._succeeded(action.crm_id, action.ms_id)
                 else:
                     self._fail(Side.MICROSOFT, Side.CRM, action.crm_id, self._reason("delete", result),
                                retry=kind != "rejected", detail=result.error or "")

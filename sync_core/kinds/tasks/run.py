@@ -47,7 +47,8 @@ from sync_core.domain.models import (
     TaskTarget,
     UserSyncSettings,
 )
-from sync_core.kinds.contacts.planner import DeleteGuard, GuardLimits, Side, guard_needs_link_count, mass_delete_guard
+from sync_core.sync.actions import Side
+from sync_core.sync.guard import DeleteGuard, GuardLimits, guard_needs_link_count, mass_delete_guard
 from sync_core.ports import CrmTasksPort, MicrosoftTasksPort, StateStore
 from sync_core.kinds.tasks.executor import TaskEngine
 from sync_core.kinds.tasks.mapping import at_local, crm_to_task_fields, user_zone
