@@ -173,8 +173,8 @@ class MemoryCrm:
     def create_task(self, task: CrmTask) -> CrmTask:
         return self._create(self.tasks, task, "task")
 
-    def update_task(self, task: CrmTask) -> CrmTask:
-        return self._update(self.tasks, task, "task")
-
     def delete_task(self, tenant_id: str, task_id: str) -> None:
         self._delete(self.tasks, tenant_id, task_id, "task")
+
+    def update_task(self, task: CrmTask) -> CrmTask:
+        return self._update(self.tasks, task, "task")
