@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
@@ -28,12 +28,11 @@ MAX_MESSAGE_BYTES = 16 * 1024
 
 
 @dataclass
-class TickReport:
+class TickReport(subscriptions.Report):
+    """The subscriptions' report of the tick, with what the tick's other steps did."""
+
     enqueued: int = 0
-    renewed: int = 0
-    created: int = 0
     nonces_purged: int = 0
-    failed: list[str] = field(default_factory=list)
 
 
 def tick(services: Services) -> TickReport:
@@ -47,6 +46,7 @@ def tick(services: Services) -> TickReport:
     try:
         renewed = subscriptions.renew_due(services)
         report.renewed, report.created = renewed.renewed, renewed.created
+        report.deleted, report.owed = renewed.deleted, renewed.owed
         report.failed.extend(renewed.failed)
     except SyncError as exc:
         report.failed.append(f"renewals: {type(exc).__name__}")

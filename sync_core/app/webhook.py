@@ -53,11 +53,8 @@ def parse_items(request: WebRequest, *, lifecycle: bool) -> list[Item]:
     """The notification items of a POST body; HttpError for anything that is not Graph's shape."""
     if request.method != "POST":
         raise HttpError(405, "Notifications are POSTed.")
-    content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        raise HttpError(415, "Notifications are JSON.")
-    if len(request.body) > MAX_BODY_BYTES:
-        raise HttpError(413, "The notification body is too large.")
+    request.require_body("application/json", MAX_BODY_BYTES, "Notifications are JSON.",
+                         "The notification body is too large.")
     try:
         document = json.loads(request.body)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested deeper than any notification

@@ -6,6 +6,7 @@ import time
 from collections.abc import Mapping
 
 from sync_core.adapters.tables.common import Table, key_part
+from sync_core.app.per_services import per_services
 from sync_core.bootstrap import Services
 from sync_core.domain.errors import AlreadyExistsError
 from sync_core.web.http import HttpError, WebRequest
@@ -56,11 +57,7 @@ class LaunchNonces:
 
 
 def launch_nonces(services: Services) -> LaunchNonces:
-    nonces: LaunchNonces | None = getattr(services, "_launch_nonces", None)
-    if nonces is None:
-        nonces = LaunchNonces(services)
-        services._launch_nonces = nonces  # type: ignore[attr-defined]
-    return nonces
+    return per_services(services, "_launch_nonces", LaunchNonces)
 
 
 def secure_cookies(services: Services) -> bool:
