@@ -50,7 +50,7 @@ from sync_core.app.services import Services
 from sync_core.domain.connections import ConnectionStatus
 from sync_core.domain.models import ContactScope, RunOutcome, RunRecord, SyncMode, TaskTarget, UserSyncSettings
 from sync_core.web.settings_form import form_values
-from tests.functions.stack import connect_with_emulator
+from devhost.stack import connect_with_emulator
 
 RESULTS = Path(__file__).resolve().parent / "results"
 log = logging.getLogger("bench.chaos")

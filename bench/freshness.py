@@ -24,7 +24,7 @@ from sync_core.domain.tenants import Plan, Tenant
 
 
 def webhook_latency(azurite: Azurite, emulator: EmulatorProcess, edits: int = 50) -> dict[str, Any]:
-    from tests.functions.stack import LogCollector, connect_with_emulator, start_stack, wait_for, wait_subscribed
+    from devhost.stack import LogCollector, connect_with_emulator, start_stack, wait_for, wait_subscribed
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
     control = emulator.control_client()

@@ -13,7 +13,7 @@ import httpx
 from sync_core.domain.models import CrmTask
 from sync_core.domain.subscriptions import Kind
 from tests.functions.stack import Stack, WebClient, connect_with_emulator, wait_for, wait_subscribed
-from tests.functions.test_fn_pages import VALID_FORM
+from devhost.stack import VALID_FORM
 
 
 def _user() -> str:
