@@ -46,11 +46,11 @@ from bench.chaos_oracle import Verdict, check_contacts, check_tasks
 from bench.chaos_people import GraphPerson, People, SimUser, TagMaker
 from bench.chaos_stack import ChaosStack, start_chaos_stack
 from sync_core.app import freshness, jobs
-from sync_core.bootstrap import Services
+from sync_core.app.services import Services
 from sync_core.domain.connections import ConnectionStatus
 from sync_core.domain.models import ContactScope, RunOutcome, RunRecord, SyncMode, TaskTarget, UserSyncSettings
 from sync_core.web.settings_form import form_values
-from tests.functions.stack import connect_with_emulator
+from devhost.stack import connect_with_emulator
 
 RESULTS = Path(__file__).resolve().parent / "results"
 log = logging.getLogger("bench.chaos")

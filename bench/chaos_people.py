@@ -31,7 +31,7 @@ from m365_emulator.server import ControlClient
 from sync_core.adapters.tables.crm import TableCrm
 from sync_core.domain.errors import ConcurrencyError, NotFoundError, SyncError
 from sync_core.domain.models import FOLDER_NAME, Address, CrmContact, CrmTask, TaskStatus, UserSyncSettings
-from tests.functions.stack import WebClient
+from devhost.stack import WebClient
 
 TAG = re.compile(r"\b([cm]\d+)$")
 TASK_TAG = re.compile(r"\b([cm]\d+)\b")

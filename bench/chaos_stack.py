@@ -3,12 +3,11 @@ persistent mode (restartable, data kept), the Microsoft 365 emulator with an app
 development host serving function_app.app as a subprocess that can be SIGKILLed and started again on the
 same port (OAuth redirects and webhooks keep working).
 
-Users connect through the real OAuth flow over HTTP with the helpers of tests/functions/stack.py (WebClient,
+Users connect through the real OAuth flow over HTTP with the helpers of devhost/stack.py (WebClient,
 connect_with_emulator): the same Stack object, so every helper written for the function tests works here.
 """
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -17,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +23,10 @@ from typing import Any
 from devhost.azurite import Azurite
 from devhost.procs import free_port, spawn, stop, wait_until
 from m365_emulator.server import ControlClient, EmulatorProcess
-from sync_core.bootstrap import Services, build_services
+from sync_core.app.services import Services
+from sync_core.bootstrap import build_services
 from sync_core.settings import AppSettings, load_settings
-from tests.functions.stack import LogCollector, Stack, WebClient, clean_environ, connect_with_emulator
+from devhost.stack import LogCollector, Stack, WebClient, app_settings, clean_environ, connect_with_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("bench.chaos")
@@ -171,25 +170,8 @@ def start_chaos_stack(workdir: Path, *, emulator: EmulatorProcess | None = None,
         azurite.start()
         azurite_started = True
         control = control or emulator.control_client()
-        assert emulator.authority and emulator.ca_file, "the emulator serves no identity platform"
         port = free_port()
-        public = f"http://127.0.0.1:{port}"
-        prefix = "cx" + secrets.token_hex(3)
-        client_id, client_secret = str(uuid.uuid4()), "cs-" + secrets.token_urlsafe(24)
-        control.register_app(client_id, client_secret, [f"{public}/api/oauth/callback"])
-        env = {
-            "AzureWebJobsStorage": azurite.connection_string,
-            "GRAPH_BASE_URL": emulator.graph,
-            "IDENTITY_AUTHORITY": emulator.authority,
-            "IDENTITY_CA_FILE": emulator.ca_file,
-            "GRAPH_CLIENT_ID": client_id,
-            "GRAPH_CLIENT_SECRET": client_secret,
-            "TOKEN_ENCRYPTION_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-            "PUBLIC_BASE_URL": public,
-            "CRM_LAUNCH_SECRET": secrets.token_hex(32),
-            "STORAGE_PREFIX": prefix,
-            "SYNC_QUEUE_NAME": f"{prefix}-sync-jobs",
-        }
+        env = app_settings(azurite.connection_string, emulator, control, port, "cx" + secrets.token_hex(3))
         if graph_timeout is not None:
             env["GRAPH_TIMEOUT_SECONDS"] = str(graph_timeout)
         devhost = Devhost(workdir, env, port, lease_seconds=lease_seconds, host_json=host_json)
@@ -201,6 +183,6 @@ def start_chaos_stack(workdir: Path, *, emulator: EmulatorProcess | None = None,
             emulator.stop()
         raise
     settings = load_settings(env)
-    stack = Stack(public, env, settings, build_services(settings), emulator, control, devhost.log_path,
-                  LogCollector(), {client_secret, env["TOKEN_ENCRYPTION_KEY"], env["CRM_LAUNCH_SECRET"]})
+    stack = Stack(env["PUBLIC_BASE_URL"], env, settings, build_services(settings), emulator, control, devhost.log_path,
+                  LogCollector(), {env["GRAPH_CLIENT_SECRET"], env["TOKEN_ENCRYPTION_KEY"], env["CRM_LAUNCH_SECRET"]})
     return ChaosStack(workdir, azurite, emulator, control, devhost, stack, owns_emulator=owns)

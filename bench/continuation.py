@@ -45,7 +45,7 @@ def run_all(azurite: Azurite, quick: bool = False) -> dict[str, Any]:
 
 def _scenario(azurite: Azurite, emulator: EmulatorProcess, control: ControlClient, kind: str, count: int,
               limit: int, window: float, budget: float) -> dict[str, Any]:
-    from tests.functions.stack import LogCollector, connect_with_emulator, start_stack, wait_for
+    from devhost.stack import LogCollector, connect_with_emulator, start_stack, wait_for
 
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-continuation-{kind}-"))
     stack, stop = start_stack(azurite, emulator, control, workdir, LogCollector(), extra_env={
@@ -71,7 +71,7 @@ def _scenario(azurite: Azurite, emulator: EmulatorProcess, control: ControlClien
             _seed_tasks(crm, tenant, account.id, user, count)
             connect_with_emulator(web, mailbox)  # the first sync: no contacts, tasks off
             wait_for(lambda: (r := latest()) and r.outcome is RunOutcome.SUCCEEDED, 120, "the first contact sync")
-            from tests.functions.test_fn_pages import VALID_FORM
+            from devhost.stack import VALID_FORM
 
             first_line, since, started = len(stack.devhost_lines()), control.last_request_seq(), datetime.now(UTC)
             saved = web.post_form("/api/settings", {**VALID_FORM, "csrf": web.csrf(), "tasks_enabled": "on",

@@ -20,11 +20,11 @@ from sync_core.domain.connections import ConnectionStatus
 from sync_core.app.jobs import fan_out
 from sync_core.domain.models import CrmContact, UserSyncSettings
 from sync_core.settings import load_settings
-from sync_core.app.tenants import Plan, Tenant, tenant_store
+from sync_core.domain.tenants import Plan, Tenant
 
 
 def webhook_latency(azurite: Azurite, emulator: EmulatorProcess, edits: int = 50) -> dict[str, Any]:
-    from tests.functions.stack import LogCollector, connect_with_emulator, start_stack, wait_for, wait_subscribed
+    from devhost.stack import LogCollector, connect_with_emulator, start_stack, wait_for, wait_subscribed
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
     control = emulator.control_client()
@@ -77,7 +77,7 @@ def timer_fan_out(azurite: Azurite, users: int = 10_000, tenants: int = 100) -> 
     per_tenant = users // tenants
     for t in range(tenants):
         tenant_id = f"tenant-{t:04d}"
-        tenant_store(services).save(Tenant(id=tenant_id, plan=Plan.PAID))
+        services.tenants.save(Tenant(id=tenant_id, plan=Plan.PAID))
         rows = []
         for u in range(per_tenant):
             user_id = f"user-{t:04d}-{u:04d}"

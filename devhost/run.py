@@ -274,6 +274,7 @@ def _seed(effective: dict[str, str], emulator: dict[str, Any] | None) -> list[st
         from sync_core.app.demo import seed_demo
     except ImportError:
         return ["Demo data: not available yet (sync_core.app.demo is missing)."]
+    from sync_core.bootstrap import build_services
     from sync_core.domain.errors import SettingsError
     from sync_core.settings import load_settings
 
@@ -281,7 +282,7 @@ def _seed(effective: dict[str, str], emulator: dict[str, Any] | None) -> list[st
         settings = load_settings(effective)
     except SettingsError as exc:
         raise RuntimeError(str(exc)) from None
-    lines: list[str] = seed_demo(settings, emulator)
+    lines: list[str] = seed_demo(build_services(settings), emulator)
     return lines
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from sync_core.bootstrap import build_services
 from sync_core.web.http import WebRequest, WebResponse
 from sync_core.web.respond import Handler, respond
 
@@ -21,4 +22,4 @@ def to_http(response: WebResponse) -> func.HttpResponse:
 
 
 def serve(handler: Handler, req: func.HttpRequest, *, plain: bool = False) -> func.HttpResponse:
-    return to_http(respond(handler, to_web(req), plain=plain))
+    return to_http(respond(handler, to_web(req), build_services, plain=plain))

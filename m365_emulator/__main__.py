@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from m365_emulator.server import Options, run
+from m365_emulator.serve import Options, run
 
 
 def parse_args(argv: list[str] | None = None) -> Options:

@@ -134,7 +134,7 @@ def _launch_link(args: argparse.Namespace) -> int:
 
 def _migrate_state(args: argparse.Namespace) -> int:
     from sync_core.bootstrap import build_services
-    from sync_core.app.state_migration import StateMigration
+    from sync_core.adapters.tables.state_migration import StateMigration
 
     services = build_services()
     report = StateMigration(services.table_service, services.settings.storage_name, services.connections,

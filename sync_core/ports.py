@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from sync_core.domain.connections import Connection
 from sync_core.domain.errors import SyncError
 from sync_core.domain.models import (
     Account,
@@ -29,6 +30,10 @@ from sync_core.domain.models import (
     TaskFields,
     TaskTarget,
 )
+from sync_core.domain.sign_ins import PendingSignIn
+from sync_core.domain.subscriptions import Kind, Owner, Subscription
+from sync_core.domain.sync_flags import SyncFlags
+from sync_core.domain.tenants import Tenant
 
 # crm_ids_of's answer for an item gone from the mailbox: told apart from an untagged item (the user's own card),
 # which is imported, while a gone one never is. No CRM id is empty.
@@ -157,3 +162,72 @@ class MicrosoftTasksPort(Protocol):
     def delete_tasks(self, target: TaskTarget, container: str, ms_ids: Sequence[str]) -> list[TaskWriteResult]: ...
     def get_tasks(self, target: TaskTarget, container: str, ms_ids: Sequence[str]) -> dict[str, MsTask | None]: ...
     def find_task_by_crm_id(self, target: TaskTarget, container: str, crm_id: str) -> MsTask | None: ...
+
+
+# --- the app's own stores (issue 11): built once by bootstrap into app.services.Services ----------------
+
+class ConnectionStore(Protocol):
+    """Each CRM user's connection: status, Microsoft account, settings. Insert when etag is None
+    (AlreadyExistsError when the row exists), else If-Match (ConcurrencyError when stale)."""
+
+    def get(self, tenant_id: str, user_id: str) -> Connection | None: ...
+    def save(self, connection: Connection) -> Connection: ...
+    def get_or_create(self, tenant_id: str, user_id: str) -> Connection: ...
+    def delete(self, tenant_id: str, user_id: str) -> None: ...
+    def tenants_of(self, user_id: str) -> list[str]: ...  # sorted; user ids repeat across tenants
+    def iter_keys(self) -> Iterator[tuple[str, str]]: ...  # (tenant, user) of every connection, any status
+    def iter_connected(self) -> Iterator[tuple[str, str]]: ...  # (tenant, user) with status connected
+
+
+class TokenStore(Protocol):
+    """Encrypted MSAL token caches, one per user, never logged."""
+
+    def load(self, tenant_id: str, user_id: str) -> str | None: ...
+    def save(self, tenant_id: str, user_id: str, serialized: str) -> None: ...
+    def delete(self, tenant_id: str, user_id: str) -> None: ...
+
+
+class TenantStore(Protocol):
+    """The CRM's tenants and their plan; an unknown tenant reads as free (fail closed)."""
+
+    def get(self, tenant_id: str) -> Tenant: ...
+    def save(self, tenant: Tenant) -> None: ...  # last writer wins: the CRM owns the plan
+
+
+class SubscriptionStore(Protocol):
+    """Graph subscriptions per user and kind, with an index from subscription id to its owner."""
+
+    def owner_of(self, sub_id: str) -> Owner | None: ...
+    def for_user(self, tenant_id: str, user_id: str) -> dict[Kind, Subscription]: ...
+    def get(self, tenant_id: str, user_id: str, kind: Kind) -> Subscription | None: ...
+    # Insert when record.etag is None, else If-Match; ConcurrencyError when either finds another write.
+    # `previous`'s id leaves the index when the record's id differs.
+    def save(self, record: Subscription, previous: Subscription | None) -> Subscription: ...
+    def delete(self, record: Subscription) -> None: ...
+    def iter_due(self, before: datetime, limit: int = 500) -> Iterator[Subscription]: ...  # expiring before `before`
+
+
+class NonceStore(Protocol):
+    """Nonces of launch links already used: `use` succeeds once per (tenant, user, nonce)."""
+
+    def use(self, tenant_id: str, user_id: str, nonce: str, expires: int) -> bool: ...
+    def purge_expired(self, now: float | None = None, limit: int = 1000) -> int: ...  # how many were deleted
+
+
+class SyncFlagStore(Protocol):
+    """Per-user coalescing flags of sync jobs. `save` inserts when flags.etag is None (AlreadyExistsError
+    when the row exists), else If-Match (ConcurrencyError when stale)."""
+
+    def get(self, tenant_id: str, user_id: str) -> SyncFlags | None: ...
+    def save(self, flags: SyncFlags) -> SyncFlags: ...
+
+
+class SignInStore(Protocol):
+    """Microsoft sign-ins in progress, by state. `create` raises AlreadyExistsError for a state in use; `save`
+    is If-Match (ConcurrencyError when stale); `take` deletes If-Match (ConcurrencyError when it changed
+    meanwhile; a record already gone is not an error, as Table Storage answers)."""
+
+    def create(self, pending: PendingSignIn) -> PendingSignIn: ...
+    def get(self, state: str) -> PendingSignIn | None: ...
+    def save(self, pending: PendingSignIn) -> PendingSignIn: ...
+    def take(self, pending: PendingSignIn) -> None: ...

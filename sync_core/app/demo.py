@@ -7,10 +7,9 @@ from typing import Any
 
 import httpx
 
-from sync_core.bootstrap import build_services
 from sync_core.domain.models import CrmContact
-from sync_core.settings import AppSettings
-from sync_core.app.tenants import Plan, Tenant, tenant_store
+from sync_core.app.services import Services
+from sync_core.domain.tenants import Plan, Tenant
 from sync_core.web.auth import launch_url
 
 DEMO_TENANT = "demo-tenant"
@@ -23,9 +22,9 @@ DEMO_PEOPLE = [
 ]
 
 
-def seed_demo(settings: AppSettings, emulator: dict[str, Any] | None) -> list[str]:
-    services = build_services(settings)
-    tenants = tenant_store(services)
+def seed_demo(services: Services, emulator: dict[str, Any] | None) -> list[str]:
+    settings = services.settings
+    tenants = services.tenants
     lines: list[str] = []
     if tenants.get(DEMO_TENANT).plan is not Plan.PAID:
         tenants.save(Tenant(id=DEMO_TENANT, name="Demo Ltd", plan=Plan.PAID))

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from sync_core.adapters.graph.session import GraphSession
-from sync_core.bootstrap import Services
+from sync_core.app.services import Services
 from sync_core.domain.connections import Connection, ConnectionStatus
 from sync_core.domain.errors import ConcurrencyError, LeaseHeldError, NotFoundError, ReconnectNeededError, SyncError
 from sync_core.domain.models import FOLDER_NAME, Cursor, Lease, TaskTarget, UserSyncSettings

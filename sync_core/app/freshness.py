@@ -9,18 +9,18 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
 from sync_core.app import jobs, subscriptions
 from sync_core.adapters.queues import SyncJob
-from sync_core.bootstrap import Services
+from sync_core.app.services import Services
 from sync_core.domain.connections import ConnectionStatus
 from sync_core.domain.errors import SyncError
-from sync_core.app.subscriptions import RENEW_WITHIN, Kind, Subscription, contacts_path, subscription_store
-from sync_core.web.session import launch_nonces
+from sync_core.app.subscriptions import RENEW_WITHIN, contacts_path
+from sync_core.domain.subscriptions import Kind, Subscription
 
 log = logging.getLogger("sync_core.app.freshness")
 
@@ -28,12 +28,11 @@ MAX_MESSAGE_BYTES = 16 * 1024
 
 
 @dataclass
-class TickReport:
+class TickReport(subscriptions.Report):
+    """The subscriptions' report of the tick, with what the tick's other steps did."""
+
     enqueued: int = 0
-    renewed: int = 0
-    created: int = 0
     nonces_purged: int = 0
-    failed: list[str] = field(default_factory=list)
 
 
 def tick(services: Services) -> TickReport:
@@ -47,13 +46,14 @@ def tick(services: Services) -> TickReport:
     try:
         renewed = subscriptions.renew_due(services)
         report.renewed, report.created = renewed.renewed, renewed.created
+        report.deleted, report.owed = renewed.deleted, renewed.owed
         report.failed.extend(renewed.failed)
     except SyncError as exc:
         report.failed.append(f"renewals: {type(exc).__name__}")
         log.error("subscription renewal failed (%s)", type(exc).__name__,
                   extra={"event": "renew_failed", "error": type(exc).__name__})
     try:
-        report.nonces_purged = launch_nonces(services).purge_expired()
+        report.nonces_purged = services.nonces.purge_expired()
     except SyncError as exc:
         report.failed.append(f"nonces: {type(exc).__name__}")
     return report
@@ -77,7 +77,7 @@ def settle_subscriptions(services: Services, tenant_id: str, user_id: str) -> st
     connection = services.connections.get(tenant_id, user_id)
     if connection is None or connection.status is not ConnectionStatus.CONNECTED:
         return "not connected"
-    records = subscription_store(services).for_user(tenant_id, user_id)
+    records = services.subscriptions.for_user(tenant_id, user_id)
     tasks_on = connection.settings.tasks_enabled
     missing = Kind.CONTACTS not in records or tasks_on != (Kind.TASKS in records)
     folder_id = services.state.get_cursor(tenant_id, user_id).folder_id

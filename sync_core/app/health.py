@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import httpx
 from azure.core.exceptions import AzureError
@@ -11,27 +11,28 @@ from azure.data.tables import TableServiceClient
 from sync_core.settings import AppSettings
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):
+    """One reachability check: whether the service answered, what it said, and how long it took."""
+
     ok: bool
     detail: str
     millis: int
 
 
-@dataclass(frozen=True)
-class HealthReport:
+class HealthReport(NamedTuple):
     storage: Check
     graph: Check
 
     @property
     def ok(self) -> bool:
+        """Healthy enough to serve: Graph may be down (syncs wait for it), storage may not."""
         return self.storage.ok
 
     def to_dict(self) -> dict[str, object]:
         return {
             "status": "ok" if self.storage.ok and self.graph.ok else "degraded",
-            "storage": asdict(self.storage),
-            "graph": asdict(self.graph),
+            "storage": self.storage._asdict(),
+            "graph": self.graph._asdict(),
         }
 
 

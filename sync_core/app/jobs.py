@@ -20,12 +20,13 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sync_core.adapters.queues import SyncJob
-from sync_core.adapters.tables.common import Table, etag_of, key_part
-from sync_core.bootstrap import Services
+from sync_core.app.services import Services
 from sync_core.sync.budget import Budget, chunk_size_for
 from sync_core.domain.connections import Connection, ConnectionStatus
 from sync_core.domain.errors import (
@@ -36,8 +37,9 @@ from sync_core.domain.errors import (
     StorageError,
 )
 from sync_core.domain.models import RunOutcome, RunRecord
+from sync_core.domain.sync_flags import SyncFlags
 from sync_core.kinds.contacts.run import SyncOptions, sync_user
-from sync_core.app.state_migration import migrate_user
+from sync_core.adapters.tables.state_migration import migrate_user
 from sync_core.kinds.tasks.run import TaskSyncOptions
 
 log = logging.getLogger("sync_core.app.jobs")
@@ -48,32 +50,17 @@ OWNER = f"{socket.gethostname()}:{os.getpid()}"
 ABANDONED = "abandoned: the worker running it stopped before it finished; a later run took over"
 
 
-def _flags(services: Services) -> Table:
-    table = getattr(services, "_flags_table", None)
-    if table is None:
-        table = Table(services.table_service, services.settings.storage_name("syncflags"), services.counter)
-        services._flags_table = table  # type: ignore[attr-defined]
-    return table
-
-
-def _update_flags(services: Services, tenant_id: str, user_id: str, change: dict[str, Any],
-                  only_if: Any = None) -> bool:
-    """Apply `change` to the user's flag row (ETag-checked, retried on races). `only_if(row)` may
-    veto the change; returns whether it was applied."""
-    table = _flags(services)
-    pk, rk = key_part(tenant_id), key_part(user_id)
+def _update_flags(services: Services, tenant_id: str, user_id: str,
+                  only_if: Callable[[SyncFlags], bool] | None = None, **change: Any) -> bool:
+    """Apply `change` to the user's flags (ETag-checked, retried on races). `only_if(flags)` may veto
+    the change; returns whether it was applied."""
     for _ in range(8):
-        row = table.get(pk, rk)
-        current = dict(row) if row is not None else {"PartitionKey": pk, "RowKey": rk, "queued": False,
-                                                        "queued_at": 0.0, "dirty": False}
+        stored = services.flags.get(tenant_id, user_id)
+        current = stored if stored is not None else SyncFlags(tenant_id, user_id)
         if only_if is not None and not only_if(current):
             return False
-        current.update(change)
         try:
-            if row is None:
-                table.create(current)
-            else:
-                table.replace(current, etag_of(row))
+            services.flags.save(replace(current, **change))
             return True
         except (ConcurrencyError, AlreadyExistsError):
             continue
@@ -84,16 +71,15 @@ def enqueue_sync(services: Services, tenant_id: str, user_id: str, reason: str) 
     """Ask for a sync of this user; returns False when it coalesced into a queued or running one."""
     now = time.time()
 
-    def not_queued(row: dict[str, Any]) -> bool:
-        return not row.get("queued") or now - float(row.get("queued_at", 0.0)) > QUEUED_FRESH_SECONDS
+    def not_queued(flags: SyncFlags) -> bool:
+        return not flags.queued or now - flags.queued_at > QUEUED_FRESH_SECONDS
 
-    if _update_flags(services, tenant_id, user_id, {"queued": True, "queued_at": now, "dirty": False},
-                     only_if=not_queued):
+    if _update_flags(services, tenant_id, user_id, only_if=not_queued, queued=True, queued_at=now, dirty=False):
         services.queue.enqueue_user(tenant_id, user_id, reason)
         log.info("sync enqueued (%s)", reason, extra={"event": "enqueue", "tenant": tenant_id, "user": user_id,
                                                       "reason": reason})
         return True
-    _update_flags(services, tenant_id, user_id, {"dirty": True})
+    _update_flags(services, tenant_id, user_id, dirty=True)
     log.info("sync already queued", extra={"event": "enqueue_coalesced", "tenant": tenant_id, "user": user_id, "reason": reason})
     return False
 
@@ -105,9 +91,7 @@ def fan_out(services: Services) -> int:
 
     def paid(tenant_id: str) -> bool:
         if tenant_id not in allowed:
-            from sync_core.app.tenants import tenant_store
-
-            allowed[tenant_id] = tenant_store(services).get(tenant_id).integration_allowed
+            allowed[tenant_id] = services.tenants.get(tenant_id).integration_allowed
         return allowed[tenant_id]
 
     # A generator: the sends start with the first page of connections instead of after the last.
@@ -122,19 +106,19 @@ def handle_sync_message(services: Services, body: dict[str, Any] | str) -> RunRe
     extra passes while more work arrived during the run."""
     job = SyncJob.from_message(body if isinstance(body, str) else SyncJob.model_validate(body).to_message())
     budget = job_budget(services)
-    _update_flags(services, job.tenant_id, job.user_id, {"queued": False})
+    _update_flags(services, job.tenant_id, job.user_id, queued=False)
     run: RunRecord | None = None
     passes = 0
     for _ in range(MAX_PASSES):
         if passes and not budget.allows_another():
             enqueue_sync(services, job.tenant_id, job.user_id, "continuation")  # the extra pass, in a fresh job
             break
-        _update_flags(services, job.tenant_id, job.user_id, {"dirty": False})
+        _update_flags(services, job.tenant_id, job.user_id, dirty=False)
         try:
             run = run_user_sync(services, job.tenant_id, job.user_id, budget)
         except LeaseHeldError as exc:
             # Someone is syncing this user now: make them do one more pass instead of waiting here.
-            _update_flags(services, job.tenant_id, job.user_id, {"dirty": True})
+            _update_flags(services, job.tenant_id, job.user_id, dirty=True)
             log.info("sync coalesced", extra={"event": "coalesced", "tenant": job.tenant_id, "user": job.user_id, "reason": job.reason})
             _follow_lease(services, job, exc)
             return None
@@ -144,8 +128,8 @@ def handle_sync_message(services: Services, body: dict[str, Any] | str) -> RunRe
             break
         if run is None or run.outcome in (RunOutcome.RECONNECT_NEEDED, RunOutcome.FAILED):
             break
-        row = _flags(services).get(key_part(job.tenant_id), key_part(job.user_id))
-        if not (row and row.get("dirty")):
+        flags = services.flags.get(job.tenant_id, job.user_id)
+        if not (flags and flags.dirty):
             break
     log.info("sync job done", extra={"event": "job", "tenant": job.tenant_id, "user": job.user_id, "reason": job.reason, "passes": passes,
                                      "run_id": run.run_id if run else None,
@@ -161,10 +145,10 @@ def _follow_lease(services: Services, job: SyncJob, held: LeaseHeldError) -> Non
         return
     expiry = held.expires_at.timestamp()
 
-    def not_scheduled(row: dict[str, Any]) -> bool:
-        return float(row.get("follow_at", 0.0)) <= time.time()
+    def not_scheduled(flags: SyncFlags) -> bool:
+        return (flags.follow_at or 0.0) <= time.time()
 
-    if not _update_flags(services, job.tenant_id, job.user_id, {"follow_at": expiry}, only_if=not_scheduled):
+    if not _update_flags(services, job.tenant_id, job.user_id, only_if=not_scheduled, follow_at=expiry):
         return
     delay = max(1, math.ceil(expiry - time.time()) + 1)
     services.queue.enqueue_user(job.tenant_id, job.user_id, "lease_expiry", delay_seconds=delay)
@@ -182,12 +166,10 @@ def job_budget(services: Services) -> Budget:
 
 def run_user_sync(services: Services, tenant_id: str, user_id: str, budget: Budget | None = None) -> RunRecord | None:
     """One sync of one user, recording its outcome on the connection. None when not connected."""
-    from sync_core.app.tenants import tenant_store
-
     connection = services.connections.get(tenant_id, user_id)
     if connection is None or connection.status is not ConnectionStatus.CONNECTED:
         return None
-    if not tenant_store(services).get(tenant_id).integration_allowed:
+    if not services.tenants.get(tenant_id).integration_allowed:
         return None  # the tenant moved to the free plan: no Microsoft call
     # State the previous version kept under the user id alone moves to this (tenant, user) first.
     migrate_user(services.table_service, services.settings.storage_name, services.connections,

@@ -11,22 +11,20 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import msal
-from azure.data.tables import TableServiceClient
 
-from sync_core.adapters.tables.connections import TableConnections, TableTokens
-from sync_core.adapters.tables.common import NameFunction, RequestCounter, Table, etag_of, key_part
-from sync_core.adapters.tokens import GRAPH_SCOPES, TokenCipher, http_session, msal_app
+from sync_core.adapters.tokens import GRAPH_SCOPES, http_session, msal_app
 from sync_core.domain.connections import Connection, ConnectionStatus
 from sync_core.domain.errors import ConcurrencyError, NotFoundError, SyncError
+from sync_core.domain.sign_ins import PendingSignIn
+from sync_core.ports import ConnectionStore, SignInStore, TokenStore
 from sync_core.settings import AppSettings
 from sync_core.web.auth import AuthError, Caller
 
 FLOW_LIFETIME = 600
-_PARTITION = "flows"
 _MAX_STATE = 128
 
 
@@ -41,11 +39,10 @@ class Finished:
 
 
 class OAuthFlows:
-    def __init__(self, settings: AppSettings, service: TableServiceClient, name: NameFunction,
-                 connections: TableConnections, tokens: TableTokens, counter: RequestCounter | None = None) -> None:
+    def __init__(self, settings: AppSettings, sign_ins: SignInStore, connections: ConnectionStore,
+                 tokens: TokenStore) -> None:
         self.settings = settings
-        self.table = Table(service, name("oauthflows"), counter or RequestCounter())
-        self.cipher = TokenCipher(settings.token_key_bytes)
+        self.sign_ins = sign_ins
         self.connections = connections
         self.tokens = tokens
 
@@ -58,13 +55,9 @@ class OAuthFlows:
         app = msal_app(self.settings)
         flow = app.initiate_auth_code_flow(GRAPH_SCOPES, redirect_uri=self.redirect_uri,
                                            response_mode="form_post", login_hint=login_hint)
-        state = str(flow["state"])
-        self.table.create({
-            "PartitionKey": _PARTITION, "RowKey": key_part(state),
-            "tenant_id": caller.tenant_id, "user_id": caller.user_id, "session_id": caller.session_id,
-            "expires": int(time.time()) + FLOW_LIFETIME,
-            "flow": self.cipher.encrypt(json.dumps(flow), f"flow/{state}"), "response": "",
-        })
+        self.sign_ins.create(PendingSignIn(
+            state=str(flow["state"]), tenant_id=caller.tenant_id, user_id=caller.user_id,
+            session_id=caller.session_id, expires=int(time.time()) + FLOW_LIFETIME, flow=json.dumps(flow)))
         return str(flow["auth_uri"])
 
     def receive(self, form: Mapping[str, str]) -> str:
@@ -72,18 +65,17 @@ class OAuthFlows:
         state = form.get("state", "")
         if not state or len(state) > _MAX_STATE:
             raise AuthError("the sign-in answer carries no valid state")
-        entity = self.table.get(_PARTITION, key_part(state))
-        if entity is None:
+        pending = self.sign_ins.get(state)
+        if pending is None:
             raise AuthError("the sign-in answer does not match a sign-in we started (or it was already used)")
-        if int(entity["expires"]) <= time.time():
+        if pending.expires <= time.time():
             raise AuthError("the sign-in took too long: start again with Connect")
-        if entity.get("response"):
+        if pending.response:
             raise AuthError("the sign-in answer was already received (replayed)")
         answer = {k: str(v)[:8192] for k, v in form.items()
                   if k in ("code", "state", "error", "error_description", "session_state", "client_info")}
-        entity["response"] = self.cipher.encrypt(json.dumps(answer), f"answer/{state}")
         try:
-            self.table.replace(dict(entity), etag_of(entity))
+            self.sign_ins.save(replace(pending, response=json.dumps(answer)))
         except ConcurrencyError:
             raise AuthError("the sign-in answer was already received (replayed)") from None
         return state
@@ -92,22 +84,22 @@ class OAuthFlows:
         """Complete the flow for the session that started it; saves the encrypted token cache."""
         if not state or len(state) > _MAX_STATE:
             raise AuthError("no sign-in to finish")
-        entity = self.table.get(_PARTITION, key_part(state))
-        if entity is None:
+        pending = self.sign_ins.get(state)
+        if pending is None:
             raise AuthError("this sign-in was already finished or never started")
-        if (entity["tenant_id"], entity["user_id"], entity["session_id"]) != (
+        if (pending.tenant_id, pending.user_id, pending.session_id) != (
                 caller.tenant_id, caller.user_id, caller.session_id):
             raise AuthError("this sign-in was started by another session")
         try:
-            self.table.delete(_PARTITION, key_part(state), etag_of(entity))  # single use, even on failure
+            self.sign_ins.take(pending)  # single use, even on failure
         except (ConcurrencyError, NotFoundError):
             raise AuthError("this sign-in was already finished") from None
-        if int(entity["expires"]) <= time.time():
+        if pending.expires <= time.time():
             raise AuthError("the sign-in took too long: start again with Connect")
-        if not entity.get("response"):
+        if not pending.response:
             raise AuthError("Microsoft has not answered this sign-in yet")
-        flow = json.loads(self.cipher.decrypt(str(entity["flow"]), f"flow/{state}"))
-        answer = json.loads(self.cipher.decrypt(str(entity["response"]), f"answer/{state}"))
+        flow = json.loads(pending.flow)
+        answer = json.loads(pending.response)
         if answer.get("error"):
             raise OAuthError(_describe(answer))
         cache = msal.SerializableTokenCache()

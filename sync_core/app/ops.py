@@ -17,11 +17,10 @@ from datetime import UTC, datetime
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.queue import QueueClient
 
-from sync_core.bootstrap import Services
+from sync_core.app.services import Services
 from sync_core.domain.connections import Connection
 from sync_core.domain.errors import StorageError
 from sync_core.domain.models import QuarantineEntry, RunOutcome, RunRecord, UserSyncSettings
-from sync_core.app.subscriptions import subscription_store
 
 POISON_SUFFIX = "-poison"
 POISON_PEEK = 32  # Storage Queues peek at most 32 messages
@@ -51,9 +50,8 @@ class PoisonReport:
 
 def iter_connections(services: Services) -> Iterator[Connection]:
     """Every stored connection, whatever its state (a partition scan of a small table)."""
-    for entity in services.connections.table.query("PartitionKey ge @lo", {"lo": ""}, page_size=1000,
-                                                  select=["tenant_id", "user_id"]):
-        connection = services.connections.get(str(entity["tenant_id"]), str(entity["user_id"]))
+    for tenant_id, user_id in services.connections.iter_keys():
+        connection = services.connections.get(tenant_id, user_id)
         if connection is not None:
             yield connection
 
@@ -68,7 +66,7 @@ def user_status(services: Services, connection: Connection, *, runs: int = 20,
                 now: datetime | None = None) -> UserStatus:
     now = now or datetime.now(UTC)
     recent = services.state.latest_runs(connection.tenant_id, connection.user_id, runs)
-    subs = subscription_store(services).for_user(connection.tenant_id, connection.user_id)
+    subs = services.subscriptions.for_user(connection.tenant_id, connection.user_id)
     return UserStatus(
         tenant_id=connection.tenant_id, user_id=connection.user_id, state=connection.status.value,
         mode=_mode(connection.settings), last_success_at=connection.last_success_at,

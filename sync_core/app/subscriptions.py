@@ -1,42 +1,26 @@
 """Graph change-notification subscriptions: one for the user's contact folder, and one for the task
 target when task sync is on. A notification is only a hint to run the user's delta sync.
 
-Storage (table "subscriptions"):
-
-    PartitionKey u_{tenant}_{user}   RowKey {kind}               the user's subscription of that kind
-    PartitionKey byid                RowKey {subscription id}    index: whose it is, and its secret
-
-Each subscription has its own random clientState secret, sealed with the token key (AES-GCM) in both
-rows; the webhook reads the index row (one point read) and compares in constant time. A user row
-whose `sub_id` is empty is an owed subscription: wanted, but its creation failed or had to wait (the
-To Do list does not exist before the first task sync). Owed rows are stored already expired, so the
-timer's "expiring within 24 h" query retries them with no extra bookkeeping.
+Each subscription has its own random clientState secret (stored sealed: adapters/tables/subscriptions.py);
+the webhook looks its id up and compares in constant time. A record whose `sub_id` is empty is an owed
+subscription: wanted, but its creation failed or had to wait (the To Do list does not exist before the
+first task sync). Owed records are stored already expired, so the timer's "expiring within 24 h" query
+retries them with no extra bookkeeping.
 """
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Any
 from urllib.parse import quote
 
 from sync_core.adapters.graph.session import GraphSession
-from sync_core.adapters.tables.common import Table, etag_of, key_part
-from sync_core.adapters.tokens import TokenCipher
-from sync_core.bootstrap import Services
+from sync_core.app.services import Services
 from sync_core.domain.connections import ConnectionStatus
-from sync_core.domain.errors import (
-    AlreadyExistsError,
-    ConcurrencyError,
-    MicrosoftError,
-    NotFoundError,
-    ReconnectNeededError,
-    SyncError,
-)
+from sync_core.domain.errors import ConcurrencyError, MicrosoftError, NotFoundError, ReconnectNeededError, SyncError
 from sync_core.domain.models import FOLDER_NAME, TaskTarget, UserSyncSettings
+from sync_core.domain.subscriptions import Kind, Subscription
 from sync_core.kinds.tasks.run import target_cursor_key
 
 log = logging.getLogger("sync_core.app.subscriptions")
@@ -45,55 +29,8 @@ log = logging.getLogger("sync_core.app.subscriptions")
 LIFETIME = timedelta(minutes=4200)
 RENEW_WITHIN = timedelta(hours=24)
 CHANGE_TYPES = "created,updated,deleted"
-INDEX_PARTITION = "byid"
-USER_PREFIX = "u_"
 MAX_RENEWALS_PER_TICK = 500
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class Kind(StrEnum):
-    CONTACTS = "contacts"
-    TASKS = "tasks"
-
-
-@dataclass(frozen=True)
-class Subscription:
-    tenant_id: str
-    user_id: str
-    kind: Kind
-    sub_id: str  # "" while owed
-    resource: str
-    expires_at: datetime
-    client_state: str = field(repr=False)
-    etag: str | None = None  # of the user row
-
-    @property
-    def owed(self) -> bool:
-        return not self.sub_id
-
-
-@dataclass(frozen=True)
-class Owner:
-    """Whose subscription an id is, from the index row (what the webhook needs)."""
-
-    tenant_id: str
-    user_id: str
-    kind: Kind
-    client_state: str = field(repr=False)
-
-
-def user_partition(tenant_id: str, user_id: str) -> str:
-    return f"{USER_PREFIX}{key_part(tenant_id)}_{key_part(user_id)}"
-
-
-def _aad(tenant_id: str, user_id: str, kind: str) -> str:
-    return f"subscription/{tenant_id}/{user_id}/{kind}"
-
-
-def _utc(value: Any) -> datetime:
-    if not isinstance(value, datetime):
-        return _EPOCH
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def graph_time(moment: datetime) -> str:
@@ -115,79 +52,6 @@ def parse_graph_time(value: object) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-class SubscriptionStore:
-    def __init__(self, services: Services) -> None:
-        self.table = Table(services.table_service, services.settings.storage_name("subscriptions"), services.counter)
-        self.cipher = TokenCipher(services.settings.token_key_bytes)
-
-    def _from_user_row(self, entity: Any) -> Subscription:
-        tenant_id, user_id, kind = str(entity["tenant_id"]), str(entity["user_id"]), Kind(str(entity["RowKey"]))
-        return Subscription(
-            tenant_id=tenant_id, user_id=user_id, kind=kind, sub_id=str(entity.get("sub_id") or ""),
-            resource=str(entity.get("resource") or ""), expires_at=_utc(entity.get("expires")),
-            client_state=self.cipher.decrypt(str(entity["secret"]), _aad(tenant_id, user_id, kind.value)),
-            etag=etag_of(entity),
-        )
-
-    def owner_of(self, sub_id: str) -> Owner | None:
-        if not sub_id or len(sub_id) > 200:
-            return None
-        entity = self.table.get(INDEX_PARTITION, key_part(sub_id))
-        if entity is None:
-            return None
-        tenant_id, user_id, kind = str(entity["tenant_id"]), str(entity["user_id"]), str(entity["kind"])
-        secret = self.cipher.decrypt(str(entity["secret"]), _aad(tenant_id, user_id, kind))
-        return Owner(tenant_id, user_id, Kind(kind), secret)
-
-    def for_user(self, tenant_id: str, user_id: str) -> dict[Kind, Subscription]:
-        rows = self.table.query("PartitionKey eq @pk", {"pk": user_partition(tenant_id, user_id)})
-        return {record.kind: record for record in map(self._from_user_row, rows)}
-
-    def get(self, tenant_id: str, user_id: str, kind: Kind) -> Subscription | None:
-        entity = self.table.get(user_partition(tenant_id, user_id), kind.value)
-        return None if entity is None else self._from_user_row(entity)
-
-    def save(self, record: Subscription, previous: Subscription | None) -> Subscription:
-        """Write the user row (insert, or If-Match `record.etag`) and the index rows: the new id's
-        index first, so a notification never finds a subscription we do not know; the old id's last."""
-        sealed = self.cipher.encrypt(record.client_state, _aad(record.tenant_id, record.user_id, record.kind.value))
-        if record.sub_id:
-            self.table.upsert({"PartitionKey": INDEX_PARTITION, "RowKey": key_part(record.sub_id),
-                               "tenant_id": record.tenant_id, "user_id": record.user_id, "kind": record.kind.value,
-                               "secret": sealed, "expires": record.expires_at})
-        entity = {"PartitionKey": user_partition(record.tenant_id, record.user_id), "RowKey": record.kind.value,
-                  "tenant_id": record.tenant_id, "user_id": record.user_id, "sub_id": record.sub_id,
-                  "resource": record.resource, "expires": record.expires_at, "secret": sealed}
-        try:
-            etag = self.table.create(entity) if record.etag is None else self.table.replace(entity, record.etag)
-        except (AlreadyExistsError, NotFoundError) as exc:
-            raise ConcurrencyError("the subscription changed meanwhile") from exc
-        if previous is not None and previous.sub_id and previous.sub_id != record.sub_id:
-            self.table.delete(INDEX_PARTITION, key_part(previous.sub_id))
-        return replace(record, etag=etag)
-
-    def delete(self, record: Subscription) -> None:
-        self.table.delete(user_partition(record.tenant_id, record.user_id), record.kind.value)
-        if record.sub_id:
-            self.table.delete(INDEX_PARTITION, key_part(record.sub_id))
-
-    def iter_due(self, before: datetime, limit: int = MAX_RENEWALS_PER_TICK) -> Iterator[Subscription]:
-        """User rows expiring before `before` (owed rows are stored already expired)."""
-        rows = self.table.query(
-            "PartitionKey ge @lo and PartitionKey lt @hi and expires lt @before",
-            {"lo": USER_PREFIX, "hi": "u`", "before": before}, page_size=min(limit, 1000), max_items=limit)
-        for entity in rows:
-            yield self._from_user_row(entity)
-
-
-def subscription_store(services: Services) -> SubscriptionStore:
-    store: SubscriptionStore | None = getattr(services, "_subscription_store", None)
-    if store is None:
-        store = SubscriptionStore(services)
-        services._subscription_store = store  # type: ignore[attr-defined]
-    return store
 
 
 # -- talking to Graph --------------------------------------------------------------------------------
@@ -266,7 +130,7 @@ def _put(services: Services, session: GraphSession, current: Subscription | None
     record = Subscription(tenant_id, user_id, kind, sub_id, resource, expires_at, client_state,
                           current.etag if current else None)
     try:
-        saved = subscription_store(services).save(record, current)
+        saved = services.subscriptions.save(record, current)
     except ConcurrencyError:
         _delete_on_graph(session, sub_id)  # someone else replaced it meanwhile: theirs wins
         raise
@@ -290,7 +154,7 @@ def _owe(services: Services, session: GraphSession | None, current: Subscription
             log.info("old subscription not deleted (%s); it expires by itself", type(exc).__name__)
     record = Subscription(tenant_id, user_id, kind, "", "", _EPOCH, secrets.token_urlsafe(48),
                           current.etag if current else None)
-    return subscription_store(services).save(record, current)
+    return services.subscriptions.save(record, current)
 
 
 def _wanted_resource(services: Services, session: GraphSession, kind: Kind, settings: UserSyncSettings) -> str | None:
@@ -315,7 +179,7 @@ def subscribe_user(services: Services, session: GraphSession, settings: UserSync
     created after the next sync or by the timer; this never raises for Graph errors."""
     report = Report()
     tenant_id, user_id = settings.tenant_id, settings.user_id
-    existing = subscription_store(services).for_user(tenant_id, user_id)
+    existing = services.subscriptions.for_user(tenant_id, user_id)
     for kind in Kind:
         current = existing.get(kind)
         if kind is Kind.TASKS and not settings.tasks_enabled:
@@ -348,7 +212,7 @@ def subscribe_user(services: Services, session: GraphSession, settings: UserSync
 def _remove(services: Services, session: GraphSession | None, record: Subscription, report: Report) -> None:
     if session is not None and record.sub_id:
         _delete_on_graph(session, record.sub_id)
-    subscription_store(services).delete(record)
+    services.subscriptions.delete(record)
     report.deleted += 1
 
 
@@ -358,12 +222,12 @@ def remove_user_subscriptions(services: Services, tenant_id: str, user_id: str,
     deleted in Microsoft (our rows are deleted regardless)."""
     problems: list[str] = []
     report = Report()
-    for record in subscription_store(services).for_user(tenant_id, user_id).values():
+    for record in services.subscriptions.for_user(tenant_id, user_id).values():
         try:
             _remove(services, session, record, report)
         except (MicrosoftError, ReconnectNeededError) as exc:
             problems.append(f"the {record.kind.value} change subscription ({type(exc).__name__}); it expires by itself")
-            subscription_store(services).delete(record)
+            services.subscriptions.delete(record)
     return problems
 
 
@@ -372,7 +236,7 @@ def _renew(services: Services, session: GraphSession, record: Subscription) -> S
     answer = session.request("PATCH", f"/subscriptions/{quote(record.sub_id, safe='')}",
                              {"expirationDateTime": graph_time(wanted)})
     expires = parse_graph_time(answer.get("expirationDateTime") if isinstance(answer, dict) else None) or wanted
-    return subscription_store(services).save(replace(record, expires_at=expires), record)
+    return services.subscriptions.save(replace(record, expires_at=expires), record)
 
 
 def refresh(services: Services, session: GraphSession, record: Subscription, *, recreate: bool = False) -> str:
@@ -380,7 +244,7 @@ def refresh(services: Services, session: GraphSession, record: Subscription, *, 
     Graph, or `recreate` (subscriptionRemoved / missed). Returns what was done."""
     connection = services.connections.get(record.tenant_id, record.user_id)
     if connection is None or connection.status is not ConnectionStatus.CONNECTED:
-        subscription_store(services).delete(record)
+        services.subscriptions.delete(record)
         return "dropped"
     settings = connection.settings
     if record.kind is Kind.TASKS and not settings.tasks_enabled:
@@ -402,7 +266,7 @@ def refresh(services: Services, session: GraphSession, record: Subscription, *, 
 def mark_due(services: Services, record: Subscription) -> None:
     """Let the next timer tick take care of it (expires now)."""
     try:
-        subscription_store(services).save(replace(record, expires_at=_EPOCH), record)
+        services.subscriptions.save(replace(record, expires_at=_EPOCH), record)
     except ConcurrencyError:
         return  # it was just renewed or replaced: nothing is due any more
 
@@ -411,7 +275,7 @@ def renew_due(services: Services, *, within: timedelta = RENEW_WITHIN, limit: in
     """Timer: renew subscriptions expiring within `within`, create owed ones; per user one Graph session."""
     report = Report()
     by_user: dict[tuple[str, str], list[Subscription]] = {}
-    for record in subscription_store(services).iter_due(datetime.now(UTC) + within, limit):
+    for record in services.subscriptions.iter_due(datetime.now(UTC) + within, limit):
         by_user.setdefault((record.tenant_id, record.user_id), []).append(record)
     for (tenant_id, user_id), records in by_user.items():
         session = services.graph_session_for(tenant_id, user_id)

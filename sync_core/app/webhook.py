@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from sync_core.app import jobs, subscriptions
 from sync_core.adapters.graph.session import GraphSession
-from sync_core.bootstrap import Services
+from sync_core.app.services import Services
 from sync_core.domain.errors import SyncError
-from sync_core.app.subscriptions import Owner, subscription_store
+from sync_core.domain.subscriptions import Owner
 from sync_core.web.http import HttpError, WebRequest, WebResponse, text
 
 log = logging.getLogger("sync_core.app.webhook")
@@ -53,11 +53,8 @@ def parse_items(request: WebRequest, *, lifecycle: bool) -> list[Item]:
     """The notification items of a POST body; HttpError for anything that is not Graph's shape."""
     if request.method != "POST":
         raise HttpError(405, "Notifications are POSTed.")
-    content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        raise HttpError(415, "Notifications are JSON.")
-    if len(request.body) > MAX_BODY_BYTES:
-        raise HttpError(413, "The notification body is too large.")
+    request.require_body("application/json", MAX_BODY_BYTES, "Notifications are JSON.",
+                         "The notification body is too large.")
     try:
         document = json.loads(request.body)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested deeper than any notification
@@ -85,7 +82,7 @@ def parse_items(request: WebRequest, *, lifecycle: bool) -> list[Item]:
 
 def verify(services: Services, items: list[Item]) -> list[tuple[Item, Owner]]:
     """Every item must name a known subscription and carry its secret; else 403 for the whole body."""
-    store = subscription_store(services)
+    store = services.subscriptions
     owners: dict[str, Owner | None] = {}
     verified: list[tuple[Item, Owner]] = []
     for item in items:
@@ -128,7 +125,7 @@ def _quick_session(services: Services, tenant_id: str, user_id: str) -> GraphSes
 
 
 def _lifecycle(services: Services, item: Item, owner: Owner) -> None:
-    record = subscription_store(services).get(owner.tenant_id, owner.user_id, owner.kind)
+    record = services.subscriptions.get(owner.tenant_id, owner.user_id, owner.kind)
     if record is None or record.sub_id != item.subscription_id:
         return  # already replaced: the event concerns an old subscription
     recreate = item.lifecycle_event in ("subscriptionRemoved", "missed")

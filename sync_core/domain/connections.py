@@ -1,15 +1,15 @@
 """Each CRM user's connection to Microsoft 365: status, the Microsoft account, their settings,
-their encrypted token cache, and the last outcome the settings page shows.
+their encrypted token cache, and the last outcome the settings page shows. The stores are in ports.py.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
 from pydantic import Field
 
+from sync_core.domain.errors import AlreadyExistsError
 from sync_core.domain.models import Frozen, UserSyncSettings
 
 
@@ -37,18 +37,22 @@ class Connection(Frozen):
         return (self.tenant_id, self.user_id)
 
 
-class ConnectionStore(Protocol):
-    """Connections of every user (adapters/connections_tables.py)."""
-
+class _Stored(Protocol):
     def get(self, tenant_id: str, user_id: str) -> Connection | None: ...
-    def save(self, connection: Connection) -> Connection: ...  # If-Match when etag is set
-    def delete(self, tenant_id: str, user_id: str) -> None: ...
-    def iter_connected(self) -> Iterator[tuple[str, str]]: ...  # (tenant, user) with status connected
+    def save(self, connection: Connection) -> Connection: ...
 
 
-class TokenStore(Protocol):
-    """Encrypted MSAL token caches, one per user, never logged."""
+class CreatedOnFirstUse:
+    """get_or_create for a connection store, over its get and save (a mixin of every ConnectionStore)."""
 
-    def load(self, tenant_id: str, user_id: str) -> str | None: ...
-    def save(self, tenant_id: str, user_id: str, serialized: str) -> None: ...
-    def delete(self, tenant_id: str, user_id: str) -> None: ...
+    def get_or_create(self: _Stored, tenant_id: str, user_id: str) -> Connection:
+        found = self.get(tenant_id, user_id)
+        if found is not None:
+            return found
+        try:
+            return self.save(Connection(tenant_id=tenant_id, user_id=user_id,
+                                        settings=UserSyncSettings(tenant_id=tenant_id, user_id=user_id)))
+        except AlreadyExistsError:  # created by a concurrent request meanwhile
+            found = self.get(tenant_id, user_id)
+            assert found is not None
+            return found

@@ -103,11 +103,8 @@ class Address(Frozen):
     country: str = ""
 
 
-class ContactFields(Frozen):
-    """The synced content of a contact in one normalised shape, whichever side it came from.
-
-    `company` is the CRM account's name (Outlook's companyName).
-    """
+class ContactDetails(Frozen):
+    """What a CRM contact and the synced content of a contact share: the person and how to reach them."""
 
     first_name: str = ""
     last_name: str = ""
@@ -115,6 +112,14 @@ class ContactFields(Frozen):
     business_phone: str = ""
     mobile_phone: str = ""
     job_title: str = ""
+
+
+class ContactFields(ContactDetails):
+    """The synced content of a contact in one normalised shape, whichever side it came from.
+
+    `company` is the CRM account's name (Outlook's companyName).
+    """
+
     company: str = ""
     address: Address = Field(default_factory=Address)
     notes: str = ""
@@ -133,18 +138,12 @@ class Account(Frozen):
     version: str = ""
 
 
-class CrmContact(Frozen):
+class CrmContact(ContactDetails):
     """A CRM contact as the CRM stores it: it belongs to an account (not a company string)."""
 
     id: str
     tenant_id: str
     account_id: str
-    first_name: str = ""
-    last_name: str = ""
-    emails: tuple[str, ...] = ()
-    business_phone: str = ""
-    mobile_phone: str = ""
-    job_title: str = ""
     address: Address = Field(default_factory=Address)
     notes: str = ""
     version: str = ""  # the storage ETag: changes on every write

@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sync_core.app import jobs
-from sync_core.bootstrap import Services
-from sync_core.domain.connections import ConnectionStatus
-from sync_core.domain.errors import ConcurrencyError, InvalidRecordError, NotFoundError
+from sync_core.app.services import Services
 from sync_core.domain.models import Account, Address, CrmContact
-from sync_core.web.http import HttpError, WebRequest, WebResponse, html, redirect, with_query
-from sync_core.web.render import Banner, render
-from sync_core.web.session import csrf_for, current_caller, require_csrf
 from sync_core.web.auth import Caller
+from sync_core.web.crm_forms import Invalid, delete_named, enqueue_for, flash_banners, form_errors, named_record
+from sync_core.web.crm_forms import page, submit, unsaved_banners
+from sync_core.web.http import WebRequest, WebResponse, redirect, with_query
+from sync_core.web.render import Banner
+from sync_core.web.session import current_caller, require_csrf
 
 log = logging.getLogger("sync_core.web")
 
@@ -25,7 +25,6 @@ CONTACTS_PATH = "/api/crm/contacts"
 ACCOUNTS_PATH = "/api/crm/accounts"
 LIST_LIMIT = 200
 _EMAIL = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$")
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 CONTACT_LABELS = {
     "account_id": "Account", "first_name": "First name", "last_name": "Last name",
@@ -42,21 +41,26 @@ CRM_FLASH = {
 }
 
 
+# The caps most of the form's fields share (Outlook's own).
+Line = Annotated[str, Field(max_length=255)]
+Phone = Annotated[str, Field(max_length=64)]
+
+
 class ContactForm(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     account_id: str = Field(min_length=1, max_length=64)
-    first_name: str = Field(default="", max_length=255)
-    last_name: str = Field(default="", max_length=255)
+    first_name: Line = ""
+    last_name: Line = ""
     emails: str = Field(default="", max_length=2000)
-    business_phone: str = Field(default="", max_length=64)
-    mobile_phone: str = Field(default="", max_length=64)
-    job_title: str = Field(default="", max_length=255)
+    business_phone: Phone = ""
+    mobile_phone: Phone = ""
+    job_title: Line = ""
     street: str = Field(default="", max_length=1024)
-    city: str = Field(default="", max_length=255)
-    state: str = Field(default="", max_length=255)
+    city: Line = ""
+    state: Line = ""
     postal_code: str = Field(default="", max_length=40)
-    country: str = Field(default="", max_length=255)
+    country: Line = ""
     notes: str = Field(default="", max_length=4000)
 
     @field_validator("emails")
@@ -91,39 +95,14 @@ def contact_values(contact: CrmContact) -> dict[str, str]:
             "postal_code": contact.address.postal_code, "country": contact.address.country, "notes": contact.notes}
 
 
-def _errors(exc: ValidationError) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for error in exc.errors():
-        name = str(error["loc"][0]) if error["loc"] else "form"
-        found.setdefault(name, str(error["msg"]).removeprefix("Value error, "))
-    return found
-
-
-def _contact_id(request: WebRequest) -> str:
-    contact_id = request.route.get("contact_id", "")
-    if not _ID.match(contact_id):
-        raise HttpError(404, "There is no such contact.", "Not found")
-    return contact_id
-
-
 def _notify(services: Services, caller: Caller, account: Account | None) -> None:
     """Enqueue the sync of the caller and of the account's owner, when they are connected."""
-    users = {caller.user_id}
-    if account is not None and account.owner_user_id:
-        users.add(account.owner_user_id)
-    for user_id in sorted(users):
-        connection = services.connections.get(caller.tenant_id, user_id)
-        if connection is not None and connection.status is ConnectionStatus.CONNECTED:
-            jobs.enqueue_sync(services, caller.tenant_id, user_id, "crm-edit")
+    owner = [account.owner_user_id] if account is not None and account.owner_user_id else []
+    enqueue_for(services, caller, [caller.user_id, *owner])
 
 
 def _page(template: str, services: Services, caller: Caller, status: int = 200, **context: object) -> WebResponse:
-    return html(render(template, csrf=csrf_for(services, caller), labels=CONTACT_LABELS, **context), status)
-
-
-def _flash(request: WebRequest) -> list[Banner]:
-    message = CRM_FLASH.get(str(request.params.get("flash", "")))
-    return [Banner("ok", message)] if message else []
+    return page(template, services, caller, CONTACT_LABELS, status, **context)
 
 
 # -- accounts --------------------------------------------------------------------------------------
@@ -146,26 +125,16 @@ def accounts(services: Services, request: WebRequest) -> WebResponse:
             _notify(services, caller, account)
             return redirect(with_query(ACCOUNTS_PATH, flash="account-created"))
     listed = services.crm.list_accounts(caller.tenant_id)
-    banners = _flash(request) + ([Banner("error", "The account was not created: " + errors["name"])]
-                                 if errors else [])
+    refused = [Banner("error", "The account was not created: " + errors["name"])] if errors else []
+    banners = flash_banners(request, CRM_FLASH) + refused
     return _page("crm_accounts.html", services, caller, status, title="CRM accounts", banners=banners,
                  accounts=listed, me=caller.user_id, values=values, errors=errors)
 
 
-def _account_id(request: WebRequest) -> str:
-    account_id = request.route.get("account_id", "")
-    if not _ID.match(account_id):
-        raise HttpError(404, "There is no such account.", "Not found")
-    return account_id
-
-
 def account(services: Services, request: WebRequest) -> WebResponse:
     """Rename an account or change its owner (the contacts' company in Outlook follows)."""
-    caller = current_caller(services, request)
-    account_id = _account_id(request)
-    current = services.crm.get_accounts(caller.tenant_id, [account_id]).get(account_id)
-    if current is None:
-        raise HttpError(404, "There is no such account.", "Not found")
+    caller, account_id, current = named_record(services, request, "account_id", "account", services.crm.get_accounts,
+                                               "There is no such account.")
     values = {"name": current.name, "owner": _owner_choice(current.owner_user_id, caller.user_id)}
     errors: dict[str, str] = {}
     status = 200
@@ -205,100 +174,80 @@ def _owner_choice(owner: str | None, me: str) -> str:
 
 def _contact_form_page(services: Services, caller: Caller, *, title: str, action: str, values: dict[str, str],
                        errors: dict[str, str], contact: CrmContact | None, status: int = 200) -> WebResponse:
-    banners = ([Banner("error", "Nothing was saved:", [f"{CONTACT_LABELS.get(k, k)}: {v}" for k, v in errors.items()])]
-               if errors else [])
-    return _page("crm_contact.html", services, caller, status, title=title, banners=banners, action=action,
-                 values=values, errors=errors, contact=contact, accounts=services.crm.list_accounts(caller.tenant_id))
+    banners = unsaved_banners(errors, CONTACT_LABELS)
+    return _page("crm_record.html", services, caller, status, section="Contacts", form="_contact_form.html",
+                 title=title, banners=banners, action=action, values=values, errors=errors, contact=contact,
+                 accounts=services.crm.list_accounts(caller.tenant_id))
 
 
 def _parse(form: dict[str, str], tenant_id: str, contact_id: str = "", version: str = "") -> CrmContact:
     try:
         return ContactForm.model_validate(form).to_contact(tenant_id, contact_id, version)
     except ValidationError as exc:
-        raise _Invalid(_errors(exc)) from None
+        raise Invalid(form_errors(exc, "form"), "contact form") from None
     except ValueError as exc:
-        raise _Invalid({"form": str(exc)}) from None
-
-
-class _Invalid(Exception):
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__("invalid contact form")
-        self.errors = errors
+        raise Invalid({"form": str(exc)}, "contact form") from None
 
 
 def contacts(services: Services, request: WebRequest) -> WebResponse:
     caller = current_caller(services, request)
     if request.method == "POST":
-        form = request.form()
-        require_csrf(services, caller, form)
-        try:
+        def show(values: dict[str, str], errors: dict[str, str], status: int) -> WebResponse:
+            return _contact_form_page(services, caller, title="New contact", action=CONTACTS_PATH, values=values,
+                                      errors=errors, contact=None, status=status)
+
+        def save(form: dict[str, str]) -> Account:
             wanted = _parse(form, caller.tenant_id)
             account = services.crm.get_accounts(caller.tenant_id, [wanted.account_id]).get(wanted.account_id)
             if account is None:
-                raise _Invalid({"account_id": "choose one of the accounts listed"})
+                raise Invalid({"account_id": "choose one of the accounts listed"})
             services.crm.create_contact(wanted)
-        except _Invalid as exc:
-            return _contact_form_page(services, caller, title="New contact", action=CONTACTS_PATH,
-                                      values=dict(form), errors=exc.errors, contact=None, status=400)
-        except InvalidRecordError as exc:
-            return _contact_form_page(services, caller, title="New contact", action=CONTACTS_PATH,
-                                      values=dict(form), errors={"form": str(exc)}, contact=None, status=400)
-        _notify(services, caller, account)
-        return redirect(with_query(CONTACTS_PATH, flash="created"))
+            return account
+
+        return submit(services, caller, request, show, save, lambda account: _notify(services, caller, account),
+                      with_query(CONTACTS_PATH, flash="created"))
     listed = services.crm.list_contacts(caller.tenant_id, limit=LIST_LIMIT)
     all_accounts = services.crm.list_accounts(caller.tenant_id)
-    return _page("crm_contacts.html", services, caller, title="CRM contacts", banners=_flash(request),
+    return _page("crm_contacts.html", services, caller, title="CRM contacts", banners=flash_banners(request, CRM_FLASH),
                  contacts=listed, account_names={a.id: a.name for a in all_accounts}, limit=LIST_LIMIT,
                  accounts=all_accounts, values={}, errors={})
 
 
 def contact(services: Services, request: WebRequest) -> WebResponse:
-    caller = current_caller(services, request)
-    contact_id = _contact_id(request)
-    current = services.crm.get_contacts(caller.tenant_id, [contact_id]).get(contact_id)
-    if current is None:
-        raise HttpError(404, "There is no such contact (it may have been deleted).", "Not found")
+    caller, contact_id, current = named_record(services, request, "contact_id", "contact", services.crm.get_contacts,
+                                               "There is no such contact (it may have been deleted).")
     action = f"{CONTACTS_PATH}/{contact_id}"
+
+    def show(values: dict[str, str], errors: dict[str, str], status: int) -> WebResponse:
+        return _contact_form_page(services, caller, title="Edit contact", action=action, values=values,
+                                  errors=errors, contact=current, status=status)
+
     if request.method != "POST":
-        return _contact_form_page(services, caller, title="Edit contact", action=action,
-                                  values=contact_values(current), errors={}, contact=current)
-    form = request.form()
-    require_csrf(services, caller, form)
-    try:
+        return show(contact_values(current), {}, 200)
+
+    def save(form: dict[str, str]) -> dict[str, Account]:
         wanted = _parse(form, caller.tenant_id, contact_id, form.get("version", ""))
         accounts_found = services.crm.get_accounts(caller.tenant_id, {wanted.account_id, current.account_id})
         if wanted.account_id not in accounts_found:
-            raise _Invalid({"account_id": "choose one of the accounts listed"})
+            raise Invalid({"account_id": "choose one of the accounts listed"})
         services.crm.update_contact(wanted)
-    except _Invalid as exc:
-        return _contact_form_page(services, caller, title="Edit contact", action=action, values=dict(form),
-                                  errors=exc.errors, contact=current, status=400)
-    except ConcurrencyError:
-        raise HttpError(409, "Someone (or the sync) changed this contact while you edited it. Reload it and "
-                             "make your change again.", "The contact changed meanwhile") from None
-    except InvalidRecordError as exc:
-        return _contact_form_page(services, caller, title="Edit contact", action=action, values=dict(form),
-                                  errors={"form": str(exc)}, contact=current, status=400)
-    for account in accounts_found.values():
-        _notify(services, caller, account)
-    return redirect(with_query(CONTACTS_PATH, flash="updated"))
+        return accounts_found
+
+    def saved(accounts_found: dict[str, Account]) -> None:
+        for account in accounts_found.values():
+            _notify(services, caller, account)
+
+    return submit(services, caller, request, show, save, saved, with_query(CONTACTS_PATH, flash="updated"),
+                  editing="contact")
 
 
 def delete_contact(services: Services, request: WebRequest) -> WebResponse:
-    caller = current_caller(services, request)
-    contact_id = _contact_id(request)
-    form = request.form()
-    require_csrf(services, caller, form)
-    current = services.crm.get_contacts(caller.tenant_id, [contact_id]).get(contact_id)
-    if current is None:
-        raise HttpError(404, "There is no such contact (it may have been deleted already).", "Not found")
-    try:
-        services.crm.delete_contact(caller.tenant_id, contact_id)
-    except NotFoundError:
-        raise HttpError(404, "There is no such contact (it was deleted meanwhile).", "Not found") from None
-    account = services.crm.get_accounts(caller.tenant_id, [current.account_id]).get(current.account_id)
-    _notify(services, caller, account)
-    return redirect(with_query(CONTACTS_PATH, flash="deleted"))
+    def deleted(caller: Caller, current: CrmContact) -> None:
+        account = services.crm.get_accounts(caller.tenant_id, [current.account_id]).get(current.account_id)
+        _notify(services, caller, account)
+
+    return delete_named(services, request, "contact_id", "contact", services.crm.get_contacts,
+                        services.crm.delete_contact, deleted, CONTACTS_PATH)
 
 
 def crm_home(services: Services, request: WebRequest) -> WebResponse:

@@ -6,25 +6,22 @@ stored as an instant; an all-day task is due on a day.
 """
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sync_core.app import jobs
-from sync_core.bootstrap import Services
-from sync_core.domain.connections import ConnectionStatus
-from sync_core.domain.errors import ConcurrencyError, InvalidRecordError, NotFoundError
+from sync_core.app.services import Services
 from sync_core.domain.models import CrmTask, TaskStatus
-from sync_core.web.http import HttpError, WebRequest, WebResponse, html, redirect, with_query
-from sync_core.web.render import Banner, render
-from sync_core.web.session import csrf_for, current_caller, require_csrf
 from sync_core.web.auth import Caller
+from sync_core.web.crm_forms import Invalid, delete_named, enqueue_for, flash_banners, form_errors, named_record
+from sync_core.web.crm_forms import page, submit, unsaved_banners
+from sync_core.web.http import WebRequest, WebResponse, with_query
+from sync_core.web.session import current_caller
 
 TASKS_PATH = "/api/crm/tasks"
 LIST_LIMIT = 200
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TASK_LABELS = {
     "account_id": "Account", "assigned_to": "Assigned to (CRM user id)", "subject": "Subject",
     "description": "Description", "due_kind": "Due", "due_date": "Due date", "due_time": "Due time",
@@ -95,122 +92,74 @@ def due_text(task: CrmTask, zone: ZoneInfo) -> str:
     return ""
 
 
-def _errors(exc: ValidationError) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for error in exc.errors():
-        name = str(error["loc"][0]) if error["loc"] else "due_kind"
-        found.setdefault(name, str(error["msg"]).removeprefix("Value error, "))
-    return found
-
-
 def _notify(services: Services, caller: Caller, *tasks: CrmTask | None) -> None:
-    users = {caller.user_id} | {task.assigned_to for task in tasks if task is not None}
-    for user_id in sorted(users):
-        connection = services.connections.get(caller.tenant_id, user_id)
-        if connection is not None and connection.status is ConnectionStatus.CONNECTED:
-            jobs.enqueue_sync(services, caller.tenant_id, user_id, "crm-edit")
+    enqueue_for(services, caller, [caller.user_id, *(task.assigned_to for task in tasks if task is not None)])
 
 
 def _form_page(services: Services, caller: Caller, *, title: str, action: str, values: dict[str, str],
                errors: dict[str, str], task: CrmTask | None, status: int = 200) -> WebResponse:
-    banners = ([Banner("error", "Nothing was saved:", [f"{TASK_LABELS.get(k, k)}: {v}" for k, v in errors.items()])]
-               if errors else [])
-    body = render("crm_task.html", title=title, banners=banners, csrf=csrf_for(services, caller), action=action,
-                  values=values, errors=errors, task=task, labels=TASK_LABELS, zone=str(_zone(services, caller)),
-                  accounts=services.crm.list_accounts(caller.tenant_id))
-    return html(body, status)
+    return page("crm_record.html", services, caller, TASK_LABELS, status, section="Tasks", form="_task_form.html",
+                title=title, banners=unsaved_banners(errors, TASK_LABELS), action=action, values=values,
+                errors=errors, task=task, zone=str(_zone(services, caller)),
+                accounts=services.crm.list_accounts(caller.tenant_id))
 
 
 def _parse(form: dict[str, str], tenant_id: str, zone: ZoneInfo, task_id: str = "", version: str = "") -> CrmTask:
     try:
         return TaskForm.model_validate(form).to_task(tenant_id, zone, task_id, version)
     except ValidationError as exc:
-        raise _Invalid(_errors(exc)) from None
+        raise Invalid(form_errors(exc, "due_kind"), "task form") from None
 
 
-class _Invalid(Exception):
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__("invalid task form")
-        self.errors = errors
-
-
-def _task_id(request: WebRequest) -> str:
-    task_id = request.route.get("task_id", "")
-    if not _ID.match(task_id):
-        raise HttpError(404, "There is no such task.", "Not found")
-    return task_id
+def _saved(services: Services, caller: Caller, wanted: CrmTask, write: Callable[[CrmTask], CrmTask]) -> CrmTask:
+    if not services.crm.get_accounts(caller.tenant_id, [wanted.account_id]):
+        raise Invalid({"account_id": "choose one of the accounts listed"})
+    return write(wanted)
 
 
 def tasks(services: Services, request: WebRequest) -> WebResponse:
     caller = current_caller(services, request)
     zone = _zone(services, caller)
     if request.method == "POST":
-        form = request.form()
-        require_csrf(services, caller, form)
-        try:
-            wanted = _parse(form, caller.tenant_id, zone)
-            if not services.crm.get_accounts(caller.tenant_id, [wanted.account_id]):
-                raise _Invalid({"account_id": "choose one of the accounts listed"})
-            created = services.crm.create_task(wanted)
-        except (_Invalid, InvalidRecordError) as exc:
-            errors = exc.errors if isinstance(exc, _Invalid) else {"form": str(exc)}
-            return _form_page(services, caller, title="New task", action=TASKS_PATH, values=dict(form),
-                              errors=errors, task=None, status=400)
-        _notify(services, caller, created)
-        return redirect(with_query(TASKS_PATH, flash="created"))
+        def show(values: dict[str, str], errors: dict[str, str], status: int) -> WebResponse:
+            return _form_page(services, caller, title="New task", action=TASKS_PATH, values=values, errors=errors,
+                              task=None, status=status)
+
+        def save(form: dict[str, str]) -> CrmTask:
+            return _saved(services, caller, _parse(form, caller.tenant_id, zone), services.crm.create_task)
+
+        return submit(services, caller, request, show, save, lambda created: _notify(services, caller, created),
+                      with_query(TASKS_PATH, flash="created"))
     listed = services.crm.list_tasks(caller.tenant_id, limit=LIST_LIMIT)
     accounts = services.crm.list_accounts(caller.tenant_id)
-    message = FLASH.get(str(request.params.get("flash", "")))
-    body = render("crm_tasks.html", title="CRM tasks", banners=[Banner("ok", message)] if message else [],
-                  csrf=csrf_for(services, caller), tasks=listed, limit=LIST_LIMIT, me=caller.user_id,
-                  account_names={a.id: a.name for a in accounts}, accounts=accounts, labels=TASK_LABELS,
-                  due={t.id: due_text(t, zone) for t in listed}, zone=str(zone), action=TASKS_PATH, task=None,
-                  values={"assigned_to": caller.user_id, "due_kind": "none"}, errors={})
-    return html(body)
+    return page("crm_tasks.html", services, caller, TASK_LABELS, title="CRM tasks",
+                banners=flash_banners(request, FLASH), tasks=listed, limit=LIST_LIMIT, me=caller.user_id,
+                account_names={a.id: a.name for a in accounts}, accounts=accounts,
+                due={t.id: due_text(t, zone) for t in listed}, zone=str(zone), action=TASKS_PATH, task=None,
+                values={"assigned_to": caller.user_id, "due_kind": "none"}, errors={})
 
 
 def task(services: Services, request: WebRequest) -> WebResponse:
-    caller = current_caller(services, request)
-    task_id = _task_id(request)
+    caller, task_id, current = named_record(services, request, "task_id", "task", services.crm.get_tasks,
+                                            "There is no such task (it may have been deleted).")
     zone = _zone(services, caller)
-    current = services.crm.get_tasks(caller.tenant_id, [task_id]).get(task_id)
-    if current is None:
-        raise HttpError(404, "There is no such task (it may have been deleted).", "Not found")
     action = f"{TASKS_PATH}/{task_id}"
+
+    def show(values: dict[str, str], errors: dict[str, str], status: int) -> WebResponse:
+        return _form_page(services, caller, title="Edit task", action=action, values=values, errors=errors,
+                          task=current, status=status)
+
     if request.method != "POST":
-        return _form_page(services, caller, title="Edit task", action=action, values=task_values(current, zone),
-                          errors={}, task=current)
-    form = request.form()
-    require_csrf(services, caller, form)
-    try:
+        return show(task_values(current, zone), {}, 200)
+
+    def save(form: dict[str, str]) -> CrmTask:
         wanted = _parse(form, caller.tenant_id, zone, task_id, form.get("version", ""))
-        if not services.crm.get_accounts(caller.tenant_id, [wanted.account_id]):
-            raise _Invalid({"account_id": "choose one of the accounts listed"})
-        updated = services.crm.update_task(wanted)
-    except _Invalid as exc:
-        return _form_page(services, caller, title="Edit task", action=action, values=dict(form), errors=exc.errors,
-                          task=current, status=400)
-    except ConcurrencyError:
-        raise HttpError(409, "Someone (or the sync) changed this task while you edited it. Reload it and make "
-                             "your change again.", "The task changed meanwhile") from None
-    except InvalidRecordError as exc:
-        return _form_page(services, caller, title="Edit task", action=action, values=dict(form),
-                          errors={"form": str(exc)}, task=current, status=400)
-    _notify(services, caller, current, updated)
-    return redirect(with_query(TASKS_PATH, flash="updated"))
+        return _saved(services, caller, wanted, services.crm.update_task)
+
+    return submit(services, caller, request, show, save, lambda updated: _notify(services, caller, current, updated),
+                  with_query(TASKS_PATH, flash="updated"), editing="task")
 
 
 def delete_task(services: Services, request: WebRequest) -> WebResponse:
-    caller = current_caller(services, request)
-    task_id = _task_id(request)
-    form = request.form()
-    require_csrf(services, caller, form)
-    current = services.crm.get_tasks(caller.tenant_id, [task_id]).get(task_id)
-    if current is None:
-        raise HttpError(404, "There is no such task (it may have been deleted already).", "Not found")
-    try:
-        services.crm.delete_task(caller.tenant_id, task_id)
-    except NotFoundError:
-        raise HttpError(404, "There is no such task (it was deleted meanwhile).", "Not found") from None
-    _notify(services, caller, current)
-    return redirect(with_query(TASKS_PATH, flash="deleted"))
+    return delete_named(services, request, "task_id", "task", services.crm.get_tasks, services.crm.delete_task,
+                        lambda caller, current: _notify(services, caller, current), TASKS_PATH)

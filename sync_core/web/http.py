@@ -41,13 +41,18 @@ class WebRequest:
     def cookie(self, name: str) -> str | None:
         return cookie_from_header(self.header("cookie"), name)
 
+    def require_body(self, content_type: str, max_bytes: int, wrong_type: str, too_large: str) -> None:
+        """HttpError 415 (`wrong_type`) unless the body is `content_type`, 413 (`too_large`) beyond `max_bytes`."""
+        sent = (self.header("content-type") or "").split(";")[0].strip().lower()
+        if sent != content_type:
+            raise HttpError(415, wrong_type)
+        if len(self.body) > max_bytes:
+            raise HttpError(413, too_large)
+
     def form(self, max_bytes: int = MAX_FORM_BYTES) -> dict[str, str]:
         """The url-encoded form body; a repeated field keeps its last value."""
-        content_type = (self.header("content-type") or "").split(";")[0].strip().lower()
-        if content_type != "application/x-www-form-urlencoded":
-            raise HttpError(415, "This endpoint accepts only HTML form submissions.")
-        if len(self.body) > max_bytes:
-            raise HttpError(413, "The form is too large.")
+        self.require_body("application/x-www-form-urlencoded", max_bytes,
+                          "This endpoint accepts only HTML form submissions.", "The form is too large.")
         try:
             text = self.body.decode("utf-8")
             pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=200)

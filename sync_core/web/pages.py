@@ -11,14 +11,13 @@ from collections.abc import Mapping
 from urllib.parse import quote
 
 from sync_core.app import jobs
-from sync_core.bootstrap import Services
+from sync_core.app.services import Services
 from sync_core.domain.connections import Connection, ConnectionStatus
 from sync_core.app.disconnect import LEFT_TEXT, SyncRunning, disconnect_user, what_will_be_deleted
 from sync_core.domain.errors import ConcurrencyError, SyncError
 from sync_core.domain.models import UserSyncSettings
 from sync_core.app.oauth import OAuthError
 from sync_core.app.subscriptions import subscribe_user
-from sync_core.app.tenants import tenant_store
 from sync_core.web.http import HttpError, WebRequest, WebResponse, html, redirect, with_query
 from sync_core.web.preview import PreviewView, build_preview
 from sync_core.web.render import Banner, render
@@ -73,7 +72,7 @@ def flash_banners(params: Mapping[str, str]) -> list[Banner]:
 def _paid_caller(services: Services, request: WebRequest) -> Caller:
     """The session's caller, on a paid plan (free plan: a page saying so, and no Microsoft call)."""
     caller = current_caller(services, request)
-    if not tenant_store(services).get(caller.tenant_id).integration_allowed:
+    if not services.tenants.get(caller.tenant_id).integration_allowed:
         raise HttpError(403, "Contacts & Calendar Integrations is part of the paid plans. Ask your CRM "
                              "administrator to upgrade to use it.", "This integration needs a paid plan")
     return caller

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from sync_core.bootstrap import Services, build_services
+from sync_core.app.services import Services
 from sync_core.domain.errors import SettingsError, StorageError
 from sync_core.web.http import HttpError, WebRequest, WebResponse, html, security_headers, text
 from sync_core.web.render import render
@@ -41,9 +41,10 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
 
 
-def respond(handler: Handler, request: WebRequest, *, plain: bool = False,
-            services: Callable[[], Services] = build_services) -> WebResponse:
-    """`plain`: errors as text/plain (machine endpoints such as webhooks) instead of HTML pages."""
+def respond(handler: Handler, request: WebRequest, services: Callable[[], Services], *,
+            plain: bool = False) -> WebResponse:
+    """`services` builds (or returns the process's) Services: inside the try, so a missing setting is a 503
+    page. `plain`: errors as text/plain (machine endpoints such as webhooks) instead of HTML pages."""
     form_targets = ""
     try:
         built = services()

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from sync_core.domain.models import CrmContact
-from sync_core.app.subscriptions import Kind, subscription_store
+from sync_core.domain.subscriptions import Kind
 from tests.functions.stack import Stack, wait_for
 
 FOLDER = "Really Simple Systems"
@@ -121,7 +121,7 @@ def test_connect_configure_sync_edit_and_remove(stack: Stack, page: Any, shots: 
     shots(page, "settings-last-sync")
 
     # 5. Edit Ada in the emulator (as in Outlook); the webhook brings the edit to the CRM screen.
-    record = subscription_store(stack.services).get(tenant, user, Kind.CONTACTS)
+    record = stack.services.subscriptions.get(tenant, user, Kind.CONTACTS)
     assert record is not None and not record.owed
     since = max((d["seq"] for d in stack.control.http.get("/notifications/log").json()["value"]), default=0)
     page.goto(stack.emulator.ui)

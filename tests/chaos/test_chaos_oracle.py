@@ -9,7 +9,7 @@ import pytest
 
 from bench.chaos_oracle import Verdict, check_contacts, check_tasks
 from bench.chaos_people import History, SimUser
-from sync_core.fakes import FakeCrm
+from tests.support.fakes import FakeCrm
 from sync_core.kinds.contacts.mapping import fields_to_graph, crm_to_fields
 from sync_core.domain.models import (
     FOLDER_NAME,

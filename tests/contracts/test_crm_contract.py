@@ -1,4 +1,4 @@
-"""CrmPort contract: what every CRM implementation (fake and Table Storage) must do."""
+"""CrmPort contract: what every CRM implementation (in memory and on Table Storage) must do."""
 from __future__ import annotations
 
 import secrets

@@ -1,4 +1,4 @@
-"""StateStore contract: what every sync state store (fake and Table Storage) must do."""
+"""StateStore contract: what every sync state store (in memory and on Table Storage) must do."""
 from __future__ import annotations
 
 import secrets

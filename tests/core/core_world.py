@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sync_core.fakes import FakeCrm, FakeMicrosoft, FakeStateStore
+from tests.support.fakes import FakeCrm, FakeMicrosoft, FakeStateStore
 from sync_core.kinds.contacts.mapping import crm_to_fields, graph_to_contact
 from sync_core.domain.models import (
     FOLDER_NAME,

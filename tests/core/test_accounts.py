@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from sync_core.kinds.contacts.accounts import normalise_company, resolve_account
-from sync_core.fakes import FakeCrm
+from tests.support.fakes import FakeCrm
 from sync_core.domain.models import DEFAULT_IMPORT_ACCOUNT, Account
 
 T = "tenant-1"

@@ -7,7 +7,7 @@ import pytest
 from core_world import TENANT, USER, World
 
 from sync_core.domain.errors import LeaseHeldError, NotFoundError, ThrottledError, TransientError
-from sync_core.fakes import DEFAULT_CONTACTS_FOLDER, FakeMicrosoft, FakeStateStore, SimulatedCrash
+from tests.support.fakes import DEFAULT_CONTACTS_FOLDER, FakeMicrosoft, FakeStateStore, SimulatedCrash
 from sync_core.domain.models import (
     DEFAULT_IMPORT_ACCOUNT,
     FOLDER_NAME,

@@ -23,7 +23,7 @@ from hypothesis.stateful import (
 )
 
 from sync_core.domain.errors import ConcurrencyError, ThrottledError, TransientError
-from sync_core.fakes import DEFAULT_CONTACTS_FOLDER, SimulatedCrash
+from tests.support.fakes import DEFAULT_CONTACTS_FOLDER, SimulatedCrash
 from sync_core.kinds.contacts.mapping import CRM_ID_PROPERTY
 from sync_core.domain.models import FOLDER_NAME, LinkState, SyncMode, UserSyncSettings
 from sync_core.kinds.contacts.planner import import_crm_ids

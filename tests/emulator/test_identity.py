@@ -32,8 +32,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from m365_emulator.core import App, Core, User
-from m365_emulator.identity import build_identity_app
+from m365_emulator.kernel.core import App, Core, User
+from m365_emulator.identity.app import build_identity_app
 from m365_emulator.tls import TlsFiles, make_tls_files
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "identity"

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from m365_emulator import contacts
-from m365_emulator.app import Emulator, build_emulator
-from m365_emulator.core import Core
-from m365_emulator.delta import DeltaState, TokenCodec
-from m365_emulator.graph_common import GraphError, compile_filter
-from m365_emulator.persist import Persister
+from m365_emulator.app import build_emulator
+from m365_emulator.kernel.core import Core
+from m365_emulator.kernel.delta import DeltaState, TokenCodec
+from m365_emulator.kernel.emulator import Emulator
+from m365_emulator.kernel.graph import GraphError
+from m365_emulator.kernel.odata_filter import compile_filter
+from m365_emulator.kernel.persist import Persister
+from m365_emulator.resources import contacts
 
 
 @pytest.fixture

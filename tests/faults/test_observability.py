@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sync_core.domain.models import CrmContact, RunOutcome
-from sync_core.app.subscriptions import Kind, subscription_store
+from sync_core.domain.subscriptions import Kind
 from tests.faults.matrix import Connector, User
 from tests.functions.log_hygiene import leaked_secrets
 from tests.functions.stack import wait_for
@@ -60,7 +60,7 @@ def test_run_worker_and_webhook_log_one_line_per_event_with_ids_and_no_personal_
         business_phone=personal["phone"]))
     run = user.sync()
     assert run.outcome is RunOutcome.SUCCEEDED and run.microsoft.created == 1, run
-    wait_for(lambda: (r := subscription_store(stack.services).get(user.tenant_id, user.user_id, Kind.CONTACTS))
+    wait_for(lambda: (r := stack.services.subscriptions.get(user.tenant_id, user.user_id, Kind.CONTACTS))
              and not r.owed, 30, "the subscription")
     (item,) = user.folder_items()
     edit = f"Edited in Outlook {marker}"

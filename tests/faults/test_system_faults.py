@@ -18,7 +18,7 @@ from azure.storage.queue import QueueClient
 from sync_core.app import freshness, jobs, ops
 from sync_core.domain.errors import StorageError
 from sync_core.domain.models import RunOutcome, RunRecord
-from sync_core.app.subscriptions import Kind, subscription_store
+from sync_core.domain.subscriptions import Kind
 from tests.faults.matrix import LEASE_SECONDS, Connector, User
 from tests.faults.test_graph_faults import BATCH, DELTA, _assert_one_each
 from tests.functions.stack import wait_for
@@ -40,7 +40,7 @@ def _no_overlap(runs: list[RunRecord]) -> None:
 def test_duplicate_and_late_notifications_reach_the_crm_once(connect: Connector) -> None:
     user = connect(contacts=2)
     stack = user.stack
-    wait_for(lambda: (r := subscription_store(stack.services).get(user.tenant_id, user.user_id, Kind.CONTACTS))
+    wait_for(lambda: (r := stack.services.subscriptions.get(user.tenant_id, user.user_id, Kind.CONTACTS))
              and not r.owed, 30, "the contact folder subscription")
     stack.control.http.delete("/notifications/log")
     stack.control.http.post("/notifications", json={"duplicate_probability": 1.0, "delay_ms": 1500})

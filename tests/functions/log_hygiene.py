@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from sync_core.adapters.tables.common import unescape_key_part
-from sync_core.app.subscriptions import INDEX_PARTITION, subscription_store
+from sync_core.adapters.tables.subscriptions import INDEX_PARTITION
 from tests.functions.stack import Stack
 
 # Shapes of credentials that must never be logged, whatever their value.
@@ -18,7 +18,7 @@ def _current_secrets(stack: Stack) -> set[str]:
     """Every token our app holds right now, and every subscription's clientState."""
     for entity in stack.services.tokens.table.query("PartitionKey ne @x", {"x": ""}):
         stack.remember_tokens(unescape_key_part(str(entity["PartitionKey"])), unescape_key_part(str(entity["RowKey"])))
-    store = subscription_store(stack.services)
+    store = stack.services.subscriptions
     states = set()
     for entity in store.table.query("PartitionKey eq @p", {"p": INDEX_PARTITION}):
         owner = store.owner_of(unescape_key_part(str(entity["RowKey"])))

@@ -17,7 +17,7 @@ from devhost.azurite import Azurite
 from m365_emulator.server import ControlClient, EmulatorProcess
 from sync_core.domain.models import CrmContact, CrmTask, RunOutcome
 from tests.functions.stack import LogCollector, Stack, WebClient, connect_with_emulator, start_stack, wait_for
-from tests.functions.test_fn_pages import VALID_FORM
+from devhost.stack import VALID_FORM
 
 CONTACTS = 120  # six chunks of 20 at a 1 s budget: more than one run can do
 TASKS = 60  # three chunks

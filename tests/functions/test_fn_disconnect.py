@@ -9,7 +9,6 @@ import httpx
 
 from sync_core.domain.connections import ConnectionStatus
 from sync_core.domain.models import CrmContact
-from sync_core.app.subscriptions import subscription_store
 from tests.functions.stack import Stack, WebClient, connect_with_emulator, wait_for
 
 FOLDER = "Really Simple Systems"
@@ -56,7 +55,7 @@ def test_warning_page_then_everything_in_microsoft_is_deleted_and_crm_data_stays
     assert services.tokens.load(tenant, user) is None
     assert list(services.state.iter_links(tenant, user)) == []
     assert services.state.get_cursor(tenant, user).folder_id is None
-    assert subscription_store(services).for_user(tenant, user) == {}
+    assert services.subscriptions.for_user(tenant, user) == {}
     connection = services.connections.get(tenant, user)
     assert connection is not None and connection.status is ConnectionStatus.NOT_CONNECTED
     assert connection.ms_account is None
@@ -83,6 +82,6 @@ def test_a_dead_sign_in_still_cleans_our_side_and_says_what_is_left(
     assert len(_folders(stack, ms_user)) == 1  # still there: nobody could delete it
     assert stack.services.tokens.load(tenant, user) is None
     assert list(stack.services.state.iter_links(tenant, user)) == []
-    assert subscription_store(stack.services).for_user(tenant, user) == {}
+    assert stack.services.subscriptions.for_user(tenant, user) == {}
     connection = stack.services.connections.get(tenant, user)
     assert connection is not None and connection.status is ConnectionStatus.NOT_CONNECTED

@@ -7,7 +7,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from sync_core.domain.connections import ConnectionStatus
-from sync_core.app.subscriptions import subscription_store
 from tests.functions.stack import Stack, WebClient, client_sign_in, connect_with_emulator, wait_for, wait_subscribed
 
 
@@ -45,7 +44,7 @@ def test_connect_subscribes_to_the_contact_folder(stack: Stack, web: WebClient, 
     folder_id = stack.services.state.get_cursor(tenant, user).folder_id
     assert record.resource == f"/me/contactFolders/{folder_id}/contacts"
     assert record.resource.startswith("/me/contactFolders/") and record.resource.endswith("/contacts")
-    owner = subscription_store(stack.services).owner_of(record.sub_id)
+    owner = stack.services.subscriptions.owner_of(record.sub_id)
     assert owner is not None and (owner.tenant_id, owner.user_id) == (tenant, user)
     assert 20 <= len(record.client_state) <= 128
 

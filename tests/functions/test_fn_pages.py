@@ -6,16 +6,11 @@ import uuid
 
 import httpx
 
+from devhost.stack import VALID_FORM
 from sync_core.domain.models import SyncMode, TIMED_REMINDER_CHOICES
-from sync_core.app.tenants import Plan
+from sync_core.domain.tenants import Plan
 from sync_core.web.auth import SESSION_COOKIE
 from tests.functions.stack import Stack, WebClient, started_sign_ins
-
-VALID_FORM = {
-    "mode": "two_way", "contact_scope": "owned_accounts", "task_target": "todo", "all_day_reminder": "off",
-    "all_day_reminder_time": "09:00", "timed_reminder_minutes": "15", "task_import_account": "From Office 365",
-    "time_zone": "UTC", "event_duration_minutes": "30",
-}
 
 
 def _user() -> str:

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 
 from sync_core.domain.models import CrmTask
-from sync_core.app.subscriptions import Kind, subscription_store
+from sync_core.domain.subscriptions import Kind
 from tests.functions.stack import Stack, WebClient, connect_with_emulator, wait_for, wait_subscribed
-from tests.functions.test_fn_pages import VALID_FORM
+from devhost.stack import VALID_FORM
 
 
 def _user() -> str:
@@ -119,7 +119,7 @@ def test_the_task_list_gets_its_subscription_once_the_sync_made_it(stack: Stack,
     connect_with_emulator(web, ms_user)
     wait_subscribed(stack, tenant, user)
     _enable_tasks(stack, web, "todo")
-    store = subscription_store(stack.services)
+    store = stack.services.subscriptions
     record = wait_for(lambda: (r := store.get(tenant, user, Kind.TASKS)) and not r.owed and r, 60,
                       "the To Do list subscription")
     lists = [item for item in _graph(stack, ms_user, "/me/todo/lists")["value"]

@@ -15,7 +15,7 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64E
 from sync_core.app import freshness
 from sync_core.domain.models import CrmContact
 from sync_core.settings import get_settings
-from sync_core.app.subscriptions import Kind, subscription_store
+from sync_core.domain.subscriptions import Kind
 from tests.functions.stack import Stack, WebClient, connect_with_emulator, wait_for, wait_subscribed
 
 
@@ -86,7 +86,7 @@ def test_a_message_that_is_not_a_sync_job_is_dropped_not_poisoned(stack: Stack) 
 def test_timer_renews_expiring_subscriptions_and_creates_owed_ones(stack: Stack, web: WebClient,
                                                                   ms_user: dict[str, Any]) -> None:
     tenant, user = _connected(stack, web, ms_user)
-    store = subscription_store(stack.services)
+    store = stack.services.subscriptions
     record = wait_subscribed(stack, tenant, user)
     soon = store.save(replace(record, expires_at=datetime.now(UTC) + timedelta(hours=2)), record)
     report = freshness.tick(stack.services)
@@ -139,7 +139,7 @@ def test_the_subscription_follows_the_folder_the_sync_moved_to(stack: Stack, web
     cursor = stack.services.state.get_cursor(tenant, user)
     stack.services.state.save_cursor(cursor.model_copy(update={"folder_id": made.json()["id"], "delta_link": None}))
     web.post_form("/api/sync-now", {"csrf": web.csrf()})
-    store = subscription_store(stack.services)
+    store = stack.services.subscriptions
     fresh = wait_for(lambda: (r := store.get(tenant, user, Kind.CONTACTS)) and not r.owed
                      and r.sub_id != old.sub_id and r, 60, "a subscription on the new folder")
     assert fresh.resource == f"/me/contactFolders/{made.json()['id']}/contacts"

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from sync_core.adapters.tables.common import Table, key_part
-from sync_core.app.subscriptions import Kind, Subscription, subscription_store
+from sync_core.domain.subscriptions import Kind, Subscription
 from tests.functions.stack import Stack, WebClient, connect_with_emulator, wait_for, wait_subscribed
 
 
@@ -21,7 +21,7 @@ def _subscribed_user(stack: Stack) -> Subscription:
     tenant, user = stack.new_tenant(), "user-" + uuid.uuid4().hex[:8]
     record = Subscription(tenant, user, Kind.CONTACTS, str(uuid.uuid4()), "/me/contactFolders/x/contacts",
                           datetime.now(UTC) + timedelta(days=2), secrets.token_urlsafe(48))
-    return subscription_store(stack.services).save(record, None)
+    return stack.services.subscriptions.save(record, None)
 
 
 def _enqueued(stack: Stack, record: Subscription) -> bool:
@@ -126,8 +126,8 @@ def test_lifecycle_for_a_user_no_longer_connected_drops_the_subscription(stack: 
     response = _post(stack, "/api/graph/lifecycle",
                      {"value": [_notification(record, lifecycleEvent="reauthorizationRequired")]})
     assert response.status_code == 202
-    assert subscription_store(stack.services).get(record.tenant_id, record.user_id, Kind.CONTACTS) is None
-    assert subscription_store(stack.services).owner_of(record.sub_id) is None
+    assert stack.services.subscriptions.get(record.tenant_id, record.user_id, Kind.CONTACTS) is None
+    assert stack.services.subscriptions.owner_of(record.sub_id) is None
 
 
 def _connected(stack: Stack, web: WebClient, ms_user: dict[str, Any]) -> Subscription:
@@ -143,7 +143,7 @@ def test_reauthorization_required_renews_the_subscription(stack: Stack, web: Web
     response = _post(stack, "/api/graph/lifecycle",
                      {"value": [_notification(record, lifecycleEvent="reauthorizationRequired")]})
     assert response.status_code == 202
-    renewed = subscription_store(stack.services).get(record.tenant_id, record.user_id, Kind.CONTACTS)
+    renewed = stack.services.subscriptions.get(record.tenant_id, record.user_id, Kind.CONTACTS)
     assert renewed is not None and renewed.sub_id == record.sub_id
     assert renewed.etag != record.etag and renewed.expires_at >= record.expires_at
 
@@ -152,9 +152,9 @@ def test_missed_recreates_the_subscription_and_syncs(stack: Stack, web: WebClien
     record = _connected(stack, web, ms_user)
     response = _post(stack, "/api/graph/lifecycle", {"value": [_notification(record, lifecycleEvent="missed")]})
     assert response.status_code == 202
-    fresh = subscription_store(stack.services).get(record.tenant_id, record.user_id, Kind.CONTACTS)
+    fresh = stack.services.subscriptions.get(record.tenant_id, record.user_id, Kind.CONTACTS)
     assert fresh is not None and fresh.sub_id != record.sub_id and fresh.client_state != record.client_state
-    assert subscription_store(stack.services).owner_of(record.sub_id) is None
+    assert stack.services.subscriptions.owner_of(record.sub_id) is None
     # The old subscription's secret no longer opens the door.
     stale = _post(stack, "/api/graph/notifications", {"value": [_notification(record)]})
     assert stale.status_code == 403

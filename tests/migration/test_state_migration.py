@@ -16,11 +16,12 @@ from table_dump import load, read
 
 from sync_core.app import jobs
 from sync_core.adapters.tables.state import LEGACY_TABLES
-from sync_core.bootstrap import Services, build_services
+from sync_core.app.services import Services
+from sync_core.bootstrap import build_services
 from sync_core.domain.models import LinkState, RunOutcome
 from sync_core.settings import load_settings
-from sync_core.app.state_migration import StateMigration, migrate_user
-from sync_core.app.tenants import Plan, Tenant, tenant_store
+from sync_core.adapters.tables.state_migration import StateMigration, migrate_user
+from sync_core.domain.tenants import Plan, Tenant
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -33,7 +34,7 @@ def services(app_env: dict[str, str], storage_prefix: str) -> Services:
     built = build_services(load_settings(app_env))
     load(built.table_service, storage_prefix, FIXTURE)
     for tenant in ("tenant-solo", "tenant-north", "tenant-south"):
-        tenant_store(built).save(Tenant(id=tenant, plan=Plan.PAID))
+        built.tenants.save(Tenant(id=tenant, plan=Plan.PAID))
     return built
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sync_core.fakes import CALENDAR, FakeCrm, FakeMicrosoft, FakeMicrosoftTasks, FakeStateStore
+from tests.support.fakes import CALENDAR, FakeCrm, FakeMicrosoft, FakeMicrosoftTasks, FakeStateStore
 from sync_core.domain.models import FOLDER_NAME, Account, CrmTask, Link, MsTask, RunRecord, TaskTarget, UserSyncSettings
 from sync_core.kinds.contacts.run import SyncOptions, sync_user
 from sync_core.kinds.tasks.run import calendar_window, task_partition

@@ -19,7 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from task_world import TENANT, USER, TaskWorld
 
 from sync_core.domain.errors import ConcurrencyError, ThrottledError, TransientError
-from sync_core.fakes import CALENDAR, SimulatedCrash
+from tests.support.fakes import CALENDAR, SimulatedCrash
 from sync_core.domain.models import LinkState, TaskStatus, TaskTarget
 from sync_core.kinds.tasks.mapping import TASK_ID_PROPERTY, crm_to_task_fields, decode_synced, project, user_zone
 from sync_core.kinds.tasks.planner import import_task_id, split_ms_key

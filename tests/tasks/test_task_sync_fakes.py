@@ -8,7 +8,7 @@ from typing import Any
 from task_world import TENANT, USER, TaskWorld
 
 from sync_core.domain.errors import TransientError
-from sync_core.fakes import CALENDAR, SimulatedCrash
+from tests.support.fakes import CALENDAR, SimulatedCrash
 from sync_core.domain.models import DEFAULT_IMPORT_ACCOUNT, LinkState, RunOutcome, SyncMode, TaskStatus, TaskTarget
 from sync_core.kinds.tasks.mapping import APP_NAME
 from sync_core.kinds.tasks.run import forget_task_state, target_cursor_key, task_partition

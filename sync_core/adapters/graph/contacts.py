@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from urllib.parse import quote
 
 from sync_core.kinds.contacts import mapping
+from sync_core.adapters.graph.outcomes import delete_result, delta_items, read_results, write_result
 from sync_core.adapters.graph.session import GraphSession, SubRequest, SubResponse
 from sync_core.domain.errors import DeltaExpiredError, InvalidRecordError, NotFoundError
 from sync_core.domain.models import ContactFields, DeltaResult, MsChange, MsContact
@@ -76,15 +77,13 @@ class GraphContacts:
         if not new_link:
             raise DeltaExpiredError("delta round ended without a deltaLink", status=200)
         changes: dict[str, MsChange] = {}
-        for item in items:
-            ms_id = item.get("id") if isinstance(item, dict) else None
-            if not isinstance(ms_id, str) or not ms_id:
-                self.quarantined.append(("?", "delta item without an id"))
-                continue
-            if "@removed" in item:
-                removed = item.get("@removed")
-                reason = removed.get("reason", "deleted") if isinstance(removed, dict) else "deleted"
-                changes[ms_id] = MsChange(ms_id=ms_id, removed_reason=str(reason))
+
+        def nameless() -> None:
+            self.quarantined.append(("?", "delta item without an id"))
+
+        for ms_id, removed, item in delta_items(items, nameless):
+            if removed is not None:
+                changes[ms_id] = MsChange(ms_id=ms_id, removed_reason=removed)
                 continue
             try:
                 changes[ms_id] = MsChange(ms_id=ms_id, contact=mapping.graph_to_contact(item))
@@ -103,13 +102,8 @@ class GraphContacts:
                                           f"&$expand=singleValueExtendedProperties($filter=id eq '{prop}')")
                 for i, ms_id in enumerate(ms_ids)]
         answered = self.session.batch(subs, idempotent=True) if subs else {}
-        tags: dict[str, str | None] = {}
-        for i, ms_id in enumerate(ms_ids):
-            response = answered.get(str(i))
-            if response is None or not (200 <= response.status < 300 or response.status == 404):
-                continue
-            tags[ms_id] = _crm_tag(response.body) if response.status != 404 else ITEM_GONE
-        return tags
+        gone: str | None = ITEM_GONE
+        return read_results(ms_ids, answered, gone, _crm_tag)
 
     def find_contact_by_crm_id(self, folder_id: str, crm_id: str) -> MsContact | None:
         prop = _odata_quote(mapping.CRM_ID_PROPERTY)
@@ -141,24 +135,11 @@ class GraphContacts:
         subs = [SubRequest(str(i), "DELETE", f"{self.mailbox}/contacts/{quote(ms_id, safe='')}")
                 for i, ms_id in enumerate(ms_ids)]
         answered = self.session.batch(subs, idempotent=True)
-        results = []
-        for i, ms_id in enumerate(ms_ids):
-            response = answered[str(i)]
-            # Already gone is what we wanted.
-            ok = 200 <= response.status < 300 or response.status == 404
-            results.append(WriteResult(ms_id, ok, status=response.status,
-                                       error=None if ok else response.error_text, retry_after=response.retry_after))
-        return results
+        return [delete_result(WriteResult, ms_id, answered[str(i)]) for i, ms_id in enumerate(ms_ids)]
 
     @staticmethod
     def _result(key: str, response: SubResponse) -> WriteResult:
-        if 200 <= response.status < 300 and isinstance(response.body, dict):
-            try:
-                return WriteResult(key, True, contact=mapping.graph_to_contact(response.body), status=response.status)
-            except InvalidRecordError as exc:
-                return WriteResult(key, False, status=response.status, error=f"unreadable answer: {exc}")
-        return WriteResult(key, False, status=response.status, error=response.error_text,
-                           retry_after=response.retry_after)
+        return write_result(WriteResult, key, response, "contact", mapping.graph_to_contact)
 
 
 def _crm_tag(item: object) -> str | None:

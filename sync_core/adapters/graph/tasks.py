@@ -13,23 +13,18 @@ after an ambiguous failure.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from sync_core.adapters.graph.outcomes import delete_result, delta_items, read_results, write_result
 from sync_core.adapters.graph.session import GraphSession, SubRequest, SubResponse
 from sync_core.domain.errors import DeltaExpiredError, InvalidRecordError, MicrosoftError
 from sync_core.domain.models import MsTask, TaskChange, TaskDeltaResult, TaskFields, TaskTarget, UserSyncSettings
 from sync_core.ports import TaskUpdate, TaskWriteResult
 from sync_core.kinds.tasks.mapping import (
-    APP_NAME,
-    TASK_ID_PROPERTY,
-    event_create_body,
-    event_patch_body,
-    graph_to_task,
-    todo_create_body,
-    todo_patch_body,
-    user_zone,
+    APP_NAME, TASK_ID_PROPERTY, event_create_body, event_patch_body, graph_to_task, todo_create_body,
+    todo_patch_body, user_zone,
 )
 
 DELTA_PAGE_SIZE = 500
@@ -105,19 +100,16 @@ class GraphTasks:
         if not new_link:
             raise DeltaExpiredError("delta round ended without a deltaLink", status=200)
         changes: dict[str, TaskChange] = {}
-        for item in items:
-            ms_id = item.get("id") if isinstance(item, dict) else None
-            if not isinstance(ms_id, str) or not ms_id:
-                continue  # nothing to name it by: it cannot be synced or quarantined
-            if "@removed" in item:
-                reason = (item.get("@removed") or {}).get("reason", "deleted")
-                changes[ms_id] = TaskChange(ms_id=ms_id, removed_reason=str(reason))
+        # An item without an id has nothing to name it by: it cannot be synced or quarantined.
+        for ms_id, removed, item in delta_items(items):
+            if removed is not None:
+                changes[ms_id] = TaskChange(ms_id=ms_id, removed_reason=removed)
                 continue
             changes[ms_id] = self._change(target, ms_id, item)
         # The same item can appear twice in a round; the last state wins (the dict keeps the latest).
         return TaskDeltaResult(changes=tuple(changes.values()), delta_link=new_link, full=not delta_link)
 
-    def _change(self, target: TaskTarget, ms_id: str, item: dict[str, Any]) -> TaskChange:
+    def _change(self, target: TaskTarget, ms_id: str, item: Mapping[str, Any]) -> TaskChange:
         if target is TaskTarget.CALENDAR and item.get("type") == "seriesMaster":
             return TaskChange(ms_id=ms_id, invalid_reason="a series master is not an instance")
         try:
@@ -130,19 +122,8 @@ class GraphTasks:
         failed GET, an unreadable answer) are left out: the caller must not take them for gone."""
         subs = [SubRequest(str(i), "GET", self._item_url(target, container, ms_id)) for i, ms_id in enumerate(ms_ids)]
         answered = self._counted(lambda: self.session.batch(subs, idempotent=True)) if subs else {}
-        found: dict[str, MsTask | None] = {}
-        for i, ms_id in enumerate(ms_ids):
-            response = answered.get(str(i))
-            if response is None:
-                continue
-            if response.status == 404:
-                found[ms_id] = None
-            elif 200 <= response.status < 300 and isinstance(response.body, dict):
-                try:
-                    found[ms_id] = graph_to_task(target, response.body, self._zone)
-                except InvalidRecordError:
-                    continue
-        return found
+        gone: MsTask | None = None
+        return read_results(ms_ids, answered, gone, lambda body: graph_to_task(target, body, self._zone))
 
     def find_task_by_crm_id(self, target: TaskTarget, container: str, crm_id: str) -> MsTask | None:
         return self._counted(lambda: self._find(target, container, crm_id))
@@ -207,20 +188,8 @@ class GraphTasks:
     def delete_tasks(self, target: TaskTarget, container: str, ms_ids: Sequence[str]) -> list[TaskWriteResult]:
         subs = [SubRequest(str(i), "DELETE", self._item_url(target, container, ms_id)) for i, ms_id in enumerate(ms_ids)]
         answered = self._counted(lambda: self.session.batch(subs, idempotent=True)) if subs else {}
-        results = []
-        for i, ms_id in enumerate(ms_ids):
-            response = answered[str(i)]
-            ok = 200 <= response.status < 300 or response.status == 404  # already gone is what we wanted
-            results.append(TaskWriteResult(ms_id, ok, status=response.status,
-                                           error=None if ok else response.error_text, retry_after=response.retry_after))
-        return results
+        return [delete_result(TaskWriteResult, ms_id, answered[str(i)]) for i, ms_id in enumerate(ms_ids)]
 
     def _result(self, target: TaskTarget, key: str, response: SubResponse) -> TaskWriteResult:
-        if 200 <= response.status < 300 and isinstance(response.body, dict):
-            try:
-                task = graph_to_task(target, response.body, self._zone)
-            except InvalidRecordError as exc:
-                return TaskWriteResult(key, False, status=response.status, error=f"unreadable answer: {exc}")
-            return TaskWriteResult(key, True, task=task, status=response.status)
-        return TaskWriteResult(key, False, status=response.status, error=response.error_text,
-                               retry_after=response.retry_after)
+        return write_result(TaskWriteResult, key, response, "task",
+                            lambda body: graph_to_task(target, body, self._zone))

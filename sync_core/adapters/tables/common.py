@@ -4,119 +4,39 @@ Every storage call of an adapter goes through `Table`, which
 - creates its table once per process (on first use, not at import or construction),
 - counts each request it sends (reads and writes apart), so a benchmark can show that a sync's
   storage reads do not grow with the number of contacts,
-- translates azure.core exceptions into sync_core.domain.errors at this boundary, so nothing above
-  the adapters ever sees an SDK exception.
+- translates azure.core exceptions into sync_core.domain.errors at this boundary (storage_errors.py),
+  so nothing above the adapters ever sees an SDK exception.
 
-Keys: `key_part` escapes a caller's value so it can sit inside a RowKey next to `_` separators
-without two different values ever producing the same key, and without the characters
-Table Storage forbids in keys (/ \\ # ? and control characters).
+Keys and stored values: codec.py (re-exported here, where the adapters have always found them).
 """
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
-from azure.data.tables import (
-    EdmType,
-    EntityProperty,
-    TableClient,
-    TableEntity,
-    TableServiceClient,
-    TableTransactionError,
-    UpdateMode,
-)
+from azure.data.tables import TableClient, TableEntity, TableServiceClient, UpdateMode
 
-from sync_core.domain.errors import (
-    AlreadyExistsError,
-    ConcurrencyError,
-    InvalidRecordError,
-    NotFoundError,
-    StorageError,
-    SyncError,
+from sync_core.adapters.tables.codec import (
+    as_int, etag_of, from_iso, int64, iso, key_part, prefix_upper_bound, unescape_key_part,
 )
+from sync_core.adapters.tables.storage_errors import failed_op_index, storage_call, translate
+from sync_core.domain.errors import AlreadyExistsError, InvalidRecordError, NotFoundError
+
+if TYPE_CHECKING:
+    from sync_core.settings import AppSettings
+
 
 Entity = dict[str, Any]
 NameFunction = Callable[[str], str]
 
-# Safe inside a RowKey and never a separator; everything else (including `_` and `~`) is escaped.
-_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.@+-")
-# Codes that mean the record itself cannot be stored as it is (quarantine it, don't retry).
-_INVALID_RECORD_CODES = frozenset(
-    {"PropertyValueTooLarge", "EntityTooLarge", "PropertyNameTooLong", "TooManyProperties", "InvalidInput",
-     "InvalidValueType", "OutOfRangeInput", "KeyValueTooLarge", "InvalidDuplicateRow"}
-)
 # Parallel point reads: enough to hide latency, few enough for a 2-core Functions worker.
 _READ_WORKERS = 8
 _KEYS_PER_QUERY = 14
-
-
-def key_part(value: str) -> str:
-    """Escape `value` for use inside a RowKey: injective, and keeps alphanumeric ids readable."""
-    out: list[str] = []
-    for byte in value.encode("utf-8"):
-        out.append(chr(byte) if byte in _SAFE else f"~{byte:02x}")
-    return "".join(out)
-
-
-def unescape_key_part(value: str) -> str:
-    raw = bytearray()
-    index = 0
-    while index < len(value):
-        if value[index] == "~":
-            raw.append(int(value[index + 1:index + 3], 16))
-            index += 3
-        else:
-            raw.append(ord(value[index]))
-            index += 1
-    return raw.decode("utf-8")
-
-
-def prefix_upper_bound(prefix: str) -> str:
-    """The smallest string greater than every string starting with `prefix` (for `lt` filters)."""
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
-
-
-def as_int(value: Any) -> int:
-    """Int64 properties come back as EntityProperty, Int32 ones as int."""
-    if isinstance(value, EntityProperty):
-        return int(value.value)
-    return int(value)
-
-
-def int64(value: int) -> EntityProperty:
-    return EntityProperty(value, EdmType.INT64)
-
-
-def iso(value: datetime | None) -> str:
-    """Datetimes are stored as ISO strings: exact round trip (microseconds, tz or naive)."""
-    return "" if value is None else value.isoformat()
-
-
-def from_iso(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def etag_of(entity: Mapping[str, Any]) -> str:
-    metadata = getattr(entity, "metadata", None) or {}
-    etag = metadata.get("etag")
-    if not etag:
-        raise StorageError("storage returned an entity without an ETag")
-    return str(etag)
 
 
 class RequestCounter:
@@ -169,45 +89,11 @@ def connect(service: TableServiceClient | str) -> TableServiceClient:
     )
 
 
-def translate(exc: AzureError, what: str) -> SyncError:
-    """One azure.core exception → the sync_core error the core understands."""
-    status = getattr(exc, "status_code", None)
-    raw_code = getattr(exc, "error_code", None)
-    code = str(getattr(raw_code, "value", raw_code) or "")
-    detail = f"{what}: storage answered {status} {code}".rstrip()
-    if isinstance(exc, ResourceModifiedError) or status == 412:
-        return ConcurrencyError(f"{what}: the entity changed since it was read (stale ETag)")
-    # A single-entity create answers ResourceExistsError without an error_code; batches carry one.
-    if isinstance(exc, ResourceExistsError) or (status == 409 and code in {"EntityAlreadyExists", "TableAlreadyExists"}):
-        return AlreadyExistsError(f"{what}: the entity already exists")
-    if isinstance(exc, ResourceNotFoundError) or status == 404:
-        return NotFoundError(f"{what}: not found")
-    if status == 400 and code in _INVALID_RECORD_CODES:
-        return InvalidRecordError(f"{what}: storage rejected the record ({code})")
-    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-        return StorageError(f"{what}: storage is unreachable ({type(exc).__name__})")
-    if isinstance(exc, HttpResponseError):
-        return StorageError(detail)
-    return StorageError(f"{what}: {type(exc).__name__}")
-
-
-def failed_op_index(exc: BaseException) -> int | None:
-    """Which operation of a transaction was rejected, when `exc` came from `Table.transact`."""
-    index = getattr(exc, "op_index", None)
-    return index if isinstance(index, int) else None
-
-
-@contextmanager
-def storage_call(what: str) -> Iterator[None]:
-    try:
-        yield
-    except TableTransactionError as exc:
-        error = translate(exc, what)
-        error.op_index = exc.index  # type: ignore[attr-defined]
-        raise error from exc
-    except AzureError as exc:
-        raise translate(exc, what) from exc
-
+def _if_match(etag: str | None) -> dict[str, Any]:
+    """The SDK's arguments for If-Match `etag`; none (unconditional) when etag is None."""
+    if etag is None:
+        return {}
+    return {"etag": etag, "match_condition": MatchConditions.IfNotModified}
 
 # Tables known to exist, per storage endpoint: created once per process, not per adapter.
 _created_tables: set[tuple[str, str]] = set()
@@ -227,9 +113,7 @@ class Op:
     etag: str | None = None
 
     def as_sdk(self) -> tuple[str, Entity, dict[str, Any]]:
-        conditional: dict[str, Any] = {}
-        if self.etag is not None:
-            conditional = {"etag": self.etag, "match_condition": MatchConditions.IfNotModified}
+        conditional = _if_match(self.etag)
         if self.kind == "create":
             return ("create", self.entity, {})
         if self.kind == "replace":
@@ -357,11 +241,8 @@ class Table:
         """Replace; If-Match `etag` when given (ConcurrencyError when stale)."""
         client = self.client
         self.counter.add("write")
-        kwargs: dict[str, Any] = {}
-        if etag is not None:
-            kwargs = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
         with storage_call(f"update {self.name}"):
-            return str(client.update_entity(entity, mode=UpdateMode.REPLACE, **kwargs)["etag"])
+            return str(client.update_entity(entity, mode=UpdateMode.REPLACE, **_if_match(etag))["etag"])
 
     def upsert(self, entity: Entity) -> str:
         client = self.client
@@ -373,11 +254,8 @@ class Table:
         """Delete; a missing entity is not an error (the SDK answers 404 with success)."""
         client = self.client
         self.counter.add("write")
-        kwargs: dict[str, Any] = {}
-        if etag is not None:
-            kwargs = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
         with storage_call(f"delete from {self.name}"):
-            client.delete_entity(partition_key, row_key, **kwargs)
+            client.delete_entity(partition_key, row_key, **_if_match(etag))
 
     def transact(self, ops: Sequence[Op]) -> list[str | None]:
         """Commit `ops` atomically (one entity group transaction): all or nothing.
@@ -399,3 +277,28 @@ class Table:
 def _etag_or_none(meta: Mapping[str, Any]) -> str | None:
     etag = meta.get("etag")
     return str(etag) if etag else None
+
+
+def same_name(base: str) -> str:
+    """The default NameFunction: table names as they are (settings add a prefix)."""
+    return base
+
+
+class TableAdapter:
+    """What every Table adapter starts from: a shared request counter, the service, and its tables'
+    names passed through the settings' storage_name (so tests never share them)."""
+
+    def __init__(
+        self, service: TableServiceClient | str, name: NameFunction = same_name, *,
+        counter: RequestCounter | None = None,
+    ) -> None:
+        self.counter = counter or RequestCounter()
+        self._service = connect(service)
+        self._name = name
+
+    def _open(self, base_name: str) -> Table:
+        return Table(self._service, self._name(base_name), self.counter)
+
+    @classmethod
+    def from_settings(cls, settings: AppSettings, counter: RequestCounter | None = None) -> Self:
+        return cls(settings.storage_connection_string, settings.storage_name, counter=counter)

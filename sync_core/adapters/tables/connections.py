@@ -12,15 +12,14 @@ from azure.data.tables import TableServiceClient
 
 from sync_core.adapters.tables.common import NameFunction, RequestCounter, Table, etag_of, from_iso, iso, key_part
 from sync_core.adapters.tokens import TokenCipher, register_token_cache
-from sync_core.domain.connections import Connection, ConnectionStatus
-from sync_core.domain.errors import AlreadyExistsError
+from sync_core.domain.connections import Connection, ConnectionStatus, CreatedOnFirstUse
 from sync_core.domain.models import UserSyncSettings
 
 # Table Storage caps a string property at 64 KiB (32K UTF-16 chars); token caches are split.
 _CHUNK = 30_000
 
 
-class TableConnections:
+class TableConnections(CreatedOnFirstUse):
     def __init__(self, service: TableServiceClient, name: NameFunction, counter: RequestCounter | None = None) -> None:
         self.table = Table(service, name("connections"), counter or RequestCounter())
 
@@ -51,18 +50,6 @@ class TableConnections:
             etag = self.table.replace(entity, connection.etag)
         return connection.model_copy(update={"etag": etag})
 
-    def get_or_create(self, tenant_id: str, user_id: str) -> Connection:
-        found = self.get(tenant_id, user_id)
-        if found is not None:
-            return found
-        try:
-            return self.save(Connection(tenant_id=tenant_id, user_id=user_id,
-                                        settings=UserSyncSettings(tenant_id=tenant_id, user_id=user_id)))
-        except AlreadyExistsError:
-            found = self.get(tenant_id, user_id)
-            assert found is not None
-            return found
-
     def delete(self, tenant_id: str, user_id: str) -> None:
         self.table.delete(key_part(tenant_id), key_part(user_id))
 
@@ -70,6 +57,11 @@ class TableConnections:
         """Every tenant with a connection row for this user id (user ids repeat across tenants)."""
         rows = self.table.query("RowKey eq @rk", {"rk": key_part(user_id)}, select=["tenant_id"])
         return sorted({str(row["tenant_id"]) for row in rows})
+
+    def iter_keys(self) -> Iterator[tuple[str, str]]:
+        """(tenant, user) of every connection, whatever its state: a scan returning only those fields."""
+        for entity in self.table.query("PartitionKey ge @lo", {"lo": ""}, page_size=1000, select=["tenant_id", "user_id"]):
+            yield str(entity["tenant_id"]), str(entity["user_id"])
 
     def iter_connected(self) -> Iterator[tuple[str, str]]:
         for entity in self.table.query("status eq @s", {"s": ConnectionStatus.CONNECTED.value},

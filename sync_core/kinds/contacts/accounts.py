@@ -11,7 +11,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import MutableMapping
 
-from sync_core.kinds.contacts.mapping import clean_line
+from sync_core.domain.text import clean_line
 from sync_core.domain.models import DEFAULT_IMPORT_ACCOUNT, Account
 from sync_core.ports import CrmPort
 

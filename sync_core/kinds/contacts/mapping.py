@@ -15,6 +15,9 @@ from typing import Any
 
 from sync_core.domain.errors import InvalidRecordError
 from sync_core.domain.models import DEFAULT_IMPORT_ACCOUNT, Address, ContactFields, CrmContact, MsContact
+from sync_core.domain.text import TEXT_MAX, clean_block, clean_line, fit, fixpoint, graph_item, is_unsafe
+
+# clean_line and clean_block are kind-neutral (domain/text.py); kept importable from here.
 
 # Our CRM id rides on every contact we create, so a create whose outcome was lost can be found again.
 CRM_ID_PROPERTY = "String {8a3c5e1f-2b4d-4f6a-9c7e-1d2f3a4b5c6d} Name CrmId"
@@ -25,7 +28,6 @@ CRM_ID_PROPERTY = "String {8a3c5e1f-2b4d-4f6a-9c7e-1d2f3a4b5c6d} Name CrmId"
 MAX_EMAILS = 3
 EMAIL_MAX = 254
 NAME_MAX = 255
-TEXT_MAX = 255
 PHONE_MAX = 64
 POSTAL_CODE_MAX = 40
 STREET_MAX = 1024
@@ -37,74 +39,13 @@ OWNED_GRAPH_FIELDS = (
 )
 
 
-# --- text normalisation -------------------------------------------------------------------------------
-
-def _is_unsafe(ch: str, keep: str = "") -> bool:
-    """Control characters, lone surrogates and the two non-characters XML (hence Exchange) rejects."""
-    if ch in keep:
-        return False
-    return unicodedata.category(ch) in ("Cc", "Cs") or ch in ("\ufffe", "\uffff")
-
-
-def _utf16_len(ch: str) -> int:
-    return 2 if ord(ch) > 0xFFFF else 1
-
-
-def _fit(text: str, cap: int) -> str:
-    """Cut to `cap` UTF-16 units without splitting a surrogate pair."""
-    if len(text) * 2 <= cap:
-        return text
-    used = 0
-    for index, ch in enumerate(text):
-        used += _utf16_len(ch)
-        if used > cap:
-            return text[:index]
-    return text
-
-
-def _fixpoint(step: Callable[[str], str], text: str) -> str:
-    # Cutting a string can leave trailing space or a combining sequence to recompose; a few passes settle it.
-    for _ in range(4):
-        again = step(text)
-        if again == text:
-            return text
-        text = again
-    return text
-
-
-def clean_line(value: str, cap: int = TEXT_MAX) -> str:
-    """One-line text: NFC, no control characters, whitespace runs collapsed to one space, capped."""
-
-    def step(text: str) -> str:
-        text = unicodedata.normalize("NFC", text)
-        # Whitespace controls (tab, line breaks) separate words; other controls just go.
-        text = "".join(" " if ch.isspace() else ch for ch in text if ch.isspace() or not _is_unsafe(ch))
-        return _fit(" ".join(text.split()), cap).strip()
-
-    return _fixpoint(step, value)
-
-
-def clean_block(value: str, cap: int) -> str:
-    """Multi-line text (notes, street): line breaks unified to \\n, tabs kept, trailing spaces dropped."""
-
-    def step(text: str) -> str:
-        text = unicodedata.normalize("NFC", text)
-        lines = [
-            "".join(ch for ch in line if not _is_unsafe(ch, keep="\t")).rstrip()
-            for line in text.splitlines()
-        ]
-        return _fit("\n".join(lines).strip(), cap).strip()
-
-    return _fixpoint(step, value)
-
-
 def clean_email(value: str) -> str:
     def step(text: str) -> str:
         text = unicodedata.normalize("NFC", text)
-        text = "".join(ch for ch in text if not _is_unsafe(ch) and not ch.isspace())
-        return _fit(unicodedata.normalize("NFC", text.lower()), EMAIL_MAX)
+        text = "".join(ch for ch in text if not is_unsafe(ch) and not ch.isspace())
+        return fit(unicodedata.normalize("NFC", text.lower()), EMAIL_MAX)
 
-    return _fixpoint(step, value)
+    return fixpoint(step, value)
 
 
 def clean_emails_all(values: Iterable[str]) -> tuple[str, ...]:
@@ -150,7 +91,6 @@ def company_for_account(account_name: str) -> str:
     """The account that stands for "no company" shows as a blank company in Outlook (and blank maps back to it)."""
     name = clean_line(account_name)
     return "" if name.casefold() == DEFAULT_IMPORT_ACCOUNT.casefold() else name
-
 
 # --- CRM ⇄ fields -------------------------------------------------------------------------------------
 
@@ -224,7 +164,6 @@ def fields_to_crm(
         }
     )
 
-
 # --- fields → Graph JSON ------------------------------------------------------------------------------
 
 def display_name(fields: ContactFields) -> str:
@@ -259,7 +198,6 @@ def fields_to_graph(fields: ContactFields, crm_id: str | None) -> dict[str, Any]
     if crm_id is not None:
         body["singleValueExtendedProperties"] = [{"id": CRM_ID_PROPERTY, "value": crm_id}]
     return body
-
 
 # --- Graph JSON → MsContact ---------------------------------------------------------------------------
 
@@ -328,13 +266,7 @@ def graph_to_contact(item: object) -> MsContact:
 
     Raises InvalidRecordError with a reason (never a value from the record) when the item is unusable.
     """
-    if not isinstance(item, Mapping):
-        raise InvalidRecordError("item is not a JSON object")
-    if "@removed" in item:
-        raise InvalidRecordError("item is a removal marker, not a contact")
-    ms_id = item.get("id")
-    if not isinstance(ms_id, str) or not ms_id.strip():
-        raise InvalidRecordError("item has no id")
+    item, ms_id = graph_item(item, "contact")
     change_key = item.get("changeKey")
     if change_key is not None and not isinstance(change_key, str):
         raise InvalidRecordError("changeKey is not text")
@@ -373,7 +305,6 @@ def _names_from_display_name(fields: ContactFields, raw_display: str) -> Contact
         return fields
     first, _, last = shown.rpartition(" ")
     return normalise_fields(fields.model_copy(update={"first_name": first, "last_name": last}))
-
 
 # --- preview for the settings page --------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""The Microsoft identity platform (v2.0 endpoints) over the kernel's `Core`: discovery, authorize, token."""

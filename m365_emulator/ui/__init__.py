@@ -1,0 +1,1 @@
+"""The emulator's HTML screens under /_emulator/ui."""
