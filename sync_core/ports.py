@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Protocol
 
 from sync_core.domain.connections import Connection
+from sync_core.domain.changes import WriteResult
 from sync_core.domain.errors import SyncError
 from sync_core.domain.models import (
     Account,
@@ -57,18 +58,6 @@ class CrmPort(Protocol):
     def list_contacts(self, tenant_id: str, account_id: str | None = None, limit: int = 200) -> list[CrmContact]: ...
 
 
-@dataclass(frozen=True)
-class WriteResult:
-    """Outcome of one item of a batched Graph write; `key` is the caller's key (CRM id or Graph id)."""
-
-    key: str
-    ok: bool
-    contact: MsContact | None = None
-    status: int = 0
-    error: str | None = None
-    retry_after: float | None = None
-
-
 class MicrosoftContactsPort(Protocol):
     """The user's Outlook contact folder through Microsoft Graph."""
 
@@ -78,9 +67,9 @@ class MicrosoftContactsPort(Protocol):
 
     def ensure_folder(self, display_name: str, known_id: str | None) -> str: ...
     def contact_delta(self, folder_id: str, delta_link: str | None) -> DeltaResult: ...  # DeltaExpiredError
-    def create_contacts(self, folder_id: str, items: Sequence[tuple[str, ContactFields]]) -> list[WriteResult]: ...
-    def update_contacts(self, items: Sequence[tuple[str, ContactFields]]) -> list[WriteResult]: ...
-    def delete_contacts(self, ms_ids: Sequence[str]) -> list[WriteResult]: ...
+    def create_contacts(self, folder_id: str, items: Sequence[tuple[str, ContactFields]]) -> list[WriteResult[MsContact]]: ...
+    def update_contacts(self, items: Sequence[tuple[str, ContactFields]]) -> list[WriteResult[MsContact]]: ...
+    def delete_contacts(self, ms_ids: Sequence[str]) -> list[WriteResult[MsContact]]: ...
     def find_contact_by_crm_id(self, folder_id: str, crm_id: str) -> MsContact | None: ...
     # The CRM id our create tagged each item with (None: untagged; ITEM_GONE: no longer in the mailbox, 404); an
     # unreadable item is left out.
@@ -126,18 +115,6 @@ class CrmTasksPort(Protocol):
 
 
 @dataclass(frozen=True)
-class TaskWriteResult:
-    """Outcome of one item of a batched task write; `key` is the caller's key (CRM id or Graph id)."""
-
-    key: str
-    ok: bool
-    task: MsTask | None = None
-    status: int = 0
-    error: str | None = None
-    retry_after: float | None = None
-
-
-@dataclass(frozen=True)
 class TaskUpdate:
     """One task to bring to `fields` in Microsoft: only the `changed` field names are written (what the user
     keeps in other properties stays), the timing whenever the due day or time changed. `all_day_now` says
@@ -157,9 +134,9 @@ class MicrosoftTasksPort(Protocol):
     def ensure_container(self, target: TaskTarget, name: str, known: str | None) -> str: ...
     def task_delta(self, target: TaskTarget, container: str, delta_link: str | None) -> TaskDeltaResult: ...
     def create_tasks(self, target: TaskTarget, container: str,
-                     items: Sequence[tuple[str, str, TaskFields]]) -> list[TaskWriteResult]: ...  # (crm id, crm version, fields)
-    def update_tasks(self, target: TaskTarget, container: str, items: Sequence[TaskUpdate]) -> list[TaskWriteResult]: ...
-    def delete_tasks(self, target: TaskTarget, container: str, ms_ids: Sequence[str]) -> list[TaskWriteResult]: ...
+                     items: Sequence[tuple[str, str, TaskFields]]) -> list[WriteResult[MsTask]]: ...  # (crm id, crm version, fields)
+    def update_tasks(self, target: TaskTarget, container: str, items: Sequence[TaskUpdate]) -> list[WriteResult[MsTask]]: ...
+    def delete_tasks(self, target: TaskTarget, container: str, ms_ids: Sequence[str]) -> list[WriteResult[MsTask]]: ...
     def get_tasks(self, target: TaskTarget, container: str, ms_ids: Sequence[str]) -> dict[str, MsTask | None]: ...
     def find_task_by_crm_id(self, target: TaskTarget, container: str, crm_id: str) -> MsTask | None: ...
 

@@ -57,7 +57,7 @@ class Tally:
 
 
 class Answer(Protocol):
-    """One item's answer to a batched Graph write (WriteResult, TaskWriteResult)."""
+    """One item's answer to a batched Graph write (WriteResult)."""
 
     @property
     def key(self) -> str: ...

@@ -24,7 +24,7 @@ def by_id(delta: DeltaResult) -> dict[str, MsChange]:
 def created(mailbox: Mailbox, folder: str, *items: tuple[str, ContactFields]) -> list[str]:
     results = mailbox.contacts.create_contacts(folder, list(items))
     assert [(r.key, r.ok) for r in results] == [(crm_id, True) for crm_id, _ in items], results
-    return [r.contact.id for r in results if r.contact is not None]
+    return [r.item.id for r in results if r.item is not None]
 
 
 def test_ensure_folder_makes_one_folder_and_finds_it_again(mailbox: Mailbox) -> None:
@@ -43,8 +43,8 @@ def test_a_create_shows_in_a_full_round_with_our_fields_and_tag(mailbox: Mailbox
     results = mailbox.contacts.create_contacts(folder, [("crm-1", ada())])
     [result] = results
     assert result.ok and result.key == "crm-1" and 200 <= result.status < 300
-    assert result.contact is not None and result.contact.fields == ada() and result.contact.change_key
-    ms_id = result.contact.id
+    assert result.item is not None and result.item.fields == ada() and result.item.change_key
+    ms_id = result.item.id
     delta = mailbox.contacts.contact_delta(folder, None)
     assert delta.full and delta.delta_link
     [change] = delta.changes
@@ -60,12 +60,12 @@ def test_a_later_round_shows_only_what_changed_since(mailbox: Mailbox) -> None:
     quiet = mailbox.contacts.contact_delta(folder, first.delta_link)
     assert not quiet.full and quiet.changes == ()
     [update] = mailbox.contacts.update_contacts([(edited, ada(first_name="Charles", job_title="Inventor"))])
-    assert update.ok and update.contact is not None
-    assert update.contact.change_key != by_id(first)[edited].contact.change_key  # type: ignore[union-attr]
+    assert update.ok and update.item is not None
+    assert update.item.change_key != by_id(first)[edited].contact.change_key  # type: ignore[union-attr]
     later = mailbox.contacts.contact_delta(folder, quiet.delta_link)
     assert list(by_id(later)) == [edited]
     assert later.changes[0].contact is not None and later.changes[0].contact.fields.job_title == "Inventor"
-    assert later.changes[0].contact.change_key == update.contact.change_key
+    assert later.changes[0].contact.change_key == update.item.change_key
 
 
 def test_a_delete_shows_as_removed_and_a_second_delete_is_a_404_that_is_fine(mailbox: Mailbox) -> None:

@@ -41,7 +41,7 @@ def container(port: MicrosoftTasksPort, target: TaskTarget) -> str:
 def created(port: MicrosoftTasksPort, target: TaskTarget, where: str, *items: tuple[str, TaskFields]) -> list[str]:
     results = port.create_tasks(target, where, [(crm_id, "v1", fields) for crm_id, fields in items])
     assert [(r.key, r.ok) for r in results] == [(crm_id, True) for crm_id, _ in items], results
-    return [r.task.id for r in results if r.task is not None]
+    return [r.item.id for r in results if r.item is not None]
 
 
 def test_ensure_container_finds_the_list_again_and_takes_the_window_as_given(mailbox: Mailbox) -> None:
@@ -60,19 +60,19 @@ def test_a_create_shows_in_a_full_round_and_is_found_by_its_crm_id(mailbox: Mail
     where = container(port, target)
     fields = call_ada() if target is TO_DO else timed(16, 10)
     [result] = port.create_tasks(target, where, [("crm-1", "v1", fields)])
-    assert result.ok and result.key == "crm-1" and 200 <= result.status < 300 and result.task is not None
-    ms_id, version = result.task.id, result.task.version
-    assert version and result.task.fields.subject == fields.subject
-    assert result.task.fields.due_date == fields.due_date and result.task.fields.due_at == fields.due_at
+    assert result.ok and result.key == "crm-1" and 200 <= result.status < 300 and result.item is not None
+    ms_id, version = result.item.id, result.item.version
+    assert version and result.item.fields.subject == fields.subject
+    assert result.item.fields.due_date == fields.due_date and result.item.fields.due_at == fields.due_at
     delta = port.task_delta(target, where, None)
     assert delta.full and delta.delta_link and ids(delta) == {ms_id: None}
-    assert delta.changes[0].task is not None and delta.changes[0].task.fields == result.task.fields
+    assert delta.changes[0].task is not None and delta.changes[0].task.fields == result.item.fields
     assert delta.changes[0].task.crm_id == "crm-1"
     found = port.find_task_by_crm_id(target, where, "crm-1")
     assert found is not None and found.id == ms_id
     assert port.find_task_by_crm_id(target, where, "crm-unknown") is None
     got = port.get_tasks(target, where, [ms_id])
-    assert list(got) == [ms_id] and got[ms_id] is not None and got[ms_id].fields == result.task.fields  # type: ignore[union-attr]
+    assert list(got) == [ms_id] and got[ms_id] is not None and got[ms_id].fields == result.item.fields  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("target", [TO_DO, CALENDAR], ids=["todo", "calendar"])
@@ -89,11 +89,11 @@ def test_an_update_is_a_new_version_and_a_later_round_shows_only_it(mailbox: Mai
     before = port.get_tasks(target, where, [edited])[edited]
     wanted = second_fields.model_copy(update={"subject": "Renamed"})
     [update] = port.update_tasks(target, where, [TaskUpdate(edited, wanted, frozenset({"subject"}))])
-    assert update.ok and update.task is not None and update.task.fields.subject == "Renamed"
-    assert before is not None and update.task.version != before.version
+    assert update.ok and update.item is not None and update.item.fields.subject == "Renamed"
+    assert before is not None and update.item.version != before.version
     later = port.task_delta(target, where, quiet.delta_link)
     assert ids(later) == {edited: None}
-    assert later.changes[0].task is not None and later.changes[0].task.version == update.task.version
+    assert later.changes[0].task is not None and later.changes[0].task.version == update.item.version
 
 
 @pytest.mark.parametrize("target", [TO_DO, CALENDAR], ids=["todo", "calendar"])

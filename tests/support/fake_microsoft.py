@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sync_core.domain.changes import WriteResult
 from sync_core.adapters.memory import CALENDAR, MemoryContacts, MemoryTasks
 from sync_core.adapters.memory.changes import batches
 from sync_core.domain.errors import DeltaExpiredError, InvalidRecordError
 from sync_core.domain.models import ContactFields, DeltaResult, TaskDeltaResult, TaskFields, TaskTarget, UserSyncSettings
 from sync_core.kinds.contacts import mapping
 from sync_core.kinds.tasks.mapping import event_create_body, event_patch_body, todo_create_body, todo_patch_body
-from sync_core.ports import TaskUpdate, TaskWriteResult, WriteResult
+from sync_core.ports import TaskUpdate
 from tests.support.faults import Faulty, merged, with_faults
 
 
@@ -131,30 +132,30 @@ class FakeMicrosoftTasks(_Expiring, MemoryTasks):
         self._init_expiry()
         self.attendee_notices = 0
 
-    def _refusals(self, keys: Sequence[str], bodies: Sequence[dict[str, Any] | None]) -> dict[int, TaskWriteResult]:
-        refused: dict[int, TaskWriteResult] = {}
+    def _refusals(self, keys: Sequence[str], bodies: Sequence[dict[str, Any] | None]) -> dict[int, WriteResult[MsTask]]:
+        refused: dict[int, WriteResult[MsTask]] = {}
         for i, (key, body) in enumerate(zip(keys, bodies)):
             fault = self._item_fault(key)
             if fault is not None:
-                refused[i] = TaskWriteResult(key, False, status=fault.status, error=fault.error,
+                refused[i] = WriteResult(key, False, status=fault.status, error=fault.error,
                                              retry_after=fault.retry_after)
             elif body is not None and body.get("attendees"):
-                refused[i] = TaskWriteResult(key, False, status=400,
+                refused[i] = WriteResult(key, False, status=400,
                                              error="attendees in a body: the sync must never invite anyone")
         return refused
 
-    def _batch(self, method: str, items: Sequence[Any], refused: dict[int, TaskWriteResult], args: tuple[Any, ...],
-               keys: Sequence[str], write: Any) -> list[TaskWriteResult]:
+    def _batch(self, method: str, items: Sequence[Any], refused: dict[int, WriteResult[MsTask]], args: tuple[Any, ...],
+               keys: Sequence[str], write: Any) -> list[WriteResult[MsTask]]:
         meetings = {k for k in keys if (self.items.get(k) or {}).get("attendees")}
         before = len(self.items)
-        passed: list[TaskWriteResult] = write([item for i, item in enumerate(items) if i not in refused])
+        passed: list[WriteResult[MsTask]] = write([item for i, item in enumerate(items) if i not in refused])
         self.request_count += batches(len(items)) - batches(len(items) - len(refused))
         if method == "create_tasks":
             self.items_written += len(self.items) - before  # a repeated transactionId made nothing
         else:
             # a PATCH with nothing for this target to hold is answered without a write
-            self.items_written += sum(1 for r in passed if r.ok and (r.status == 204 or r.task is not None))
-        self.attendee_notices += sum(1 for r in passed if r.key in meetings and r.ok and (r.status == 204 or r.task is not None))
+            self.items_written += sum(1 for r in passed if r.ok and (r.status == 204 or r.item is not None))
+        self.attendee_notices += sum(1 for r in passed if r.key in meetings and r.ok and (r.status == 204 or r.item is not None))
         self._leave(method, *args)
         return merged(len(items), refused, passed)
 
@@ -173,7 +174,7 @@ class FakeMicrosoftTasks(_Expiring, MemoryTasks):
         return result
 
     def create_tasks(self, target: TaskTarget, container: str,
-                     items: Sequence[tuple[str, str, TaskFields]]) -> list[TaskWriteResult]:
+                     items: Sequence[tuple[str, str, TaskFields]]) -> list[WriteResult[MsTask]]:
         self._enter("create_tasks", target, container, items)
         calendar = target is TaskTarget.CALENDAR
         bodies = [self._body(lambda: event_create_body(f, self.settings, c, v) if calendar
@@ -182,7 +183,7 @@ class FakeMicrosoftTasks(_Expiring, MemoryTasks):
         return self._batch("create_tasks", items, refused, (target, container, items), [],
                            lambda rest: MemoryTasks.create_tasks(self, target, container, rest))
 
-    def update_tasks(self, target: TaskTarget, container: str, items: Sequence[TaskUpdate]) -> list[TaskWriteResult]:
+    def update_tasks(self, target: TaskTarget, container: str, items: Sequence[TaskUpdate]) -> list[WriteResult[MsTask]]:
         self._enter("update_tasks", target, container, items)
         calendar = target is TaskTarget.CALENDAR
         bodies = [self._body(lambda: event_patch_body(u.fields, u.changed, u.all_day_now, self.settings) if calendar
@@ -192,7 +193,7 @@ class FakeMicrosoftTasks(_Expiring, MemoryTasks):
         return self._batch("update_tasks", items, refused, (target, container, items), keys,
                            lambda rest: MemoryTasks.update_tasks(self, target, container, rest))
 
-    def delete_tasks(self, target: TaskTarget, container: str, ms_ids: Sequence[str]) -> list[TaskWriteResult]:
+    def delete_tasks(self, target: TaskTarget, container: str, ms_ids: Sequence[str]) -> list[WriteResult[MsTask]]:
         self._enter("delete_tasks", target, container, ms_ids)
         refused = self._refusals(ms_ids, [None] * len(ms_ids))
         return self._batch("delete_tasks", ms_ids, refused, (target, container, ms_ids), ms_ids,

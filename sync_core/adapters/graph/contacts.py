@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import quote
 
+from sync_core.domain.changes import WriteResult
 from sync_core.kinds.contacts import mapping
 from sync_core.adapters.graph.outcomes import delete_result, delta_items, read_results, write_result
 from sync_core.adapters.graph.session import GraphSession, SubRequest, SubResponse
 from sync_core.domain.errors import DeltaExpiredError, InvalidRecordError, NotFoundError
 from sync_core.domain.models import ContactFields, DeltaResult, MsChange, MsContact
-from sync_core.ports import ITEM_GONE, WriteResult
+from sync_core.ports import ITEM_GONE
 
 CONTACT_SELECT = ",".join([
     "givenName", "surname", "displayName", "emailAddresses", "businessPhones", "mobilePhone", "jobTitle",
@@ -119,27 +120,27 @@ class GraphContacts:
         return mapping.graph_to_contact(newest)
 
     # -- writing ---------------------------------------------------------------------------
-    def create_contacts(self, folder_id: str, items: Sequence[tuple[str, ContactFields]]) -> list[WriteResult]:
+    def create_contacts(self, folder_id: str, items: Sequence[tuple[str, ContactFields]]) -> list[WriteResult[MsContact]]:
         subs = [SubRequest(str(i), "POST", f"{self.mailbox}/contactFolders/{quote(folder_id, safe='')}/contacts",
                            mapping.fields_to_graph(fields, crm_id)) for i, (crm_id, fields) in enumerate(items)]
         answered = self.session.batch(subs, idempotent=False)
         return [self._result(crm_id, answered[str(i)]) for i, (crm_id, _) in enumerate(items)]
 
-    def update_contacts(self, items: Sequence[tuple[str, ContactFields]]) -> list[WriteResult]:
+    def update_contacts(self, items: Sequence[tuple[str, ContactFields]]) -> list[WriteResult[MsContact]]:
         subs = [SubRequest(str(i), "PATCH", f"{self.mailbox}/contacts/{quote(ms_id, safe='')}",
                            mapping.fields_to_graph(fields, None)) for i, (ms_id, fields) in enumerate(items)]
         answered = self.session.batch(subs, idempotent=True)
         return [self._result(ms_id, answered[str(i)]) for i, (ms_id, _) in enumerate(items)]
 
-    def delete_contacts(self, ms_ids: Sequence[str]) -> list[WriteResult]:
+    def delete_contacts(self, ms_ids: Sequence[str]) -> list[WriteResult[MsContact]]:
         subs = [SubRequest(str(i), "DELETE", f"{self.mailbox}/contacts/{quote(ms_id, safe='')}")
                 for i, ms_id in enumerate(ms_ids)]
         answered = self.session.batch(subs, idempotent=True)
-        return [delete_result(WriteResult, ms_id, answered[str(i)]) for i, ms_id in enumerate(ms_ids)]
+        return [delete_result(WriteResult[MsContact], ms_id, answered[str(i)]) for i, ms_id in enumerate(ms_ids)]
 
     @staticmethod
-    def _result(key: str, response: SubResponse) -> WriteResult:
-        return write_result(WriteResult, key, response, "contact", mapping.graph_to_contact)
+    def _result(key: str, response: SubResponse) -> WriteResult[MsContact]:
+        return write_result(WriteResult[MsContact], key, response, "item", mapping.graph_to_contact)
 
 
 def _crm_tag(item: object) -> str | None:

@@ -15,7 +15,7 @@ from sync_core.domain.errors import InvalidRecordError
 
 Result = TypeVar("Result")
 Parsed = TypeVar("Parsed")
-# WriteResult or TaskWriteResult: (key, ok, <item>=, status=, error=, retry_after=).
+# WriteResult: (key, ok, item=, status=, error=, retry_after=).
 ResultType = Callable[..., Result]
 
 

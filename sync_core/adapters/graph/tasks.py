@@ -17,11 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from sync_core.domain.changes import WriteResult
 from sync_core.adapters.graph.outcomes import delete_result, delta_items, read_results, write_result
 from sync_core.adapters.graph.session import GraphSession, SubRequest, SubResponse
 from sync_core.domain.errors import DeltaExpiredError, InvalidRecordError, MicrosoftError
 from sync_core.domain.models import MsTask, TaskChange, TaskDeltaResult, TaskFields, TaskTarget, UserSyncSettings
-from sync_core.ports import TaskUpdate, TaskWriteResult
+from sync_core.ports import TaskUpdate
 from sync_core.kinds.tasks.mapping import (
     APP_NAME, TASK_ID_PROPERTY, event_create_body, event_patch_body, graph_to_task, todo_create_body,
     todo_patch_body, user_zone,
@@ -152,44 +153,44 @@ class GraphTasks:
 
     # -- writing ---------------------------------------------------------------------------
     def create_tasks(self, target: TaskTarget, container: str,
-                     items: Sequence[tuple[str, str, TaskFields]]) -> list[TaskWriteResult]:
+                     items: Sequence[tuple[str, str, TaskFields]]) -> list[WriteResult[MsTask]]:
         url = self._tasks_url(container) if target is TaskTarget.TO_DO else f"{self.mailbox}/calendar/events"
         subs: list[SubRequest] = []
-        refused: dict[str, TaskWriteResult] = {}
+        refused: dict[str, WriteResult[MsTask]] = {}
         for i, (crm_id, crm_version, fields) in enumerate(items):
             try:
                 body = (todo_create_body(fields, self.settings, crm_id) if target is TaskTarget.TO_DO
                         else event_create_body(fields, self.settings, crm_id, crm_version))
             except InvalidRecordError as exc:
-                refused[str(i)] = TaskWriteResult(crm_id, False, status=400, error=str(exc))
+                refused[str(i)] = WriteResult(crm_id, False, status=400, error=str(exc))
                 continue
             subs.append(SubRequest(str(i), "POST", url, body))
         answered = self._counted(lambda: self.session.batch(subs, idempotent=False)) if subs else {}
         return [refused.get(str(i)) or self._result(target, crm_id, answered[str(i)])
                 for i, (crm_id, _, _) in enumerate(items)]
 
-    def update_tasks(self, target: TaskTarget, container: str, items: Sequence[TaskUpdate]) -> list[TaskWriteResult]:
+    def update_tasks(self, target: TaskTarget, container: str, items: Sequence[TaskUpdate]) -> list[WriteResult[MsTask]]:
         subs: list[SubRequest] = []
-        done: dict[str, TaskWriteResult] = {}
+        done: dict[str, WriteResult[MsTask]] = {}
         for i, update in enumerate(items):
             try:
                 patch = (todo_patch_body(update.fields, update.changed, self.settings) if target is TaskTarget.TO_DO
                          else event_patch_body(update.fields, update.changed, update.all_day_now, self.settings))
             except InvalidRecordError as exc:
-                done[str(i)] = TaskWriteResult(update.ms_id, False, status=400, error=str(exc))
+                done[str(i)] = WriteResult(update.ms_id, False, status=400, error=str(exc))
                 continue
             if not patch:  # nothing this target holds changed
-                done[str(i)] = TaskWriteResult(update.ms_id, True, status=200)
+                done[str(i)] = WriteResult(update.ms_id, True, status=200)
                 continue
             subs.append(SubRequest(str(i), "PATCH", self._item_url(target, container, update.ms_id), patch))
         answered = self._counted(lambda: self.session.batch(subs, idempotent=True)) if subs else {}
         return [done.get(str(i)) or self._result(target, u.ms_id, answered[str(i)]) for i, u in enumerate(items)]
 
-    def delete_tasks(self, target: TaskTarget, container: str, ms_ids: Sequence[str]) -> list[TaskWriteResult]:
+    def delete_tasks(self, target: TaskTarget, container: str, ms_ids: Sequence[str]) -> list[WriteResult[MsTask]]:
         subs = [SubRequest(str(i), "DELETE", self._item_url(target, container, ms_id)) for i, ms_id in enumerate(ms_ids)]
         answered = self._counted(lambda: self.session.batch(subs, idempotent=True)) if subs else {}
-        return [delete_result(TaskWriteResult, ms_id, answered[str(i)]) for i, ms_id in enumerate(ms_ids)]
+        return [delete_result(WriteResult[MsTask], ms_id, answered[str(i)]) for i, ms_id in enumerate(ms_ids)]
 
-    def _result(self, target: TaskTarget, key: str, response: SubResponse) -> TaskWriteResult:
-        return write_result(TaskWriteResult, key, response, "task",
+    def _result(self, target: TaskTarget, key: str, response: SubResponse) -> WriteResult[MsTask]:
+        return write_result(WriteResult[MsTask], key, response, "item",
                             lambda body: graph_to_task(target, body, self._zone))

@@ -14,11 +14,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from sync_core.domain.changes import WriteResult
 from sync_core.adapters.memory.changes import ChangeLog, Ids, batches, not_json, utc_now
 from sync_core.domain.errors import InvalidRecordError, NotFoundError
 from sync_core.domain.models import ContactFields, DeltaResult, MsChange, MsContact
 from sync_core.kinds.contacts import mapping
-from sync_core.ports import ITEM_GONE, WriteResult
+from sync_core.ports import ITEM_GONE
 
 DEFAULT_CONTACTS_FOLDER = "default-contacts"
 
@@ -143,11 +144,11 @@ class MemoryContacts:
         return self.contact(max(tagged, key=self.log.created_seq))
 
     # -- writing
-    def create_contacts(self, folder_id: str, items: Sequence[tuple[str, ContactFields]]) -> list[WriteResult]:
+    def create_contacts(self, folder_id: str, items: Sequence[tuple[str, ContactFields]]) -> list[WriteResult[MsContact]]:
         self.request_count += batches(len(items))
         if folder_id not in self.folders:
             raise NotFoundError("the contact folder does not exist")
-        results = []
+        results: list[WriteResult[MsContact]] = []
         for crm_id, fields in items:
             body = mapping.fields_to_graph(fields, crm_id)
             problem = self._refused(body)
@@ -156,12 +157,12 @@ class MemoryContacts:
                 continue
             ms_id = self._ids("AAMk-")
             self._store(ms_id, body, folder_id)
-            results.append(WriteResult(crm_id, True, contact=self.contact(ms_id), status=201))
+            results.append(WriteResult(crm_id, True, item=self.contact(ms_id), status=201))
         return results
 
-    def update_contacts(self, items: Sequence[tuple[str, ContactFields]]) -> list[WriteResult]:
+    def update_contacts(self, items: Sequence[tuple[str, ContactFields]]) -> list[WriteResult[MsContact]]:
         self.request_count += batches(len(items))
-        results = []
+        results: list[WriteResult[MsContact]] = []
         for ms_id, fields in items:
             if ms_id not in self.items:
                 results.append(WriteResult(ms_id, False, status=404, error="ErrorItemNotFound"))
@@ -173,12 +174,12 @@ class MemoryContacts:
                 continue
             current = self.items[ms_id]
             self._store(ms_id, {**current, **patch}, current["parentFolderId"])
-            results.append(WriteResult(ms_id, True, contact=self.contact(ms_id), status=200))
+            results.append(WriteResult(ms_id, True, item=self.contact(ms_id), status=200))
         return results
 
-    def delete_contacts(self, ms_ids: Sequence[str]) -> list[WriteResult]:
+    def delete_contacts(self, ms_ids: Sequence[str]) -> list[WriteResult[MsContact]]:
         self.request_count += batches(len(ms_ids))
-        results = []
+        results: list[WriteResult[MsContact]] = []
         for ms_id in ms_ids:
             if ms_id not in self.items:
                 results.append(WriteResult(ms_id, True, status=404))  # already gone is what we wanted

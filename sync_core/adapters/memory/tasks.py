@@ -15,11 +15,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sync_core.domain.changes import WriteResult
 from sync_core.adapters.memory.changes import ChangeLog, Ids, batches, not_json, utc_now
 from sync_core.domain.errors import InvalidRecordError, NotFoundError
 from sync_core.domain.models import MsTask, TaskChange, TaskDeltaResult, TaskFields, TaskTarget, UserSyncSettings
 from sync_core.kinds.tasks import mapping
-from sync_core.ports import TaskUpdate, TaskWriteResult
+from sync_core.ports import TaskUpdate
 
 CALENDAR = "calendar"  # where events live here (To Do tasks live in their list's id)
 DEFAULT_TASK_LIST = "default-tasks"
@@ -159,61 +160,61 @@ class MemoryTasks:
 
     # -- writing
     def create_tasks(self, target: TaskTarget, container: str,
-                     items: Sequence[tuple[str, str, TaskFields]]) -> list[TaskWriteResult]:
+                     items: Sequence[tuple[str, str, TaskFields]]) -> list[WriteResult[MsTask]]:
         self.request_count += batches(len(items))
         where = self._where(target, container)
         self._require_list(where)
-        results = []
+        results: list[WriteResult[MsTask]] = []
         for crm_id, crm_version, fields in items:
             try:
                 body = (mapping.event_create_body(fields, self.settings, crm_id, crm_version)
                         if target is TaskTarget.CALENDAR else mapping.todo_create_body(fields, self.settings, crm_id))
             except InvalidRecordError as exc:
-                results.append(TaskWriteResult(crm_id, False, status=400, error=str(exc)))
+                results.append(WriteResult(crm_id, False, status=400, error=str(exc)))
                 continue
             problem = not_json(body)
             if problem:
-                results.append(TaskWriteResult(crm_id, False, status=400, error=problem))
+                results.append(WriteResult(crm_id, False, status=400, error=problem))
                 continue
             repeated = [i for i, item in self.items_in(where).items()
                         if body.get("transactionId") and item.get("transactionId") == body["transactionId"]]
             if repeated:  # Graph answers the event the first POST made
-                results.append(TaskWriteResult(crm_id, True, task=self.task(repeated[0]), status=201))
+                results.append(WriteResult(crm_id, True, item=self.task(repeated[0]), status=201))
                 continue
             ms_id = self._ids("AAMkT-" if where == CALENDAR else "AQMkT-")
             self._store(ms_id, body, where)
-            results.append(TaskWriteResult(crm_id, True, task=self.task(ms_id), status=201))
+            results.append(WriteResult(crm_id, True, item=self.task(ms_id), status=201))
         return results
 
-    def update_tasks(self, target: TaskTarget, container: str, items: Sequence[TaskUpdate]) -> list[TaskWriteResult]:
+    def update_tasks(self, target: TaskTarget, container: str, items: Sequence[TaskUpdate]) -> list[WriteResult[MsTask]]:
         self.request_count += batches(len(items))
         where = self._where(target, container)
         return [self._update_one(target, where, update) for update in items]
 
-    def _update_one(self, target: TaskTarget, where: str, update: TaskUpdate) -> TaskWriteResult:
+    def _update_one(self, target: TaskTarget, where: str, update: TaskUpdate) -> WriteResult[MsTask]:
         if not self._holds(where, update.ms_id):
-            return TaskWriteResult(update.ms_id, False, status=404, error="ErrorItemNotFound")
+            return WriteResult(update.ms_id, False, status=404, error="ErrorItemNotFound")
         try:
             patch = (mapping.event_patch_body(update.fields, update.changed, update.all_day_now, self.settings)
                      if target is TaskTarget.CALENDAR
                      else mapping.todo_patch_body(update.fields, update.changed, self.settings))
         except InvalidRecordError as exc:
-            return TaskWriteResult(update.ms_id, False, status=400, error=str(exc))
+            return WriteResult(update.ms_id, False, status=400, error=str(exc))
         if not patch:  # nothing this target holds changed: the Graph adapter sends no request either
-            return TaskWriteResult(update.ms_id, True, status=200)
+            return WriteResult(update.ms_id, True, status=200)
         problem = not_json(patch)
         if problem:
-            return TaskWriteResult(update.ms_id, False, status=400, error=problem)
+            return WriteResult(update.ms_id, False, status=400, error=problem)
         self._store(update.ms_id, {**self.items[update.ms_id], **patch}, where)
-        return TaskWriteResult(update.ms_id, True, task=self.task(update.ms_id), status=200)
+        return WriteResult(update.ms_id, True, item=self.task(update.ms_id), status=200)
 
-    def delete_tasks(self, target: TaskTarget, container: str, ms_ids: Sequence[str]) -> list[TaskWriteResult]:
+    def delete_tasks(self, target: TaskTarget, container: str, ms_ids: Sequence[str]) -> list[WriteResult[MsTask]]:
         self.request_count += batches(len(ms_ids))
         where = self._where(target, container)
         return [self._delete_one(where, ms_id) for ms_id in ms_ids]
 
-    def _delete_one(self, where: str, ms_id: str) -> TaskWriteResult:
+    def _delete_one(self, where: str, ms_id: str) -> WriteResult[MsTask]:
         if not self._holds(where, ms_id):
-            return TaskWriteResult(ms_id, True, status=404)  # already gone is what we wanted
+            return WriteResult(ms_id, True, status=404)  # already gone is what we wanted
         self._remove(ms_id)
-        return TaskWriteResult(ms_id, True, status=204)
+        return WriteResult(ms_id, True, status=204)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from sync_core.domain.changes import WriteResult
 from sync_core.domain.errors import AlreadyExistsError, InvalidRecordError, MicrosoftError, NotFoundError
 from sync_core.domain.models import (
     Account,
@@ -21,6 +22,7 @@ from sync_core.domain.models import (
     CrmContact,
     Link,
     LinkState,
+    MsContact,
     QuarantineEntry,
     SyncMode,
     UserSyncSettings,
@@ -28,14 +30,14 @@ from sync_core.domain.models import (
 from sync_core.kinds.contacts.accounts import company_key, resolve_account
 from sync_core.kinds.contacts.mapping import crm_to_fields, fields_to_crm
 from sync_core.kinds.contacts.planner import Action, crm_version, import_crm_ids, merge_two
-from sync_core.ports import ITEM_GONE, CrmPort, MicrosoftContactsPort, StateStore, WriteResult
+from sync_core.ports import ITEM_GONE, CrmPort, MicrosoftContactsPort, StateStore
 from sync_core.sync.actions import ConflictMerge, Converge, CreateInCrm, CreateInMicrosoft, DeleteInMicrosoft, LinkExisting, Side
 from sync_core.sync.executor import EngineConfig, Executor, MsWrite, Removal, Tally, outcome
 
 __all__ = ["Engine", "EngineConfig", "Tally"]
 
 
-class Engine(Executor[ContactFields, CrmContact, WriteResult]):
+class Engine(Executor[ContactFields, CrmContact, WriteResult[MsContact]]):
     """Applies contact plans for one user's run. Holds the run's caches (accounts, links saved so far)."""
 
     SERVICE, NOUN, LABEL, RESULT = "Outlook", "", "", WriteResult
@@ -367,14 +369,14 @@ class Engine(Executor[ContactFields, CrmContact, WriteResult]):
     def _intent(self, action: CreateInMicrosoft, prior: Link | None) -> dict[str, Any]:
         return {"ms_id": None, **self._stored(action.fields, False), "pending_since": self.now()}
 
-    def _create_call(self) -> Callable[[list[tuple[CreateInMicrosoft, Link]]], list[WriteResult]]:
+    def _create_call(self) -> Callable[[list[tuple[CreateInMicrosoft, Link]]], list[WriteResult[MsContact]]]:
         return lambda chunk: self.microsoft.create_contacts(self.folder_id, [(a.crm_id, a.fields) for a, _ in chunk])
 
-    def _update_call(self) -> Callable[[list[MsWrite[ContactFields]]], list[WriteResult]]:
+    def _update_call(self) -> Callable[[list[MsWrite[ContactFields]]], list[WriteResult[MsContact]]]:
         return lambda chunk: self.microsoft.update_contacts([(w.graph_id, w.fields) for w in chunk])
 
-    def _delete_call(self, group: str) -> Callable[[list[str]], list[WriteResult]]:
+    def _delete_call(self, group: str) -> Callable[[list[str]], list[WriteResult[MsContact]]]:
         return self.microsoft.delete_contacts
 
-    def _written(self, result: WriteResult) -> tuple[str, str] | None:
-        return (result.contact.id, result.contact.change_key) if result.contact is not None else None
+    def _written(self, result: WriteResult[MsContact]) -> tuple[str, str] | None:
+        return (result.item.id, result.item.change_key) if result.item is not None else None

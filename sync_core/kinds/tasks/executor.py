@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
+from sync_core.domain.changes import WriteResult
 from sync_core.domain.errors import AlreadyExistsError, InvalidRecordError, MicrosoftError, NotFoundError
 from sync_core.domain.models import (
     Account,
@@ -45,7 +46,7 @@ from sync_core.kinds.tasks.mapping import (
 from sync_core.kinds.tasks.planner import TaskPlanContext, key_target, ms_key, split_ms_key, synced_of
 from sync_core.sync.actions import (ConflictMerge, Converge, CreateInCrm, CreateInMicrosoft, DeleteInMicrosoft, LinkExisting,
                                     RememberMeeting, Side)
-from sync_core.ports import CrmTasksPort, MicrosoftTasksPort, StateStore, TaskUpdate, TaskWriteResult
+from sync_core.ports import CrmTasksPort, MicrosoftTasksPort, StateStore, TaskUpdate
 from sync_core.sync.executor import EngineConfig, Executor, MsWrite, Removal, Tally, outcome
 
 _NONE_HASH = field_hashes(TaskFields())["due_at"]  # the hash of "no due time": an all-day (or undated) task
@@ -61,10 +62,10 @@ def combine(wanted: TaskFields, crm: TaskFields, shown: frozenset[str]) -> TaskF
     return TaskFields(**{name: getattr(wanted if name in shown else crm, name) for name in FIELD_NAMES})
 
 
-class TaskEngine(Executor[TaskFields, CrmTask, TaskWriteResult]):
+class TaskEngine(Executor[TaskFields, CrmTask, WriteResult[MsTask]]):
     """Applies task plans for one user's run in one target (`context.target` in `container`)."""
 
-    SERVICE, NOUN, LABEL, RESULT = "Microsoft", "task ", "tasks: ", TaskWriteResult
+    SERVICE, NOUN, LABEL, RESULT = "Microsoft", "task ", "tasks: ", WriteResult[MsTask]
     CRM_RECORD, CRM_GONE = "CRM task", "CRM task gone during the run"
     GONE_DELETE_COUNTS = False  # an item already gone is not counted as deleted by us
 
@@ -345,22 +346,22 @@ class TaskEngine(Executor[TaskFields, CrmTask, TaskWriteResult]):
             # A pair found in this round and not linked yet: the round must come again to pair them.
             self.tally.hold_delta = True
 
-    def _create_call(self) -> Callable[[list[tuple[CreateInMicrosoft, Link]]], list[TaskWriteResult]]:
+    def _create_call(self) -> Callable[[list[tuple[CreateInMicrosoft, Link]]], list[WriteResult[MsTask]]]:
         target, container = self.target, self.container
         return lambda chunk: self.microsoft.create_tasks(target, container,
                                                          [(a.crm_id, a.crm_version, a.fields) for a, _ in chunk])
 
-    def _update_call(self) -> Callable[[list[MsWrite[TaskFields]]], list[TaskWriteResult]]:
+    def _update_call(self) -> Callable[[list[MsWrite[TaskFields]]], list[WriteResult[MsTask]]]:
         target, container = self.target, self.container
         return lambda chunk: self.microsoft.update_tasks(target, container, [w.payload for w in chunk])
 
-    def _delete_call(self, group: str) -> Callable[[list[str]], list[TaskWriteResult]]:
+    def _delete_call(self, group: str) -> Callable[[list[str]], list[WriteResult[MsTask]]]:
         target = TaskTarget(group)
         container = self.container_of(target) or ""
         return lambda graph_ids: self.microsoft.delete_tasks(target, container, graph_ids)
 
-    def _written(self, result: TaskWriteResult) -> tuple[str, str] | None:
-        return (ms_key(self.target, result.task.id), result.task.version) if result.task is not None else None
+    def _written(self, result: WriteResult[MsTask]) -> tuple[str, str] | None:
+        return (ms_key(self.target, result.item.id), result.item.version) if result.item is not None else None
 
 
 def _intent_target(link: Link, default: TaskTarget) -> TaskTarget:
