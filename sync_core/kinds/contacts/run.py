@@ -15,16 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from sync_core.domain.models import (
-    FOLDER_NAME,
-    Account,
-    ContactScope,
-    CrmContact,
-    Cursor,
-    DeltaResult,
-    Link,
-    MsChange,
-)
+from sync_core.domain.models import FOLDER_NAME, Account, ContactScope, CrmContact, Cursor, DeltaResult, Link, MsChange
 from sync_core.kinds.contacts.executor import Engine
 from sync_core.kinds.contacts.mapping import crm_to_fields
 from sync_core.kinds.contacts.planner import CrmItem, DeleteGuard, import_crm_ids, plan
