@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Generic, Protocol, TypeVar
 
 from sync_core.domain.errors import ConcurrencyError, DeltaExpiredError, NotFoundError
-from sync_core.domain.models import Cursor, Link, LinkState, QuarantineEntry, UserSyncSettings
+from sync_core.domain.models import Cursor, FeedEntry, Link, LinkState, QuarantineEntry, UserSyncSettings
 from sync_core.kinds.contacts.executor import EngineConfig, Tally
 from sync_core.kinds.contacts.planner import DeleteGuard, GuardLimits, guard_needs_link_count, mass_delete_guard
 from sync_core.ports import CrmPort, StateStore
@@ -146,6 +146,17 @@ class KindRun(ABC, Generic[C]):
     def _own_quarantine(self) -> list[QuarantineEntry]:
         # The user's list is shared by the kinds: another kind's entry read as ours is looked up for nothing.
         return [q for q in self.state.list_quarantine(self.tenant_id, self.user.user_id) if self.part.owns(q)]
+
+    def _feed_since(self, after: int, take: Callable[[FeedEntry], None]) -> int:
+        """Each CRM feed entry after position `after` to `take`, read a page at a time; returns the position
+        read up to, to store once what was taken is applied."""
+        while True:
+            page = self.part.crm.read_changes(self.tenant_id, after, self.options.feed_page_size)
+            for entry in page.entries:
+                take(entry)
+            after = page.last_position
+            if len(page.entries) < self.options.feed_page_size:
+                return after
 
     def _latest(self, changes: Iterable[C], quarantine: Callable[[C], None]) -> dict[str, C]:
         """The round's changes by item: an item may come twice in a round, its last state wins; malformed

@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from sync_core.domain.models import FOLDER_NAME, Account, ContactScope, CrmContact, Cursor, DeltaResult, Link, MsChange
+from sync_core.domain.models import (FOLDER_NAME, Account, ContactScope, CrmContact, Cursor, DeltaResult, FeedEntry, Link,
+                                     MsChange)
 from sync_core.kinds.contacts.executor import Engine
 from sync_core.kinds.contacts.mapping import crm_to_fields
 from sync_core.kinds.contacts.planner import CrmItem, DeleteGuard, import_crm_ids, plan
@@ -155,19 +156,17 @@ class _ContactRun(KindRun[MsChange]):
 
     def _read_feed(self, after: int) -> _Feed:
         feed = _Feed({}, set(), after)
-        while True:
-            page = self.crm.read_changes(self.tenant_id, feed.position, self.options.feed_page_size)
-            for entry in page.entries:
-                if entry.kind == "contact":
-                    feed.contacts.pop(entry.record_id, None)
-                    feed.contacts[entry.record_id] = entry.deleted
-                    feed.last_seen[entry.record_id] = entry.position
-                elif entry.kind == "account":
-                    feed.accounts.add(entry.record_id)
-                    feed.account_positions[entry.record_id] = entry.position
-            feed.position = page.last_position
-            if len(page.entries) < self.options.feed_page_size:
-                return feed
+
+        def take(entry: FeedEntry) -> None:
+            if entry.kind == "contact":
+                feed.contacts.pop(entry.record_id, None)
+                feed.contacts[entry.record_id] = entry.deleted
+                feed.last_seen[entry.record_id] = entry.position
+            elif entry.kind == "account":
+                feed.accounts.add(entry.record_id)
+                feed.account_positions[entry.record_id] = entry.position
+        feed.position = self._feed_since(after, take)
+        return feed
 
     def _fan_out(self, engine: Engine, feed: _Feed, resume: str | None) -> list[str]:
         """Contacts of accounts changed in the CRM (renamed, owner changed) that this user syncs: Outlook's

@@ -24,8 +24,8 @@ from dataclasses import replace
 from datetime import date, time as wall_time
 from typing import cast
 
-from sync_core.domain.models import (FOLDER_NAME, CrmTask, Cursor, Link, LinkState, QuarantineEntry, TaskChange,
-                                     TaskTarget)
+from sync_core.domain.models import (FOLDER_NAME, CrmTask, Cursor, FeedEntry, Link, LinkState, QuarantineEntry,
+                                     TaskChange, TaskTarget)
 from sync_core.kinds.contacts.executor import Tally
 from sync_core.kinds.contacts.planner import DeleteGuard, Side
 from sync_core.kinds.tasks.executor import TaskEngine
@@ -139,19 +139,14 @@ class _TaskRun(KindRun[TaskChange]):
                 ids.update(dict.fromkeys(link.crm_id for link in self.state.iter_links(self.tenant_id, self.partition)
                                          if after is None or link.crm_id > after))
             return position, ids, {}
-        ids = {}
-        required: dict[str, int] = {}
-        position = home.crm_position
-        while True:
-            page = self.crm.read_changes(self.tenant_id, position, self.options.feed_page_size)
-            for entry in page.entries:
-                if entry.kind == "task":
-                    ids.pop(entry.record_id, None)
-                    ids[entry.record_id] = None
-                    required[entry.record_id] = entry.position
-            position = page.last_position
-            if len(page.entries) < self.options.feed_page_size:
-                return position, ids, required
+        ids, required = {}, {}
+
+        def take(entry: FeedEntry) -> None:
+            if entry.kind == "task":
+                ids.pop(entry.record_id, None)
+                ids[entry.record_id] = None
+                required[entry.record_id] = entry.position
+        return self._feed_since(home.crm_position, take), ids, required
 
     def _items(self, ids: Iterable[str], tasks: dict[str, CrmTask]) -> list[TaskItem]:
         zone = user_zone(self.user)
