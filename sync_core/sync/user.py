@@ -94,12 +94,10 @@ def sync_user(
         requests_before = _requests(microsoft) + _requests(tasks)
         outcome, error, unexpected = RunOutcome.SUCCEEDED, None, None
         try:
-            for kind in KINDS:
-                if not kind.enabled(user, mailbox):
-                    continue
+            for kind in [k for k in KINDS if k.enabled(user, mailbox)]:
+                if any(s.stopped for s in stints.values()):
+                    break  # the rest waits for the continuation
                 if stints:
-                    if any(s.stopped for s in stints.values()):
-                        break
                     budget.new_part()
                 part = RunPart(user, crm, state, later if stints else options, now, sleep, hold.renew, budget, tally,
                                _owner_test(kind))
