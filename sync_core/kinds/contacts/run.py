@@ -15,13 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from sync_core.domain.models import (FOLDER_NAME, Account, ContactScope, CrmContact, Cursor, DeltaResult, FeedEntry, Link,
-                                     MsChange)
+from sync_core.domain.models import (FOLDER_NAME, Account, ContactScope, CrmContact, Cursor, DeltaResult, FeedEntry,
+                                     Link, MsChange)
 from sync_core.kinds.contacts.executor import Engine
 from sync_core.kinds.contacts.mapping import crm_to_fields
-from sync_core.kinds.contacts.planner import CrmItem, DeleteGuard, import_crm_ids, plan
+from sync_core.kinds.contacts.planner import CrmItem, import_crm_ids, plan
 from sync_core.ports import MicrosoftContactsPort
 from sync_core.sync.budget import safe_feed_position
+from sync_core.sync.guard import DeleteGuard
 from sync_core.sync.run import KindRun, RunPart, SyncOptions, read_delta, save_cursor, utc_now
 
 __all__ = ["SyncOptions", "sync_contacts", "utc_now"]

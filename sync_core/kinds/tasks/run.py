@@ -27,7 +27,6 @@ from typing import cast
 from sync_core.domain.models import (FOLDER_NAME, CrmTask, Cursor, FeedEntry, Link, LinkState, QuarantineEntry,
                                      TaskChange, TaskTarget)
 from sync_core.kinds.contacts.executor import Tally
-from sync_core.kinds.contacts.planner import DeleteGuard, Side
 from sync_core.kinds.tasks.executor import TaskEngine
 from sync_core.kinds.tasks.mapping import at_local, crm_to_task_fields, user_zone
 from sync_core.kinds.tasks.planner import (TaskItem, TaskPlanContext, key_target, ms_key, paired_crm_id, plan_tasks,
@@ -35,7 +34,9 @@ from sync_core.kinds.tasks.planner import (TaskItem, TaskPlanContext, key_target
 from sync_core.kinds.tasks.targets import (Marker, calendar_window, forget_task_state, target_cursor_key,
                                            task_partition, window_bounds)
 from sync_core.ports import CrmTasksPort, MicrosoftTasksPort
+from sync_core.sync.actions import Side
 from sync_core.sync.budget import safe_feed_position
+from sync_core.sync.guard import DeleteGuard
 from sync_core.sync.run import KindRun, RunPart, fold_tally, read_delta, save_cursor
 
 __all__ = ["calendar_window", "forget_task_state", "is_task_entry", "sync_tasks", "target_cursor_key",
