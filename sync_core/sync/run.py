@@ -119,17 +119,10 @@ class KindRun(ABC, Generic[C]):
     """The shared steps of one kind's pass over a delta round; links live in the state partition `partition`."""
 
     def __init__(self, part: RunPart, partition: str, tally: Tally) -> None:
-        self.part = part
-        self.user = part.user
-        self.state = part.state
-        self.options = part.options
-        self.now = part.now
-        self.sleep = part.sleep
-        self.renew = part.renew
-        self.budget = part.budget
-        self.stint = part.stint
-        self.partition = partition
-        self.tally = tally
+        self.part, self.partition, self.tally = part, partition, tally
+        self.user, self.state, self.options = part.user, part.state, part.options
+        self.budget, self.stint = part.budget, part.stint
+        self.now, self.sleep, self.renew = part.now, part.sleep, part.renew
 
     @property
     def tenant_id(self) -> str:
