@@ -21,10 +21,10 @@ from typing import Generic, Protocol, TypeVar
 
 from sync_core.domain.errors import ConcurrencyError, DeltaExpiredError, NotFoundError
 from sync_core.domain.models import Cursor, FeedEntry, Link, LinkState, QuarantineEntry, UserSyncSettings
-from sync_core.kinds.contacts.executor import EngineConfig, Tally
 from sync_core.ports import CrmPort, StateStore
 from sync_core.sync.budget import Budget, Stint
 from sync_core.sync.guard import DeleteGuard, GuardLimits, guard_needs_link_count, mass_delete_guard
+from sync_core.sync.tally import EngineConfig, Tally
 
 
 @dataclass(frozen=True)

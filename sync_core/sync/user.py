@@ -17,12 +17,12 @@ from datetime import datetime
 
 from sync_core.domain.errors import ConcurrencyError, ReconnectNeededError, SyncError
 from sync_core.domain.models import Lease, QuarantineEntry, RunOutcome, RunRecord, UserSyncSettings
-from sync_core.kinds.contacts.executor import Tally
 from sync_core.kinds.contacts.run import sync_contacts
 from sync_core.kinds.tasks.run import is_task_entry, sync_tasks
 from sync_core.ports import CrmPort, MicrosoftContactsPort, MicrosoftTasksPort, StateStore
 from sync_core.sync.budget import Budget, Stint, carried_progress, run_progress
 from sync_core.sync.run import RunPart, SyncOptions, utc_now
+from sync_core.sync.tally import Tally
 
 __all__ = ["KINDS", "SyncOptions", "sync_user", "utc_now"]
 

@@ -26,7 +26,6 @@ from typing import cast
 
 from sync_core.domain.models import (FOLDER_NAME, CrmTask, Cursor, FeedEntry, Link, LinkState, QuarantineEntry,
                                      TaskChange, TaskTarget)
-from sync_core.kinds.contacts.executor import Tally
 from sync_core.kinds.tasks.executor import TaskEngine
 from sync_core.kinds.tasks.mapping import at_local, crm_to_task_fields, user_zone
 from sync_core.kinds.tasks.planner import (TaskItem, TaskPlanContext, key_target, ms_key, paired_crm_id, plan_tasks,
@@ -38,6 +37,7 @@ from sync_core.sync.actions import Side
 from sync_core.sync.budget import safe_feed_position
 from sync_core.sync.guard import DeleteGuard
 from sync_core.sync.run import KindRun, RunPart, fold_tally, read_delta, save_cursor
+from sync_core.sync.tally import Tally
 
 __all__ = ["calendar_window", "forget_task_state", "is_task_entry", "sync_tasks", "target_cursor_key",
            "task_partition"]
