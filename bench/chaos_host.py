@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lease-seconds", type=float, required=True)
     ours = parser.parse_args(args[:split])
     from sync_core.app import jobs
-    from sync_core.kinds.contacts import run as service
+    from sync_core.sync import user as service
 
     def sync_user(*args: Any, options: service.SyncOptions = service.SyncOptions(), **kwargs: Any) -> Any:
         # The job's own options (chunk size under the run budget) stand; only the lease is shortened.

@@ -40,7 +40,7 @@ class ContactRig:
         return GraphSession(self.graph_url, credential, timeout=self.timeout, pacer=self.pacer)
 
     def sync(self, **kwargs: Any) -> RunRecord:
-        from sync_core.kinds.contacts.run import sync_user
+        from sync_core.sync.user import sync_user
 
         session = self.session()
         try:

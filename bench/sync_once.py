@@ -33,7 +33,7 @@ def main() -> None:
                      state=TableStateStore(service, names, counter=counter),
                      settings=UserSyncSettings(tenant_id=ns.tenant, user_id=ns.user), storage_counter=counter)
     import msgraph  # noqa: F401  - warm the SDK as a worker would be before its first run
-    from sync_core.kinds.contacts import run as _run  # noqa: F401  - imported as a worker would have it
+    from sync_core.sync import user as _run  # noqa: F401  - imported as a worker would have it
 
     process = psutil.Process()
     idle = process.memory_info().rss

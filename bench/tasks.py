@@ -26,7 +26,7 @@ from m365_emulator.server import ControlClient, EmulatorProcess
 from sync_core.adapters.graph.contacts import GraphContacts
 from sync_core.adapters.graph.tasks import GraphTasks
 from sync_core.domain.models import FOLDER_NAME, Account, CrmTask, RunRecord, TaskTarget
-from sync_core.kinds.contacts.run import sync_user
+from sync_core.sync.user import sync_user
 
 PUSH_COUNT = 2000
 LINKED_COUNT = 1000

@@ -38,9 +38,8 @@ from sync_core.domain.errors import (
 )
 from sync_core.domain.models import RunOutcome, RunRecord
 from sync_core.domain.sync_flags import SyncFlags
-from sync_core.kinds.contacts.run import SyncOptions, sync_user
+from sync_core.sync.user import SyncOptions, sync_user
 from sync_core.adapters.tables.state_migration import migrate_user
-from sync_core.kinds.tasks.run import TaskSyncOptions
 
 log = logging.getLogger("sync_core.app.jobs")
 
@@ -186,7 +185,7 @@ def run_user_sync(services: Services, tenant_id: str, user_id: str, budget: Budg
         run = sync_user(connection.settings, services.crm, services.contacts_for(session), services.state,
                         owner=f"{OWNER}:{uuid.uuid4().hex[:8]}", tasks=services.tasks_for(session, connection.settings),
                         options=options, budget=budget,
-                        task_chunk_size=chunk_size_for(TaskSyncOptions().chunk_size, seconds, limit, window))
+                        task_chunk_size=chunk_size_for(SyncOptions().chunk_size, seconds, limit, window))
     except ReconnectNeededError as exc:
         _record(services, connection, error=f"{exc} — reconnect on this page to resume syncing.",
                 status=ConnectionStatus.RECONNECT_NEEDED)

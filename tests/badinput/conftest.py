@@ -16,7 +16,7 @@ from m365_emulator.server import ControlClient, EmulatorProcess
 from sync_core.adapters.graph.contacts import GraphContacts
 from sync_core.adapters.graph.tasks import GraphTasks
 from sync_core.domain.models import RunRecord, UserSyncSettings
-from sync_core.kinds.contacts.run import sync_user
+from sync_core.sync.user import sync_user
 from tests.fixtures_emulator import emulator, emulator_control  # noqa: F401
 
 

@@ -18,7 +18,7 @@ from sync_core.domain.models import (
     SyncMode,
     UserSyncSettings,
 )
-from sync_core.kinds.contacts.run import SyncOptions, sync_user
+from sync_core.sync.user import SyncOptions, sync_user
 
 TENANT = "tenant-1"
 USER = "user-1"

@@ -113,7 +113,7 @@ def test_a_task_edited_after_its_push_while_the_chain_goes_on_is_synced() -> Non
 
 
 def _task_sync(world: TaskWorld) -> RunRecord:
-    from sync_core.kinds.contacts.run import sync_user
+    from sync_core.sync.user import sync_user
 
     world.ms.settings = world.user
     return sync_user(world.user, world.crm, world.contacts, world.state, now=world.clock, sleep=world.sleeps.append,

@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.support.fakes import CALENDAR, FakeCrm, FakeMicrosoft, FakeMicrosoftTasks, FakeStateStore
 from sync_core.domain.models import FOLDER_NAME, Account, CrmTask, Link, MsTask, RunRecord, TaskTarget, UserSyncSettings
-from sync_core.kinds.contacts.run import SyncOptions, sync_user
+from sync_core.sync.user import SyncOptions, sync_user
 from sync_core.kinds.tasks.run import calendar_window, task_partition
 
 TENANT = "tenant-1"
