@@ -5,6 +5,7 @@ import hashlib
 import json
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Generic, TypeVar
 
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -173,26 +174,6 @@ class FeedPage(Frozen):
     last_position: int  # the cursor to store once these entries are handled
 
 
-class MsChange(Frozen):
-    """One item of a delta round: `contact` None means removed (deleted or moved out).
-
-    An item the mapping cannot parse comes with `invalid_reason` set (and no contact): it is quarantined,
-    never taken for a removal.
-    """
-
-    ms_id: str
-    contact: MsContact | None = None
-    removed_reason: str | None = None
-    invalid_reason: str | None = None
-    tag: str | None = None  # the CRM id our create tagged it with, when the run read it (unlinked, full round)
-
-
-class DeltaResult(Frozen):
-    changes: tuple[MsChange, ...]
-    delta_link: str
-    full: bool  # True when this round started without a deltaLink (initial or after expiry)
-
-
 class LinkState(StrEnum):
     PENDING_CREATE = "pending_create"  # intent recorded; the Graph create may or may not have happened
     LINKED = "linked"
@@ -358,16 +339,27 @@ class MsTask(Frozen):
     meeting: bool = False  # an event with attendees: never changed or deleted by the sync (they would be told)
 
 
-class TaskChange(Frozen):
-    """One item of a task delta round: `task` None means removed. Unusable items carry `invalid_reason`."""
+# --- what a delta round reports, the same shape for every kind -----------------------------------------
 
-    ms_id: str  # the Graph id
-    task: MsTask | None = None
+I = TypeVar("I")  # the kind's Microsoft item (MsContact, MsTask)
+
+
+class MsChange(Frozen, Generic[I]):
+    """One item of a delta round: `item` None means removed (deleted, or moved out of the folder / window).
+
+    An item the mapping cannot parse comes with `invalid_reason` set (and no item): it is quarantined, never
+    taken for a removal. `tag`: the CRM id our create tagged it with, when the run read it (unlinked, full
+    round).
+    """
+
+    ms_id: str  # the Graph id (a task run keys it by target: see kinds.tasks.planner.ms_key)
+    item: I | None = None
     removed_reason: str | None = None
     invalid_reason: str | None = None
+    tag: str | None = None
 
 
-class TaskDeltaResult(Frozen):
-    changes: tuple[TaskChange, ...]
+class DeltaResult(Frozen, Generic[I]):
+    changes: tuple[MsChange[I], ...]
     delta_link: str
-    full: bool  # True when the round started without a deltaLink
+    full: bool  # True when this round started without a deltaLink (initial or after expiry)

@@ -48,7 +48,7 @@ def test_a_create_shows_in_a_full_round_with_our_fields_and_tag(mailbox: Mailbox
     delta = mailbox.contacts.contact_delta(folder, None)
     assert delta.full and delta.delta_link
     [change] = delta.changes
-    assert change.ms_id == ms_id and change.contact is not None and change.contact.fields == ada()
+    assert change.ms_id == ms_id and change.item is not None and change.item.fields == ada()
     assert mailbox.contacts.crm_ids_of([ms_id]) == {ms_id: "crm-1"}
 
 
@@ -61,11 +61,11 @@ def test_a_later_round_shows_only_what_changed_since(mailbox: Mailbox) -> None:
     assert not quiet.full and quiet.changes == ()
     [update] = mailbox.contacts.update_contacts([(edited, ada(first_name="Charles", job_title="Inventor"))])
     assert update.ok and update.item is not None
-    assert update.item.change_key != by_id(first)[edited].contact.change_key  # type: ignore[union-attr]
+    assert update.item.change_key != by_id(first)[edited].item.change_key  # type: ignore[union-attr]
     later = mailbox.contacts.contact_delta(folder, quiet.delta_link)
     assert list(by_id(later)) == [edited]
-    assert later.changes[0].contact is not None and later.changes[0].contact.fields.job_title == "Inventor"
-    assert later.changes[0].contact.change_key == update.item.change_key
+    assert later.changes[0].item is not None and later.changes[0].item.fields.job_title == "Inventor"
+    assert later.changes[0].item.change_key == update.item.change_key
 
 
 def test_a_delete_shows_as_removed_and_a_second_delete_is_a_404_that_is_fine(mailbox: Mailbox) -> None:
@@ -75,7 +75,7 @@ def test_a_delete_shows_as_removed_and_a_second_delete_is_a_404_that_is_fine(mai
     [gone] = mailbox.contacts.delete_contacts([ms_id])
     assert gone.ok and gone.key == ms_id and 200 <= gone.status < 300
     delta = mailbox.contacts.contact_delta(folder, link)
-    assert [(c.ms_id, c.contact, c.removed_reason) for c in delta.changes] == [(ms_id, None, "deleted")]
+    assert [(c.ms_id, c.item, c.removed_reason) for c in delta.changes] == [(ms_id, None, "deleted")]
     [again] = mailbox.contacts.delete_contacts([ms_id])
     assert again.ok and again.status == 404  # already gone is what a delete wants
     [missing] = mailbox.contacts.update_contacts([(ms_id, ada())])
@@ -90,7 +90,7 @@ def test_deleted_and_moved_out_by_the_owner_show_as_removed(mailbox: Mailbox) ->
     mailbox.delete_contact(deleted)
     mailbox.move_contact(moved, elsewhere)
     delta = mailbox.contacts.contact_delta(folder, link)
-    removed = {c.ms_id: c.removed_reason for c in delta.changes if c.contact is None}
+    removed = {c.ms_id: c.removed_reason for c in delta.changes if c.item is None}
     assert removed == {deleted: "deleted", moved: "changed"}  # moved out: Graph says "changed"
     assert mailbox.contacts.crm_ids_of([moved]) == {moved: "crm-2"}  # the tag goes with the card
     assert moved in by_id(mailbox.contacts.contact_delta(elsewhere, None))

@@ -7,7 +7,7 @@ from datetime import date, datetime, timezone
 import pytest
 
 from sync_core.domain.errors import DeltaExpiredError, MicrosoftError
-from sync_core.domain.models import FOLDER_NAME, TaskDeltaResult, TaskFields, TaskTarget, UserSyncSettings
+from sync_core.domain.models import DeltaResult, FOLDER_NAME, MsTask, TaskFields, TaskTarget, UserSyncSettings
 from sync_core.ports import MicrosoftTasksPort, TaskUpdate
 from tests.contracts.mailboxes import Mailbox
 
@@ -29,9 +29,9 @@ def timed(day: int, hour: int, subject: str = "Meet Charles") -> TaskFields:
                       due_at=datetime(2030, 1, day, hour, 0, tzinfo=timezone.utc))
 
 
-def ids(delta: TaskDeltaResult) -> dict[str, str | None]:
+def ids(delta: DeltaResult[MsTask]) -> dict[str, str | None]:
     """Each item of a round and how it left (None: it is there)."""
-    return {c.ms_id: c.removed_reason if c.task is None else None for c in delta.changes}
+    return {c.ms_id: c.removed_reason if c.item is None else None for c in delta.changes}
 
 
 def container(port: MicrosoftTasksPort, target: TaskTarget) -> str:
@@ -66,8 +66,8 @@ def test_a_create_shows_in_a_full_round_and_is_found_by_its_crm_id(mailbox: Mail
     assert result.item.fields.due_date == fields.due_date and result.item.fields.due_at == fields.due_at
     delta = port.task_delta(target, where, None)
     assert delta.full and delta.delta_link and ids(delta) == {ms_id: None}
-    assert delta.changes[0].task is not None and delta.changes[0].task.fields == result.item.fields
-    assert delta.changes[0].task.crm_id == "crm-1"
+    assert delta.changes[0].item is not None and delta.changes[0].item.fields == result.item.fields
+    assert delta.changes[0].item.crm_id == "crm-1"
     found = port.find_task_by_crm_id(target, where, "crm-1")
     assert found is not None and found.id == ms_id
     assert port.find_task_by_crm_id(target, where, "crm-unknown") is None
@@ -93,7 +93,7 @@ def test_an_update_is_a_new_version_and_a_later_round_shows_only_it(mailbox: Mai
     assert before is not None and update.item.version != before.version
     later = port.task_delta(target, where, quiet.delta_link)
     assert ids(later) == {edited: None}
-    assert later.changes[0].task is not None and later.changes[0].task.version == update.item.version
+    assert later.changes[0].item is not None and later.changes[0].item.version == update.item.version
 
 
 @pytest.mark.parametrize("target", [TO_DO, CALENDAR], ids=["todo", "calendar"])

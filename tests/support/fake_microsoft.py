@@ -10,7 +10,7 @@ from sync_core.domain.changes import WriteResult
 from sync_core.adapters.memory import CALENDAR, MemoryContacts, MemoryTasks
 from sync_core.adapters.memory.changes import batches
 from sync_core.domain.errors import DeltaExpiredError, InvalidRecordError
-from sync_core.domain.models import ContactFields, DeltaResult, TaskDeltaResult, TaskFields, TaskTarget, UserSyncSettings
+from sync_core.domain.models import ContactFields, DeltaResult, MsTask, TaskFields, TaskTarget, UserSyncSettings
 from sync_core.kinds.contacts import mapping
 from sync_core.kinds.tasks.mapping import event_create_body, event_patch_body, todo_create_body, todo_patch_body
 from sync_core.ports import TaskUpdate
@@ -165,7 +165,7 @@ class FakeMicrosoftTasks(_Expiring, MemoryTasks):
         except InvalidRecordError:
             return None  # the adapter refuses it itself
 
-    def task_delta(self, target: TaskTarget, container: str, delta_link: str | None) -> TaskDeltaResult:
+    def task_delta(self, target: TaskTarget, container: str, delta_link: str | None) -> DeltaResult[MsTask]:
         self._enter("task_delta", target, container, delta_link)
         self._check_token(delta_link)
         result = MemoryTasks.task_delta(self, target, container, delta_link)

@@ -11,9 +11,9 @@ from sync_core.domain.models import (
     CrmTask,
     Link,
     LinkState,
+    MsChange,
     MsTask,
     SyncMode,
-    TaskChange,
     TaskFields,
     TaskTarget,
     UserSyncSettings,
@@ -57,14 +57,14 @@ def crm(crm_id: str = "c1", *, version: str = "v1", assigned: bool = True, gone:
 
 
 def ms(key: str = "todo:m1", *, version: str = "k1", removed: bool = False, invalid: bool = False,
-       tag: str | None = None, meeting: bool = False, **changes: Any) -> TaskChange:
+       tag: str | None = None, meeting: bool = False, **changes: Any) -> MsChange[MsTask]:
     if removed:
-        return TaskChange(ms_id=key, removed_reason="deleted")
+        return MsChange(ms_id=key, removed_reason="deleted")
     if invalid:
-        return TaskChange(ms_id=key, invalid_reason="start is not a date and time")
+        return MsChange(ms_id=key, invalid_reason="start is not a date and time")
     task = MsTask(id=key.split(":", 1)[1], version=version, fields=BASE.model_copy(update=changes), crm_id=tag,
                   meeting=meeting)
-    return TaskChange(ms_id=key, task=task)
+    return MsChange(ms_id=key, item=task)
 
 
 def link(crm_id: str = "c1", key: str | None = "todo:m1", *, state: LinkState = LinkState.LINKED,
@@ -78,7 +78,7 @@ def link(crm_id: str = "c1", key: str | None = "todo:m1", *, state: LinkState = 
 class Case:
     name: str
     crm: list[TaskItem]
-    ms: list[TaskChange]
+    ms: list[MsChange[MsTask]]
     links: list[Link]
     expected: type
     mode: SyncMode = SyncMode.TWO_WAY

@@ -70,14 +70,14 @@ class GraphContacts:
             return
 
     # -- reading ---------------------------------------------------------------------------
-    def contact_delta(self, folder_id: str, delta_link: str | None) -> DeltaResult:
+    def contact_delta(self, folder_id: str, delta_link: str | None) -> DeltaResult[MsContact]:
         full = delta_link is None
         url = delta_link or (f"{self.mailbox}/contactFolders/{quote(folder_id, safe='')}/contacts/delta"
                              f"?$select={CONTACT_SELECT}")
         items, new_link = self.session.get_pages(url, headers={"Prefer": f"odata.maxpagesize={DELTA_PAGE_SIZE}"})
         if not new_link:
             raise DeltaExpiredError("delta round ended without a deltaLink", status=200)
-        changes: dict[str, MsChange] = {}
+        changes: dict[str, MsChange[MsContact]] = {}
 
         def nameless() -> None:
             self.quarantined.append(("?", "delta item without an id"))
@@ -87,7 +87,7 @@ class GraphContacts:
                 changes[ms_id] = MsChange(ms_id=ms_id, removed_reason=removed)
                 continue
             try:
-                changes[ms_id] = MsChange(ms_id=ms_id, contact=mapping.graph_to_contact(item))
+                changes[ms_id] = MsChange(ms_id=ms_id, item=mapping.graph_to_contact(item))
             except InvalidRecordError as exc:
                 # Quarantined by the engine with this reason; never mistaken for a removal.
                 changes[ms_id] = MsChange(ms_id=ms_id, invalid_reason=str(exc))

@@ -21,7 +21,7 @@ from sync_core.domain.changes import WriteResult
 from sync_core.adapters.graph.outcomes import delete_result, delta_items, read_results, write_result
 from sync_core.adapters.graph.session import GraphSession, SubRequest, SubResponse
 from sync_core.domain.errors import DeltaExpiredError, InvalidRecordError, MicrosoftError
-from sync_core.domain.models import MsTask, TaskChange, TaskDeltaResult, TaskFields, TaskTarget, UserSyncSettings
+from sync_core.domain.models import DeltaResult, MsChange, MsTask, TaskFields, TaskTarget, UserSyncSettings
 from sync_core.ports import TaskUpdate
 from sync_core.kinds.tasks.mapping import (
     APP_NAME, TASK_ID_PROPERTY, event_create_body, event_patch_body, graph_to_task, todo_create_body,
@@ -86,10 +86,10 @@ class GraphTasks:
         return str(created["id"])
 
     # -- reading ---------------------------------------------------------------------------
-    def task_delta(self, target: TaskTarget, container: str, delta_link: str | None) -> TaskDeltaResult:
+    def task_delta(self, target: TaskTarget, container: str, delta_link: str | None) -> DeltaResult[MsTask]:
         return self._counted(lambda: self._delta(target, container, delta_link))
 
-    def _delta(self, target: TaskTarget, container: str, delta_link: str | None) -> TaskDeltaResult:
+    def _delta(self, target: TaskTarget, container: str, delta_link: str | None) -> DeltaResult[MsTask]:
         if delta_link:
             url = delta_link
         elif target is TaskTarget.TO_DO:
@@ -100,23 +100,23 @@ class GraphTasks:
         items, new_link = self.session.get_pages(url, headers={"Prefer": f"odata.maxpagesize={DELTA_PAGE_SIZE}"})
         if not new_link:
             raise DeltaExpiredError("delta round ended without a deltaLink", status=200)
-        changes: dict[str, TaskChange] = {}
+        changes: dict[str, MsChange[MsTask]] = {}
         # An item without an id has nothing to name it by: it cannot be synced or quarantined.
         for ms_id, removed, item in delta_items(items):
             if removed is not None:
-                changes[ms_id] = TaskChange(ms_id=ms_id, removed_reason=removed)
+                changes[ms_id] = MsChange(ms_id=ms_id, removed_reason=removed)
                 continue
             changes[ms_id] = self._change(target, ms_id, item)
         # The same item can appear twice in a round; the last state wins (the dict keeps the latest).
-        return TaskDeltaResult(changes=tuple(changes.values()), delta_link=new_link, full=not delta_link)
+        return DeltaResult(changes=tuple(changes.values()), delta_link=new_link, full=not delta_link)
 
-    def _change(self, target: TaskTarget, ms_id: str, item: Mapping[str, Any]) -> TaskChange:
+    def _change(self, target: TaskTarget, ms_id: str, item: Mapping[str, Any]) -> MsChange[MsTask]:
         if target is TaskTarget.CALENDAR and item.get("type") == "seriesMaster":
-            return TaskChange(ms_id=ms_id, invalid_reason="a series master is not an instance")
+            return MsChange(ms_id=ms_id, invalid_reason="a series master is not an instance")
         try:
-            return TaskChange(ms_id=ms_id, task=graph_to_task(target, item, self._zone))
+            return MsChange(ms_id=ms_id, item=graph_to_task(target, item, self._zone))
         except InvalidRecordError as exc:
-            return TaskChange(ms_id=ms_id, invalid_reason=str(exc))
+            return MsChange(ms_id=ms_id, invalid_reason=str(exc))
 
     def get_tasks(self, target: TaskTarget, container: str, ms_ids: Sequence[str]) -> dict[str, MsTask | None]:
         """Each item as it is now, or None when it is gone (404). Items whose state could not be learnt (a

@@ -90,7 +90,7 @@ class MemoryContacts:
             self._remove(ms_id)
 
     # -- reading
-    def contact_delta(self, folder_id: str, delta_link: str | None) -> DeltaResult:
+    def contact_delta(self, folder_id: str, delta_link: str | None) -> DeltaResult[MsContact]:
         self.request_count += 1
         if folder_id not in self.folders:
             raise NotFoundError("the contact folder does not exist")
@@ -99,7 +99,7 @@ class MemoryContacts:
         self.request_count += max(1, -(-len(changes) // self.delta_page_size)) - 1
         return DeltaResult(changes=tuple(changes), delta_link=self.log.issue(folder_id), full=delta_link is None)
 
-    def _delta_entry(self, ms_id: str, folder_id: str, since: int | None) -> MsChange | None:
+    def _delta_entry(self, ms_id: str, folder_id: str, since: int | None) -> MsChange[MsContact] | None:
         item = self.items.get(ms_id)
         here_now = item is not None and item.get("parentFolderId") == folder_id
         if since is None:
@@ -115,9 +115,9 @@ class MemoryContacts:
         return MsChange(ms_id=ms_id, removed_reason="deleted" if item is None else "changed")
 
     @staticmethod
-    def _as_change(ms_id: str, item: dict[str, Any] | None) -> MsChange:
+    def _as_change(ms_id: str, item: dict[str, Any] | None) -> MsChange[MsContact]:
         try:
-            return MsChange(ms_id=ms_id, contact=mapping.graph_to_contact(item))
+            return MsChange(ms_id=ms_id, item=mapping.graph_to_contact(item))
         except InvalidRecordError as exc:
             return MsChange(ms_id=ms_id, invalid_reason=str(exc))
 

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sync_core.domain.changes import WriteResult
 from sync_core.adapters.memory.changes import ChangeLog, Ids, batches, not_json, utc_now
 from sync_core.domain.errors import InvalidRecordError, NotFoundError
-from sync_core.domain.models import MsTask, TaskChange, TaskDeltaResult, TaskFields, TaskTarget, UserSyncSettings
+from sync_core.domain.models import DeltaResult, MsChange, MsTask, TaskFields, TaskTarget, UserSyncSettings
 from sync_core.kinds.tasks import mapping
 from sync_core.ports import TaskUpdate
 
@@ -115,13 +115,13 @@ class MemoryTasks:
         return list_id
 
     # -- reading
-    def task_delta(self, target: TaskTarget, container: str, delta_link: str | None) -> TaskDeltaResult:
+    def task_delta(self, target: TaskTarget, container: str, delta_link: str | None) -> DeltaResult[MsTask]:
         self.request_count += 1
         where = self._where(target, container)
         self._require_list(where)
         window = calendar_window(container) if where == CALENDAR else None
         since = None if delta_link is None else self.log.since(delta_link, container)
-        changes: list[TaskChange] = []
+        changes: list[MsChange[MsTask]] = []
         for ms_id, events in self.log.items():
             visible = self._holds(where, ms_id) and (window is None or self._in_window(ms_id, window))
             if since is None:
@@ -133,15 +133,15 @@ class MemoryTasks:
             if visible:
                 changes.append(self._as_change(ms_id))
             elif any(e.where == where for e in events):
-                changes.append(TaskChange(ms_id=ms_id, removed_reason="deleted"))
+                changes.append(MsChange(ms_id=ms_id, removed_reason="deleted"))
         self.request_count += max(1, -(-len(changes) // self.delta_page_size)) - 1
-        return TaskDeltaResult(changes=tuple(changes), delta_link=self.log.issue(container), full=delta_link is None)
+        return DeltaResult(changes=tuple(changes), delta_link=self.log.issue(container), full=delta_link is None)
 
-    def _as_change(self, ms_id: str) -> TaskChange:
+    def _as_change(self, ms_id: str) -> MsChange[MsTask]:
         try:
-            return TaskChange(ms_id=ms_id, task=self.task(ms_id))
+            return MsChange(ms_id=ms_id, item=self.task(ms_id))
         except InvalidRecordError as exc:
-            return TaskChange(ms_id=ms_id, invalid_reason=str(exc))
+            return MsChange(ms_id=ms_id, invalid_reason=str(exc))
 
     def get_tasks(self, target: TaskTarget, container: str, ms_ids: Sequence[str]) -> dict[str, MsTask | None]:
         self.request_count += batches(len(ms_ids)) if ms_ids else 0

@@ -11,7 +11,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from sync_core.domain.models import Address, ContactFields, CrmContact, Link, LinkState, MsChange, UserSyncSettings
+from sync_core.domain.models import (
+    Address,
+    ContactFields,
+    CrmContact,
+    Link,
+    LinkState,
+    MsChange,
+    MsContact,
+    UserSyncSettings,
+)
 from sync_core.kinds.contacts.accounts import company_key
 from sync_core.sync import actions
 from sync_core.sync.actions import Side
@@ -121,19 +130,19 @@ def merge_two(crm: ContactFields, ms: ContactFields) -> ContactFields:
     return _unflatten({name: c[name] if c[name] else m[name] for name in c})
 
 
-class ContactRules(PlanRules[ContactFields, ContactFields, MsChange]):
+class ContactRules(PlanRules[ContactFields, ContactFields, MsChange[MsContact]]):
     words = Words(ms="Outlook", items="contacts", ms_item="Outlook card", crm_gone="deleted in the CRM",
                   out_of_scope="not in the user's accounts")
     match_by_email = True
 
-    def ms_item(self, change: MsChange) -> MsItem[ContactFields] | None:
-        item = change.contact
+    def ms_item(self, change: MsChange[MsContact]) -> MsItem[ContactFields] | None:
+        item = change.item
         return MsItem(item.id, item.change_key, item.fields) if item is not None else None
 
-    def tag(self, change: MsChange) -> str | None:
+    def tag(self, change: MsChange[MsContact]) -> str | None:
         return change.tag
 
-    def candidates(self, change: MsChange) -> list[str]:
+    def candidates(self, change: MsChange[MsContact]) -> list[str]:
         # our tag names its record (our card, link lost); then our own import of it (removed ones too)
         tagged = [change.tag] if change.tag else []
         return [*tagged, *import_crm_ids(self.settings.tenant_id, self.settings.user_id, change.ms_id)]
@@ -152,10 +161,10 @@ class ContactRules(PlanRules[ContactFields, ContactFields, MsChange]):
     def crm_update(self, link: Link, crm: ContactFields | None, ms: ContactFields) -> ContactFields:
         return merge_three(link.synced, crm or self.unchanged_crm_fields(link), ms)[0]
 
-    def ms_now(self, change: MsChange | None, link: Link | None, crm: ContactFields | None) -> ContactFields:
+    def ms_now(self, change: MsChange[MsContact] | None, link: Link | None, crm: ContactFields | None) -> ContactFields:
         # not in this round: Outlook holds what was synced
-        if change is not None and change.contact is not None:
-            return change.contact.fields
+        if change is not None and change.item is not None:
+            return change.item.fields
         return (link.synced if link is not None else None) or crm or ContactFields()
 
     def removal_link(self, crm_id: str, ms_id: str, crm_version: str, fields: ContactFields) -> Link:
@@ -167,7 +176,7 @@ class ContactRules(PlanRules[ContactFields, ContactFields, MsChange]):
         return link.synced or ContactFields()
 
 
-def plan(crm: Sequence[CrmItem], ms: Sequence[MsChange], links: Iterable[Link], settings: UserSyncSettings, *,
+def plan(crm: Sequence[CrmItem], ms: Sequence[MsChange[MsContact]], links: Iterable[Link], settings: UserSyncSettings, *,
          guard: DeleteGuard | None = None, limits: GuardLimits = GuardLimits(), link_count: int | None = None) -> list[Action]:
     """The actions for one batch of contacts (see sync.planner.plan)."""
     return plan_kind(crm, ms, links, ContactRules(settings), guard=guard, limits=limits, link_count=link_count)

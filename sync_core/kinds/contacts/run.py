@@ -15,8 +15,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from sync_core.domain.models import (FOLDER_NAME, Account, ContactScope, CrmContact, Cursor, DeltaResult, FeedEntry,
-                                     Link, MsChange)
+from sync_core.domain.models import (
+    Account,
+    ContactScope,
+    CrmContact,
+    Cursor,
+    DeltaResult,
+    FOLDER_NAME,
+    FeedEntry,
+    Link,
+    MsChange,
+    MsContact,
+)
 from sync_core.kinds.contacts.executor import Engine
 from sync_core.kinds.contacts.mapping import crm_to_fields
 from sync_core.kinds.contacts.planner import CrmItem, import_crm_ids, plan
@@ -45,16 +55,16 @@ class _Feed:
     account_positions: dict[str, int] = field(default_factory=dict)  # account id → its last entry's position
 
 
-class _ContactRun(KindRun[MsChange]):
+class _ContactRun(KindRun[MsChange[MsContact]]):
     def __init__(self, part: RunPart, microsoft: MicrosoftContactsPort) -> None:
         super().__init__(part, part.user.user_id, part.tally)
         self.crm = part.crm
         self.microsoft = microsoft
 
-    def _version(self, change: MsChange) -> str | None:
-        return change.contact.change_key if change.contact is not None else None
+    def _version(self, change: MsChange[MsContact]) -> str | None:
+        return change.item.change_key if change.item is not None else None
 
-    def _removal(self, ms_id: str) -> MsChange:
+    def _removal(self, ms_id: str) -> MsChange[MsContact]:
         return MsChange(ms_id=ms_id, removed_reason="missing after a full resync")
 
     def execute(self) -> None:
@@ -80,11 +90,11 @@ class _ContactRun(KindRun[MsChange]):
         counted = set(crm_ids)  # progress counts what the CRM side asked for and real Outlook changes
 
         ms_changes = self._latest(delta.changes, engine.quarantine_malformed)
-        link_count = (self._reconcile_full((c.ms_id for c in delta.changes if c.contact is not None or c.invalid_reason),
+        link_count = (self._reconcile_full((c.ms_id for c in delta.changes if c.item is not None or c.invalid_reason),
                                            ms_changes) if delta.full else None)
         links_by_ms = self.state.get_links_by_ms(self.tenant_id, self.user.user_id, list(ms_changes)) if ms_changes else {}
-        attached: dict[str, MsChange] = {}  # CRM id → the Outlook change of the same pair
-        lone: dict[str, MsChange] = {}  # Outlook changes without a link (new, moved in)
+        attached: dict[str, MsChange[MsContact]] = {}  # CRM id → the Outlook change of the same pair
+        lone: dict[str, MsChange[MsContact]] = {}  # Outlook changes without a link (new, moved in)
         for ms_id, change in ms_changes.items():
             if (link := links_by_ms.get(ms_id)) is not None:
                 self._attach(link, change, crm_ids, attached, counted)
@@ -114,8 +124,8 @@ class _ContactRun(KindRun[MsChange]):
                                                           "crm_position": position, "fanout_after": fanout_after}),
                     keep=_reevaluation)
 
-    def _pair_unlinked(self, delta: DeltaResult, ms_changes: dict[str, MsChange], links_by_ms: dict[str, Link],
-                       crm_ids: dict[str, None], attached: dict[str, MsChange], lone: dict[str, MsChange],
+    def _pair_unlinked(self, delta: DeltaResult[MsContact], ms_changes: dict[str, MsChange[MsContact]], links_by_ms: dict[str, Link],
+                       crm_ids: dict[str, None], attached: dict[str, MsChange[MsContact]], lone: dict[str, MsChange[MsContact]],
                        counted: set[str]) -> None:
         """Outlook items without a link: our import whose link was lost is a CRM record with a derived id (or
         named by our tag) and no link; the others are lone (new, moved in)."""
@@ -137,13 +147,13 @@ class _ContactRun(KindRun[MsChange]):
             else:
                 lone[ms_id] = ms_changes[ms_id]
 
-    def _tags_of_unlinked(self, delta: DeltaResult, ms_changes: dict[str, MsChange], unlinked: dict[str, tuple[str, ...]],
+    def _tags_of_unlinked(self, delta: DeltaResult[MsContact], ms_changes: dict[str, MsChange[MsContact]], unlinked: dict[str, tuple[str, ...]],
                           crm_ids: dict[str, None]) -> dict[str, str]:
         """Our tag on each unlinked card of a full round that names a CRM record of this run (no Graph
         request in an incremental round, or when nothing is unlinked)."""
         if not delta.full:
             return {}
-        wanted = [ms_id for ms_id in unlinked if ms_changes[ms_id].contact is not None]
+        wanted = [ms_id for ms_id in unlinked if ms_changes[ms_id].item is not None]
         if not wanted:
             return {}
         return {ms_id: tag for ms_id, tag in self.microsoft.crm_ids_of(wanted).items() if tag and tag in crm_ids}
@@ -209,7 +219,7 @@ class _ContactRun(KindRun[MsChange]):
             items.append(CrmItem(crm_id, contact, fields, self._in_scope(account), account.version if account else ""))
         return items
 
-    def _crm_chunk(self, engine: Engine, ids: list[str], attached: dict[str, MsChange], lone: dict[str, MsChange],
+    def _crm_chunk(self, engine: Engine, ids: list[str], attached: dict[str, MsChange[MsContact]], lone: dict[str, MsChange[MsContact]],
                    guard: DeleteGuard) -> None:
         self.renew()
         contacts = self.crm.get_contacts(self.tenant_id, ids)
@@ -223,8 +233,8 @@ class _ContactRun(KindRun[MsChange]):
         ms = [attached.pop(crm_id) for crm_id in ids if crm_id in attached]
         engine.apply(plan(self._crm_items(engine, ids, contacts), ms, links.values(), self.user, guard=guard))
 
-    def _applier(self, engine: Engine, guard: DeleteGuard) -> Callable[[list[str], list[MsChange], list[Link]], None]:
-        def apply(crm_ids: list[str], changes: list[MsChange], links: list[Link]) -> None:
+    def _applier(self, engine: Engine, guard: DeleteGuard) -> Callable[[list[str], list[MsChange[MsContact]], list[Link]], None]:
+        def apply(crm_ids: list[str], changes: list[MsChange[MsContact]], links: list[Link]) -> None:
             contacts = self.crm.get_contacts(self.tenant_id, crm_ids) if crm_ids else {}
             engine.apply(plan(self._crm_items(engine, crm_ids, contacts), changes, links, self.user, guard=guard))
         return apply

@@ -25,10 +25,10 @@ from sync_core.domain.models import (
     CrmTask,
     Link,
     LinkState,
+    MsChange,
     MsTask,
     QuarantineEntry,
     SyncMode,
-    TaskChange,
     TaskFields,
     TaskTarget,
 )
@@ -82,7 +82,7 @@ class TaskEngine(Executor[TaskFields, CrmTask, WriteResult[MsTask]]):
         self.containers = containers  # the To Do list id and/or the calendar window of this run
         self.locate = locate  # finds a container not known yet
         self._accounts: dict[str, Account] = {}
-        self.found: dict[str, TaskChange] = {}  # items resolve_pending found, by CRM id
+        self.found: dict[str, MsChange[MsTask]] = {}  # items resolve_pending found, by CRM id
         self.zone = user_zone(context.settings)
 
     @property
@@ -132,7 +132,7 @@ class TaskEngine(Executor[TaskFields, CrmTask, WriteResult[MsTask]]):
                 continue
             # What the item holds now takes part in this run: the user may have edited it meanwhile, and the
             # round that reported that edit may be gone.
-            self.found[crm_id] = TaskChange(ms_id=ms_key(target, found.id), task=found)
+            self.found[crm_id] = MsChange(ms_id=ms_key(target, found.id), item=found)
             synced = synced_of(link)
             # Unknown whether the user edited it since: an unknown version lets the next delta decide by content.
             same = synced is not None and synced.same(found.fields, self.context.shown)

@@ -27,9 +27,9 @@ from typing import TypeAlias
 from sync_core.domain.models import (
     CrmTask,
     Link,
+    MsChange,
     MsTask,
     SyncMode,
-    TaskChange,
     TaskFields,
     TaskTarget,
     UserSyncSettings,
@@ -151,15 +151,15 @@ def merge_tasks(synced: SyncedTask | None, crm: TaskFields, ms: TaskFields,
     return TaskFields(**values), tuple(clashes)  # type: ignore[arg-type]
 
 
-def paired_crm_id(change: TaskChange, context: TaskPlanContext) -> list[str]:
+def paired_crm_id(change: MsChange[MsTask], context: TaskPlanContext) -> list[str]:
     """The CRM ids an unlinked Microsoft item may be ours for: the CRM id it is tagged with (we created it),
     then the id our own import of it would have (its link write was lost)."""
-    ids = [change.task.crm_id] if change.task is not None and change.task.crm_id else []
+    ids = [change.item.crm_id] if change.item is not None and change.item.crm_id else []
     ids.append(import_task_id(context.settings.tenant_id, context.settings.user_id, change.ms_id))
     return ids
 
 
-class TaskRules(PlanRules[TaskFields, MsTask | None, TaskChange]):
+class TaskRules(PlanRules[TaskFields, MsTask | None, MsChange[MsTask]]):
     words = Words(ms="Microsoft", items="tasks", ms_item="Microsoft item",
                   crm_gone="deleted in the CRM or assigned to someone else", out_of_scope="not assigned to the user",
                   unplaceable="no due date: not shown in the calendar",
@@ -176,16 +176,16 @@ class TaskRules(PlanRules[TaskFields, MsTask | None, TaskChange]):
         super().__init__(context.settings)
         self.context = context
 
-    def ms_item(self, change: TaskChange) -> MsItem[TaskFields] | None:
-        item = change.task
+    def ms_item(self, change: MsChange[MsTask]) -> MsItem[TaskFields] | None:
+        item = change.item
         return MsItem(change.ms_id, item.version, item.fields, item.meeting) if item is not None else None
 
-    def tag(self, change: TaskChange) -> str | None:
-        return change.task.crm_id if change.task is not None else None
+    def tag(self, change: MsChange[MsTask]) -> str | None:
+        return change.item.crm_id if change.item is not None else None
 
-    def candidates(self, change: TaskChange) -> list[str]:
+    def candidates(self, change: MsChange[MsTask]) -> list[str]:
         # a removed item is never paired with a CRM task: nothing of it is left to link
-        return paired_crm_id(change, self.context) if change.task is not None else []
+        return paired_crm_id(change, self.context) if change.item is not None else []
 
     def import_id(self, ms_id: str) -> str:
         return import_task_id(self.settings.tenant_id, self.settings.user_id, ms_id)
@@ -203,8 +203,8 @@ class TaskRules(PlanRules[TaskFields, MsTask | None, TaskChange]):
         # the executor merges Microsoft's fields into the CRM task it reads (fields Microsoft cannot hold stay)
         return ms
 
-    def ms_now(self, change: TaskChange | None, link: Link | None, crm: TaskFields | None) -> MsTask | None:
-        return change.task if change is not None else None
+    def ms_now(self, change: MsChange[MsTask] | None, link: Link | None, crm: TaskFields | None) -> MsTask | None:
+        return change.item if change is not None else None
 
     def protected(self, item: MsItem[TaskFields] | None, link: Link | None) -> bool:
         # a meeting: as read now, or as the link remembers it
@@ -221,7 +221,7 @@ class TaskRules(PlanRules[TaskFields, MsTask | None, TaskChange]):
         return f"moved to {self.context.target.value}"
 
 
-def plan_tasks(crm: Sequence[TaskItem], ms: Sequence[TaskChange], links: Iterable[Link], context: TaskPlanContext, *,
+def plan_tasks(crm: Sequence[TaskItem], ms: Sequence[MsChange[MsTask]], links: Iterable[Link], context: TaskPlanContext, *,
                guard: DeleteGuard | None = None, limits: GuardLimits = GuardLimits()) -> list[TaskAction]:
     """The actions for one batch. `ms` changes carry link keys (ms_key) as their ms_id; `links` are the links
     of the records given. `guard` is the run's mass-delete verdict (None: computed from this plan alone)."""

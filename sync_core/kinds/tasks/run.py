@@ -24,8 +24,18 @@ from dataclasses import replace
 from datetime import date, time as wall_time
 from typing import cast
 
-from sync_core.domain.models import (FOLDER_NAME, CrmTask, Cursor, FeedEntry, Link, LinkState, QuarantineEntry,
-                                     TaskChange, TaskTarget)
+from sync_core.domain.models import (
+    CrmTask,
+    Cursor,
+    FOLDER_NAME,
+    FeedEntry,
+    Link,
+    LinkState,
+    MsChange,
+    MsTask,
+    QuarantineEntry,
+    TaskTarget,
+)
 from sync_core.kinds.tasks.executor import TaskEngine
 from sync_core.kinds.tasks.mapping import at_local, crm_to_task_fields, user_zone
 from sync_core.kinds.tasks.planner import (TaskItem, TaskPlanContext, key_target, ms_key, paired_crm_id, plan_tasks,
@@ -58,7 +68,7 @@ def is_task_entry(entry: QuarantineEntry) -> bool:
     return entry.record_id.startswith("task:") if entry.side == Side.CRM.value else key_target(entry.record_id) is not None
 
 
-class _TaskRun(KindRun[TaskChange]):
+class _TaskRun(KindRun[MsChange[MsTask]]):
     def __init__(self, part: RunPart, microsoft: MicrosoftTasksPort) -> None:
         super().__init__(part, task_partition(part.user.user_id), Tally(log_limit=part.options.engine.log_limit))
         self.crm = cast(CrmTasksPort, part.crm)  # the CRM adapters serve both ports
@@ -66,11 +76,11 @@ class _TaskRun(KindRun[TaskChange]):
         self.containers: dict[TaskTarget, str] = {}
         self.quarantined: list[QuarantineEntry] = []
 
-    def _version(self, change: TaskChange) -> str | None:
-        return change.task.version if change.task is not None else None
+    def _version(self, change: MsChange[MsTask]) -> str | None:
+        return change.item.version if change.item is not None else None
 
-    def _removal(self, ms_id: str) -> TaskChange:
-        return TaskChange(ms_id=ms_id, removed_reason="missing after a full resync")
+    def _removal(self, ms_id: str) -> MsChange[MsTask]:
+        return MsChange(ms_id=ms_id, removed_reason="missing after a full resync")
 
     def execute(self) -> None:
         home = self.state.get_cursor(self.tenant_id, self.partition)
@@ -205,7 +215,7 @@ class _TaskRun(KindRun[TaskChange]):
         changes = self._latest((c.model_copy(update={"ms_id": ms_key(target, c.ms_id)}) for c in delta.changes),
                                engine.quarantine_malformed)
         # In the calendar only the items of the window are listed: those are reconciled.
-        link_count = (self._reconcile_full((ms_key(target, c.ms_id) for c in delta.changes if c.task is not None or c.invalid_reason),
+        link_count = (self._reconcile_full((ms_key(target, c.ms_id) for c in delta.changes if c.item is not None or c.invalid_reason),
                                            changes, mine=lambda key: key_target(key) is target) if delta.full else None)
         links_by_ms = self.state.get_links_by_ms(self.tenant_id, self.partition, list(changes)) if changes else {}
         if target is TaskTarget.CALENDAR:
@@ -213,8 +223,8 @@ class _TaskRun(KindRun[TaskChange]):
 
         context = TaskPlanContext(self.user, target)
         counted = set(crm_ids)  # progress: what the CRM side asked for and real Outlook changes
-        attached: dict[str, TaskChange] = {}
-        lone: dict[str, TaskChange] = {}
+        attached: dict[str, MsChange[MsTask]] = {}
+        lone: dict[str, MsChange[MsTask]] = {}
         self._pair(changes, links_by_ms, context, crm_ids, attached, lone, counted)
         guard = self._guard(list(crm_ids), self._still_assigned, changes, links_by_ms, link_count)
         counted.update(i for i, change in attached.items() if change.ms_id not in links_by_ms)  # paired by tag or id
@@ -236,22 +246,22 @@ class _TaskRun(KindRun[TaskChange]):
         save_cursor(self.state, stored.model_copy(update={"folder_id": container, "delta_link": new_link}))
         return left
 
-    def _pair(self, changes: dict[str, TaskChange], links_by_ms: dict[str, Link], context: TaskPlanContext,
-              crm_ids: dict[str, None], attached: dict[str, TaskChange], lone: dict[str, TaskChange],
+    def _pair(self, changes: dict[str, MsChange[MsTask]], links_by_ms: dict[str, Link], context: TaskPlanContext,
+              crm_ids: dict[str, None], attached: dict[str, MsChange[MsTask]], lone: dict[str, MsChange[MsTask]],
               counted: set[str]) -> None:
         """Each change to its CRM task: by link; else by the id our create or import derives (our own item,
         or our import whose link was lost); else by our tag; the rest are lone (new in Microsoft)."""
-        tagged: dict[str, TaskChange] = {}
+        tagged: dict[str, MsChange[MsTask]] = {}
         for key, change in changes.items():
             found = links_by_ms.get(key)
             candidates = paired_crm_id(change, context)
             if found is not None:
                 self._attach(found, change, crm_ids, attached, counted)
-            elif change.task is not None and (mate := next((i for i in candidates
+            elif change.item is not None and (mate := next((i for i in candidates
                                                              if i in crm_ids and i not in attached), None)):
                 attached[mate] = change
-            elif change.task is not None and change.task.crm_id:
-                tagged[change.task.crm_id] = change
+            elif change.item is not None and change.item.crm_id:
+                tagged[change.item.crm_id] = change
             else:
                 lone[key] = change
         if not tagged:
@@ -293,13 +303,13 @@ class _TaskRun(KindRun[TaskChange]):
         midnight = at_local(day, wall_time(), user_zone(self.user))
         return start <= midnight < end
 
-    def _settle_removals(self, container: str, changes: dict[str, TaskChange], links: dict[str, Link]) -> None:
+    def _settle_removals(self, container: str, changes: dict[str, MsChange[MsTask]], links: dict[str, Link]) -> None:
         """Calendar removals are ambiguous (deleted, moved out of the window, or changed outside it): an item
         whose due day lies outside the window just left it; one inside is looked up before it counts."""
         confirm: list[str] = []
         for key, change in list(changes.items()):
             link = links.get(key)
-            if change.task is not None or link is None or link.state is not LinkState.LINKED:
+            if change.item is not None or link is None or link.state is not LinkState.LINKED:
                 continue
             synced = synced_of(link)
             if self._in_window(container, synced.due_date if synced else None):
@@ -315,10 +325,10 @@ class _TaskRun(KindRun[TaskChange]):
                 del changes[key]
                 self.tally.hold_delta = True
             elif (task := found[graph_id]) is not None:
-                changes[key] = TaskChange(ms_id=key, task=task)  # still there: whatever changed is applied
+                changes[key] = MsChange(ms_id=key, item=task)  # still there: whatever changed is applied
 
     def _crm_chunk(self, engine: TaskEngine, context: TaskPlanContext, ids: list[str],
-                   attached: dict[str, TaskChange], lone: dict[str, TaskChange], guard: DeleteGuard) -> None:
+                   attached: dict[str, MsChange[MsTask]], lone: dict[str, MsChange[MsTask]], guard: DeleteGuard) -> None:
         self.renew()
         tasks = self.crm.get_tasks(self.tenant_id, ids)
         read = self.state.get_links_by_crm(self.tenant_id, self.partition, ids)
@@ -340,8 +350,8 @@ class _TaskRun(KindRun[TaskChange]):
                                 limits=self.options.limits))
 
     def _applier(self, engine: TaskEngine, context: TaskPlanContext,
-                 guard: DeleteGuard) -> Callable[[list[str], list[TaskChange], list[Link]], None]:
-        def apply(crm_ids: list[str], changes: list[TaskChange], links: list[Link]) -> None:
+                 guard: DeleteGuard) -> Callable[[list[str], list[MsChange[MsTask]], list[Link]], None]:
+        def apply(crm_ids: list[str], changes: list[MsChange[MsTask]], links: list[Link]) -> None:
             tasks = self.crm.get_tasks(self.tenant_id, crm_ids) if crm_ids else {}
             engine.apply(plan_tasks(self._items(crm_ids, tasks), changes, links, context, guard=guard,
                                     limits=self.options.limits))
