@@ -155,7 +155,7 @@ class MsContact(Frozen):
     """A contact in the user's Outlook folder, parsed from Graph JSON by the mapping module."""
 
     id: str
-    change_key: str
+    version: str  # its changeKey
     fields: ContactFields
     parent_folder_id: str | None = None
 

@@ -43,7 +43,7 @@ def test_a_create_shows_in_a_full_round_with_our_fields_and_tag(mailbox: Mailbox
     results = mailbox.contacts.create_contacts(folder, [("crm-1", ada())])
     [result] = results
     assert result.ok and result.key == "crm-1" and 200 <= result.status < 300
-    assert result.item is not None and result.item.fields == ada() and result.item.change_key
+    assert result.item is not None and result.item.fields == ada() and result.item.version
     ms_id = result.item.id
     delta = mailbox.contacts.contact_delta(folder, None)
     assert delta.full and delta.delta_link
@@ -61,11 +61,11 @@ def test_a_later_round_shows_only_what_changed_since(mailbox: Mailbox) -> None:
     assert not quiet.full and quiet.changes == ()
     [update] = mailbox.contacts.update_contacts([(edited, ada(first_name="Charles", job_title="Inventor"))])
     assert update.ok and update.item is not None
-    assert update.item.change_key != by_id(first)[edited].item.change_key  # type: ignore[union-attr]
+    assert update.item.version != by_id(first)[edited].item.version  # type: ignore[union-attr]
     later = mailbox.contacts.contact_delta(folder, quiet.delta_link)
     assert list(by_id(later)) == [edited]
     assert later.changes[0].item is not None and later.changes[0].item.fields.job_title == "Inventor"
-    assert later.changes[0].item.change_key == update.item.change_key
+    assert later.changes[0].item.version == update.item.version
 
 
 def test_a_delete_shows_as_removed_and_a_second_delete_is_a_404_that_is_fine(mailbox: Mailbox) -> None:

@@ -182,7 +182,7 @@ def test_every_documented_contact_payload_parses_or_is_refused_with_a_reason(pat
 
 def test_the_documented_contact_maps_field_by_field() -> None:
     contact = graph_to_contact(json.loads((FIXTURES / "contact-get.response.json").read_text()))
-    assert contact.id == "AAMkAGI2THk0AAA=" and contact.change_key == "EQAAABYAAACd9nJ/tVysQos2hTfspaWRAAADTIa4"
+    assert contact.id == "AAMkAGI2THk0AAA=" and contact.version == "EQAAABYAAACd9nJ/tVysQos2hTfspaWRAAADTIa4"
     assert contact.parent_folder_id == "AAMkAGI2AAEOAAA="
     assert contact.fields == ContactFields(
         first_name="Garth", last_name="Fort", emails=("garth@a830edad9050849nda1.onmicrosoft.com",),
@@ -208,7 +208,7 @@ def test_tolerated_shapes() -> None:
             "businessPhones": [None, "  ", "+1 2"], "mobilePhone": 5551234, "businessAddress": {},
             "homeAddress": "ignored", "personalNotes": None}
     contact = graph_to_contact(item)
-    assert contact.change_key == "" and contact.fields.emails == ("b@x.org",)
+    assert contact.version == "" and contact.fields.emails == ("b@x.org",)
     assert contact.fields.business_phone == "+1 2" and contact.fields.mobile_phone == "5551234"
     assert graph_to_contact({"id": "x", "businessPhones": "+1 3"}).fields.business_phone == "+1 3"
 

@@ -59,7 +59,7 @@ def crm(version: str = "v1", fields: ContactFields = BASE, *, crm_id: str = "c1"
 def ms(change_key: str = "k1", fields: ContactFields = BASE, *, ms_id: str = "m1", removed: bool = False) -> MsChange:
     if removed:
         return MsChange(ms_id=ms_id, removed_reason="deleted")
-    return MsChange(ms_id=ms_id, item=MsContact(id=ms_id, change_key=change_key, fields=fields))
+    return MsChange(ms_id=ms_id, item=MsContact(id=ms_id, version=change_key, fields=fields))
 
 
 def link(state: LinkState = LinkState.LINKED, *, ms_id: str | None = "m1") -> Link:

@@ -131,7 +131,7 @@ class Engine(Executor[ContactFields, CrmContact, WriteResult[MsContact]]):
                 continue
             # Unknown whether the user edited it since: an unknown version lets the next delta decide by content.
             intended = link.synced or found.fields
-            version = found.change_key if found.fields == intended else ""
+            version = found.version if found.fields == intended else ""
             saved = self._save_link(link.model_copy(update={
                 "ms_id": found.id, "state": LinkState.LINKED, "ms_version": version,
                 "synced": intended, "synced_hash": intended.content_hash(), "pending_since": None}))
@@ -379,4 +379,4 @@ class Engine(Executor[ContactFields, CrmContact, WriteResult[MsContact]]):
         return self.microsoft.delete_contacts
 
     def _written(self, result: WriteResult[MsContact]) -> tuple[str, str] | None:
-        return (result.item.id, result.item.change_key) if result.item is not None else None
+        return (result.item.id, result.item.version) if result.item is not None else None

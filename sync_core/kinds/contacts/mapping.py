@@ -287,7 +287,7 @@ def graph_to_contact(item: object) -> MsContact:
     fields = _names_from_display_name(fields, _text(item, "displayName"))
     return MsContact(
         id=ms_id,
-        change_key=change_key or "",
+        version=change_key or "",
         fields=fields,
         parent_folder_id=parent if isinstance(parent, str) else None,
     )

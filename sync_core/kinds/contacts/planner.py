@@ -137,7 +137,7 @@ class ContactRules(PlanRules[ContactFields, ContactFields, MsChange[MsContact]])
 
     def ms_item(self, change: MsChange[MsContact]) -> MsItem[ContactFields] | None:
         item = change.item
-        return MsItem(item.id, item.change_key, item.fields) if item is not None else None
+        return MsItem(item.id, item.version, item.fields) if item is not None else None
 
     def tag(self, change: MsChange[MsContact]) -> str | None:
         return change.tag

@@ -62,7 +62,7 @@ class _ContactRun(KindRun[MsChange[MsContact]]):
         self.microsoft = microsoft
 
     def _version(self, change: MsChange[MsContact]) -> str | None:
-        return change.item.change_key if change.item is not None else None
+        return change.item.version if change.item is not None else None
 
     def _removal(self, ms_id: str) -> MsChange[MsContact]:
         return MsChange(ms_id=ms_id, removed_reason="missing after a full resync")
