@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Generic, Protocol, TypeVar
 
 from sync_core.domain.errors import ConcurrencyError, DeltaExpiredError, NotFoundError
-from sync_core.domain.models import Cursor, FeedEntry, Link, LinkState, QuarantineEntry, UserSyncSettings
+from sync_core.domain.models import Cursor, FeedEntry, Link, LinkState, MsChange, QuarantineEntry, UserSyncSettings
 from sync_core.ports import CrmPort, StateStore
 from sync_core.sync.budget import Budget, Stint
 from sync_core.sync.guard import DeleteGuard, GuardLimits, guard_needs_link_count, mass_delete_guard
@@ -58,16 +58,13 @@ class RunPart:
     stint: Stint = field(default_factory=Stint)
 
 
-class Change(Protocol):
-    @property
-    def ms_id(self) -> str: ...
-
-    @property
-    def invalid_reason(self) -> str | None: ...
-
-
-C = TypeVar("C", bound=Change)
+I = TypeVar("I", bound="Versioned")  # the kind's Microsoft item
 D = TypeVar("D")
+
+
+class Versioned(Protocol):
+    @property
+    def version(self) -> str: ...
 
 
 def read_delta(read: Callable[[str, str | None], D], container: str, link: str | None, log: Callable[[str], None],
@@ -115,7 +112,7 @@ def fold_tally(into: Tally, part: Tally, label: str) -> None:
     into.dropped_lines += part.dropped_lines
 
 
-class KindRun(ABC, Generic[C]):
+class KindRun(ABC, Generic[I]):
     """The shared steps of one kind's pass over a delta round; links live in the state partition `partition`."""
 
     def __init__(self, part: RunPart, partition: str, tally: Tally) -> None:
@@ -128,13 +125,15 @@ class KindRun(ABC, Generic[C]):
     def tenant_id(self) -> str:
         return self.user.tenant_id
 
-    @abstractmethod
-    def _version(self, change: C) -> str | None:
+    @staticmethod
+    def _version(change: MsChange[I]) -> str | None:
         """The item's version as Microsoft reports it; None when the change is a removal."""
+        return change.item.version if change.item is not None else None
 
-    @abstractmethod
-    def _removal(self, ms_id: str) -> C:
+    @staticmethod
+    def _removal(ms_id: str) -> MsChange[I]:
         """A removal of the item `ms_id` (a linked item a full round no longer lists)."""
+        return MsChange(ms_id=ms_id, removed_reason="missing after a full resync")
 
     def _own_quarantine(self) -> list[QuarantineEntry]:
         # The user's list is shared by the kinds: another kind's entry read as ours is looked up for nothing.
@@ -151,10 +150,10 @@ class KindRun(ABC, Generic[C]):
             if len(page.entries) < self.options.feed_page_size:
                 return after
 
-    def _latest(self, changes: Iterable[C], quarantine: Callable[[C], None]) -> dict[str, C]:
+    def _latest(self, changes: Iterable[MsChange[I]], quarantine: Callable[[MsChange[I]], None]) -> dict[str, MsChange[I]]:
         """The round's changes by item: an item may come twice in a round, its last state wins; malformed
         items are quarantined, never taken for removals."""
-        latest: dict[str, C] = {}
+        latest: dict[str, MsChange[I]] = {}
         for change in changes:
             latest[change.ms_id] = change
         for change in [c for c in latest.values() if c.invalid_reason]:
@@ -162,7 +161,7 @@ class KindRun(ABC, Generic[C]):
             del latest[change.ms_id]
         return latest
 
-    def _reconcile_full(self, listed: Iterable[str], changes: dict[str, C],
+    def _reconcile_full(self, listed: Iterable[str], changes: dict[str, MsChange[I]],
                         mine: Callable[[str], bool] = lambda _: True) -> int:
         """A full round lists what is there now: linked items (of ours, `mine`) missing from it were removed
         while we were not looking. Returns the LINKED link count (the scan is paid for anyway)."""
@@ -176,7 +175,7 @@ class KindRun(ABC, Generic[C]):
                 changes.setdefault(link.ms_id, self._removal(link.ms_id))
         return count
 
-    def _attach(self, link: Link, change: C, crm_ids: dict[str, None], attached: dict[str, C],
+    def _attach(self, link: Link, change: MsChange[I], crm_ids: dict[str, None], attached: dict[str, MsChange[I]],
                 counted: set[str]) -> None:
         """A change of a linked item joins its CRM record; progress counts it unless it is our own write
         coming back (nothing to do)."""
@@ -186,7 +185,7 @@ class KindRun(ABC, Generic[C]):
         if not (link.state is LinkState.LINKED and version is not None and link.ms_version == version):
             counted.add(link.crm_id)
 
-    def _guard(self, candidates: Sequence[str], kept: Callable[[list[str]], set[str]], changes: dict[str, C],
+    def _guard(self, candidates: Sequence[str], kept: Callable[[list[str]], set[str]], changes: dict[str, MsChange[I]],
                links_by_ms: dict[str, Link], link_count: int | None) -> DeleteGuard:
         """The run's mass-delete verdict, from the deletions it is about to apply (read by the changed ids):
         linked `candidates` the CRM no longer holds for the user (`kept`: those it does) and linked items
@@ -207,7 +206,7 @@ class KindRun(ABC, Generic[C]):
                              if link.state is LinkState.LINKED)
         return mass_delete_guard(crm_deletes, ms_removals, link_count, limits)
 
-    def _paired_first(self, crm_ids: dict[str, None], attached: dict[str, C], echoes: set[str],
+    def _paired_first(self, crm_ids: dict[str, None], attached: dict[str, MsChange[I]], echoes: set[str],
                       skip: set[str] | frozenset[str] = frozenset()) -> list[str]:
         """Records paired with a Microsoft change first: a stop after them keeps the new deltaLink."""
         return ([i for i in crm_ids if i in attached and i not in echoes]
@@ -218,8 +217,8 @@ class KindRun(ABC, Generic[C]):
         # they are left out, so a replayed round never spends a run on them again and again.
         return [] if stoppable and self.budget.seconds is not None else [i for i in crm_ids if i in echoes]
 
-    def _apply_round(self, ids: list[str], counted: set[str], lone: dict[str, C],
-                     crm_chunk: Callable[[list[str]], None], ms_chunk: Callable[[list[C]], None],
+    def _apply_round(self, ids: list[str], counted: set[str], lone: dict[str, MsChange[I]],
+                     crm_chunk: Callable[[list[str]], None], ms_chunk: Callable[[list[MsChange[I]]], None],
                      *, stoppable: bool = True) -> list[str] | None:
         """Chunks of CRM ids, then of the lone Microsoft changes, each under the budget when `stoppable`.
         Returns None when all was applied, else the CRM ids not applied (empty: a stop among the lone)."""
@@ -249,14 +248,14 @@ class KindRun(ABC, Generic[C]):
         self.stint.stopped = self.stint.stopped or left is not None
         return left
 
-    def _lone_chunk(self, changes: list[C], apply: Callable[[list[str], list[C], list[Link]], None]) -> None:
+    def _lone_chunk(self, changes: list[MsChange[I]], apply: Callable[[list[str], list[MsChange[I]], list[Link]], None]) -> None:
         """Lone Microsoft changes, planned with the CRM records their links name now (read again: a link
         may have been made during this run)."""
         self.renew()
         links = self.state.get_links_by_ms(self.tenant_id, self.partition, [c.ms_id for c in changes])
         apply([link.crm_id for link in links.values()], changes, list(links.values()))
 
-    def _next_delta_link(self, left: list[str] | None, attached: dict[str, C], lone: dict[str, C],
+    def _next_delta_link(self, left: list[str] | None, attached: dict[str, MsChange[I]], lone: dict[str, MsChange[I]],
                          echoes: set[str], replay: str | None, fresh: str) -> str | None:
         """Microsoft changes not applied (a stop, or one held back) are read again from the old deltaLink."""
         outlook_left = left is not None and (any(i not in echoes for i in attached) or bool(lone))

@@ -55,17 +55,11 @@ class _Feed:
     account_positions: dict[str, int] = field(default_factory=dict)  # account id → its last entry's position
 
 
-class _ContactRun(KindRun[MsChange[MsContact]]):
+class _ContactRun(KindRun[MsContact]):
     def __init__(self, part: RunPart, microsoft: MicrosoftContactsPort) -> None:
         super().__init__(part, part.user.user_id, part.tally)
         self.crm = part.crm
         self.microsoft = microsoft
-
-    def _version(self, change: MsChange[MsContact]) -> str | None:
-        return change.item.version if change.item is not None else None
-
-    def _removal(self, ms_id: str) -> MsChange[MsContact]:
-        return MsChange(ms_id=ms_id, removed_reason="missing after a full resync")
 
     def execute(self) -> None:
         cursor = self.state.get_cursor(self.tenant_id, self.user.user_id)

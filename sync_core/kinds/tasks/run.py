@@ -68,19 +68,13 @@ def is_task_entry(entry: QuarantineEntry) -> bool:
     return entry.record_id.startswith("task:") if entry.side == Side.CRM.value else key_target(entry.record_id) is not None
 
 
-class _TaskRun(KindRun[MsChange[MsTask]]):
+class _TaskRun(KindRun[MsTask]):
     def __init__(self, part: RunPart, microsoft: MicrosoftTasksPort) -> None:
         super().__init__(part, task_partition(part.user.user_id), Tally(log_limit=part.options.engine.log_limit))
         self.crm = cast(CrmTasksPort, part.crm)  # the CRM adapters serve both ports
         self.microsoft = microsoft
         self.containers: dict[TaskTarget, str] = {}
         self.quarantined: list[QuarantineEntry] = []
-
-    def _version(self, change: MsChange[MsTask]) -> str | None:
-        return change.item.version if change.item is not None else None
-
-    def _removal(self, ms_id: str) -> MsChange[MsTask]:
-        return MsChange(ms_id=ms_id, removed_reason="missing after a full resync")
 
     def execute(self) -> None:
         home = self.state.get_cursor(self.tenant_id, self.partition)
