@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from sync_core.domain.models import Link, SyncMode, UserSyncSettings
+from sync_core.domain.models import Link, MsChange, SyncMode, UserSyncSettings
 from sync_core.sync.actions import Side
 
 F = TypeVar("F")
 M = TypeVar("M")
-C = TypeVar("C", bound="MsChangeLike")
+C = TypeVar("C", bound="MsChange[Any]")  # the kind's change: its ms_id is the link's Microsoft key
 F_co = TypeVar("F_co", covariant=True)
 R_co = TypeVar("R_co", covariant=True)
 
@@ -39,14 +39,6 @@ class CrmSide(Protocol[F_co, R_co]):
 
     @property
     def in_scope(self) -> bool: ...  # the user's (an account they own, a task assigned to them)
-
-
-class MsChangeLike(Protocol):
-    @property
-    def ms_id(self) -> str: ...  # the link's Microsoft key
-
-    @property
-    def invalid_reason(self) -> str | None: ...
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,11 @@ from sync_core.sync.actions import (Action, ConflictMerge, CreateInCrm, CreateIn
                                     LinkExisting, MarkCrmDeleted, MarkMsRemoved, RefreshLinkVersions, RememberMeeting,
                                     Side, Skip, Unlink, UpdateCrm, UpdateMicrosoft, deletion_origin)
 from sync_core.sync.guard import DeleteGuard, GuardLimits, mass_delete_guard
-from sync_core.sync.kind import CrmSide, MsChangeLike, MsItem, PlanRules
+from sync_core.sync.kind import C, CrmSide, MsItem, PlanRules
 
 F = TypeVar("F")
 R = TypeVar("R")
 M = TypeVar("M")
-C = TypeVar("C", bound=MsChangeLike)
 
 
 # --- classification -----------------------------------------------------------------------------------
