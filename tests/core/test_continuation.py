@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from sync_core.sync.budget import Budget
-from sync_core.kinds.contacts.executor import EngineConfig
+from sync_core.sync.tally import EngineConfig
 from sync_core.domain.models import RunOutcome, RunRecord
 from sync_core.kinds.contacts.run import SyncOptions
 from tests.core.core_world import TENANT, USER, World

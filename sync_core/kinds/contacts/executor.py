@@ -34,7 +34,7 @@ from sync_core.ports import ITEM_GONE, CrmPort, MicrosoftContactsPort, StateStor
 from sync_core.sync.actions import ConflictMerge, Converge, CreateInCrm, CreateInMicrosoft, DeleteInMicrosoft, LinkExisting, Side
 from sync_core.sync.executor import EngineConfig, Executor, MsWrite, Removal, Tally, outcome
 
-__all__ = ["Engine", "EngineConfig", "Tally"]
+__all__ = ["Engine"]
 
 
 class Engine(Executor[ContactFields, CrmContact, WriteResult[MsContact]]):
